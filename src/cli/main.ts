@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/**
+ * `modelgate <command>`: the single entry point. Each command lives in its own
+ * module under src/cli/ and is loaded only when used.
+ */
+import { EXIT_USAGE, type CliIO, type Command } from './io.ts'
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Command }> }> = {
+  serve: { summary: 'run the ext_proc server (modelgate serve --config modelgate.yaml)', load: () => import('./serve.ts') },
+  start: { summary: 'run a local stack: Envoy + modelgate + a stand-in provider, with dev certificates', load: () => import('./start.ts') },
+  policy: { summary: 'validate, format, test and explain Cedar policies', load: () => import('./policy.ts') },
+  redact: { summary: 'show what a request body looks like after redaction', load: () => import('./redact.ts') },
+  audit: { summary: 'read, verify and summarise audit records', load: () => import('./audit.ts') },
+  'dev-provider': { summary: 'run the stand-in model provider on its own (used by start)', load: () => import('./dev-provider.ts') },
+}
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length))
+  return [
+    'usage: modelgate <command> [options]',
+    '',
+    'commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `modelgate <command> --help` for the options of one command.',
+  ].join('\n')
+}
+
+export async function main(argv: string[], io: CliIO): Promise<number> {
+  const [name, ...rest] = argv
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    ;(name ? io.stdout : io.stderr).write(usage() + '\n')
+    return name ? 0 : EXIT_USAGE
+  }
+  const cmd = COMMANDS[name]
+  if (!cmd) {
+    io.stderr.write(`modelgate: unknown command "${name}"\n\n${usage()}\n`)
+    return EXIT_USAGE
+  }
+  const mod = await cmd.load()
+  return mod.run(rest, io)
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    cwd: process.cwd(),
+    env: process.env,
+  })
+  process.exitCode = code
+}

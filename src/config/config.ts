@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { Ajv, type ErrorObject } from 'ajv'
+import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
+import { auditSchema, type AuditConfig } from './sections/audit.ts'
+import { identitySchema, type IdentityConfig } from './sections/identity.ts'
+import { policySchema, type PolicyConfig } from './sections/policy.ts'
+import { providersSchema, type ProvidersConfig } from './sections/providers.ts'
+import { redactionSchema, type RedactionConfig } from './sections/redaction.ts'
+import { serverSchema, type ServerConfig } from './sections/server.ts'
+
+/** The whole, validated, frozen configuration. */
+export interface Config {
+  server: ServerConfig
+  identity: IdentityConfig
+  providers: ProvidersConfig
+  policy: PolicyConfig
+  redaction: RedactionConfig
+  audit: AuditConfig
+  /** Directory relative paths in the file are resolved against. */
+  baseDir: string
+}
+
+export const configSchema = {
+  $id: 'https://modelgate.dev/schema/config.json',
+  type: 'object',
+  additionalProperties: false,
+  required: ['identity'],
+  properties: {
+    server: serverSchema,
+    identity: identitySchema,
+    providers: providersSchema,
+    policy: policySchema,
+    redaction: redactionSchema,
+    audit: auditSchema,
+  },
+} as const
+
+/** One configuration problem, located as precisely as the source allows. */
+export interface ConfigProblem {
+  readonly file: string
+  readonly line: number | undefined
+  readonly column: number | undefined
+  /** Dotted path of the field, e.g. `identity.trustDomains[0]`. */
+  readonly field: string
+  readonly message: string
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  const where = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.column ?? 1}`
+  return `${where}: ${p.field || '(top level)'}: ${p.message}`
+}
+
+/** Thrown when the configuration is invalid; lists every problem found. */
+export class ConfigError extends Error {
+  readonly problems: readonly ConfigProblem[]
+  constructor(problems: readonly ConfigProblem[]) {
+    super(`invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map((p) => '  ' + formatProblem(p)).join('\n'))
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true })
+const validate = ajv.compile(configSchema)
+
+/** Loads, validates and freezes a YAML (or JSON) configuration file. */
+export function loadConfigFile(file: string): Config {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError([{ file, line: undefined, column: undefined, field: '', message: `cannot read file: ${(err as Error).message}` }])
+  }
+  return parseConfig(text, file)
+}
+
+/** Parses configuration text; `file` names it in error messages and anchors relative paths. */
+export function parseConfig(text: string, file: string): Config {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  const problems: ConfigProblem[] = []
+  for (const e of [...doc.errors, ...doc.warnings]) {
+    const pos = e.linePos?.[0]
+    problems.push({ file, line: pos?.line, column: pos?.col, field: '', message: e.message.split('\n')[0]! })
+  }
+  if (problems.length) throw new ConfigError(problems)
+  const data = doc.toJS() ?? {}
+  return finish(data, file, doc, lineCounter)
+}
+
+/** Validates a configuration given as an object (e.g. built by `modelgate start`). */
+export function configFromObject(data: unknown, source: string, baseDir = process.cwd()): Config {
+  return finish(structuredClone(data), source, undefined, undefined, baseDir)
+}
+
+function finish(data: unknown, file: string, doc: Document | undefined, lc: LineCounter | undefined, baseDir?: string): Config {
+  if (!validate(data)) {
+    const problems = (validate.errors ?? []).map((e) => problemFromAjv(e, file, doc, lc))
+    throw new ConfigError(dedupe(problems))
+  }
+  const cfg = data as unknown as Omit<Config, 'baseDir'>
+  const base = baseDir ?? (file.includes('/') || file.endsWith('.yaml') || file.endsWith('.yml') || file.endsWith('.json') ? dirname(resolve(file)) : process.cwd())
+  const full: Config = { ...cfg, baseDir: base }
+  return deepFreeze(full)
+}
+
+/** Resolves a path from the configuration against the configuration's directory. */
+export function resolveConfigPath(cfg: Config, p: string): string {
+  return isAbsolute(p) ? p : resolve(cfg.baseDir, p)
+}
+
+function problemFromAjv(e: ErrorObject, file: string, doc: Document | undefined, lc: LineCounter | undefined): ConfigProblem {
+  const segments = e.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+  let field = segments.reduce((acc, s) => (/^\d+$/.test(s) ? `${acc}[${s}]` : acc ? `${acc}.${s}` : s), '')
+  let message = e.message ?? 'is invalid'
+  let keyPath = segments
+  if (e.keyword === 'additionalProperties') {
+    const extra = String((e.params as { additionalProperty: string }).additionalProperty)
+    field = field ? `${field}.${extra}` : extra
+    message = 'is not a known setting'
+    keyPath = [...segments, extra]
+  } else if (e.keyword === 'required') {
+    const missing = String((e.params as { missingProperty: string }).missingProperty)
+    field = field ? `${field}.${missing}` : missing
+    message = 'is required'
+  } else if (e.keyword === 'enum') {
+    message = `must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`
+  }
+  let line: number | undefined
+  let column: number | undefined
+  if (doc && lc) {
+    const node = findNode(doc, keyPath, e.keyword === 'additionalProperties')
+    if (node?.range) {
+      const pos = lc.linePos(node.range[0])
+      line = pos.line
+      column = pos.col
+    }
+  }
+  return { file, line, column, field, message }
+}
+
+/** The YAML node for a path; for an unknown key, the key node itself. Falls back to the nearest ancestor. */
+function findNode(doc: Document, path: string[], wantKey: boolean): { range?: [number, number, number] | null } | undefined {
+  const keys = path.map((s) => (/^\d+$/.test(s) ? Number(s) : s))
+  for (let n = keys.length; n >= 0; n--) {
+    if (wantKey && n === keys.length && n > 0) {
+      const parent = n === 1 ? doc.contents : doc.getIn(keys.slice(0, n - 1), true)
+      if (isMap(parent)) {
+        const pair = parent.items.find((it) => isNode(it.key) && (it.key as { value?: unknown }).value === keys[n - 1])
+        if (pair && isNode(pair.key)) return pair.key as { range?: [number, number, number] | null }
+      }
+      continue
+    }
+    const node = n === 0 ? doc.contents : doc.getIn(keys.slice(0, n), true)
+    if (isNode(node)) return node as { range?: [number, number, number] | null }
+  }
+  return undefined
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>()
+  return problems.filter((p) => {
+    const k = formatProblem(p)
+    if (seen.has(k)) return false
+    seen.add(k)
+    return true
+  })
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v)
+    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k])
+  }
+  return v
+}

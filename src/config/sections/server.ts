@@ -1,0 +1,26 @@
+/** `server`: where modelgate listens and how it treats the ext_proc stream. */
+export interface ServerConfig {
+  /** `unix:///path/to.sock` or `host:port` (loopback or pod address). */
+  listen: string
+  /** Largest request or response body modelgate accepts; also sets the gRPC message limit. */
+  maxBodyBytes: number
+  /** Deadline for one ext_proc phase; keep it below Envoy's message_timeout. */
+  phaseTimeoutMs: number
+  /** How long SIGTERM waits for open streams before closing them. */
+  drainTimeoutMs: number
+  /** Prometheus metrics endpoint (`host:port`), or empty to disable. */
+  metricsListen: string
+}
+
+export const serverSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  properties: {
+    listen: { type: 'string', minLength: 1, default: 'unix:///tmp/modelgate.sock', pattern: '^(unix://.+|[^\\s/]+:[0-9]{1,5})$' },
+    maxBodyBytes: { type: 'integer', minimum: 1024, maximum: 67108864, default: 1048576 },
+    phaseTimeoutMs: { type: 'integer', minimum: 10, maximum: 60000, default: 800 },
+    drainTimeoutMs: { type: 'integer', minimum: 0, maximum: 600000, default: 10000 },
+    metricsListen: { type: 'string', default: '' },
+  },
+} as const

@@ -1,0 +1,23 @@
+/** A workload identity taken from an X.509-SVID (the mTLS peer certificate). */
+export interface WorkloadIdentity {
+  /** The normalised SPIFFE ID: scheme and trust domain lower-cased, path as presented. */
+  readonly spiffeId: string
+  readonly trustDomain: string
+  /** The path part, starting with '/', or '' for a trust-domain-only ID. */
+  readonly path: string
+  /** Kubernetes convention `/ns/<namespace>/sa/<service-account>`; undefined otherwise. */
+  readonly namespace: string | undefined
+  readonly serviceAccount: string | undefined
+  /** Where the identity came from: Envoy's connection attributes or a sanitised XFCC header. */
+  readonly source: 'mtls' | 'xfcc'
+  /** SHA-256 of the peer certificate (hex), when Envoy provided it. */
+  readonly certificateSha256: string | undefined
+}
+
+/** A human on whose behalf the workload acts, from a verified token. */
+export interface DelegatedUser {
+  readonly subject: string
+  readonly issuer: string
+  readonly email: string | undefined
+  readonly groups: readonly string[]
+}

@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto'
+import type { GateError } from '../errors.ts'
+import type { DelegatedUser, WorkloadIdentity } from '../identity/types.ts'
+import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
+
+/** A header change for Envoy: values set (overwriting) and names removed. */
+export class HeaderChanges {
+  readonly set = new Map<string, string>()
+  readonly remove = new Set<string>()
+
+  setHeader(name: string, value: string): void {
+    const key = name.toLowerCase()
+    this.remove.delete(key)
+    this.set.set(key, value)
+  }
+
+  removeHeader(name: string): void {
+    const key = name.toLowerCase()
+    this.set.delete(key)
+    this.remove.add(key)
+  }
+
+  get empty(): boolean {
+    return this.set.size === 0 && this.remove.size === 0
+  }
+
+  clear(): void {
+    this.set.clear()
+    this.remove.clear()
+  }
+}
+
+/** One detection in a request or response. Never carries the matched value. */
+export interface Finding {
+  readonly detector: string
+  readonly dataClass: string
+  readonly confidence: 'high' | 'medium' | 'low'
+  /** Where it was found: 'request' or 'response'. */
+  readonly direction: 'request' | 'response'
+  /** JSON path of the text field (request) or SSE/JSON location (response), as a string. */
+  readonly location: string
+  /** Offset and length in UTF-16 code units within that text field. */
+  readonly start: number
+  readonly length: number
+  /** Salted SHA-256 of the value (hex, truncated): lets auditors correlate, never reverse. */
+  readonly hash: string
+  /** What was done with it. */
+  readonly action: 'allow' | 'redact' | 'block'
+}
+
+/** The policy outcome for a request, as recorded in the audit trail. */
+export interface PolicyDecision {
+  readonly effect: 'allow' | 'deny'
+  readonly decisionId: string
+  /** Cedar's determining policies, with their @owner annotation. */
+  readonly policies: readonly { readonly id: string; readonly owner: string | undefined }[]
+  readonly errors: readonly string[]
+  readonly policySetHash: string
+  readonly cached: boolean
+  readonly shadow?: {
+    readonly effect: 'allow' | 'deny'
+    readonly policies: readonly { readonly id: string; readonly owner: string | undefined }[]
+    readonly errors: readonly string[]
+    readonly policySetHash: string
+  }
+}
+
+/** Quota outcome, filled by the quota stage. */
+export interface QuotaOutcome {
+  readonly rules: readonly string[]
+  /** Remaining budget per rule after this request was charged. */
+  readonly remaining: Readonly<Record<string, number>>
+}
+
+/** The trace context Envoy propagated to the Process call. */
+export interface TraceCarrier {
+  traceparent?: string
+  tracestate?: string
+}
+
+/**
+ * Everything modelgate knows about one HTTP exchange. One instance per ext_proc
+ * stream, created at the first message and discarded when the stream closes.
+ */
+export class RequestContext {
+  /** The request id (x-request-id from Envoy, or generated). */
+  id: string
+  /** Wall-clock start (ms since epoch) and monotonic start (ns) for stage timings. */
+  readonly startedAt = Date.now()
+  readonly startedNs = process.hrtime.bigint()
+  readonly trace: TraceCarrier
+
+  /** Envoy attributes (request_attributes / response_attributes), flattened to plain values. */
+  readonly attributes = new Map<string, unknown>()
+  readonly requestHeaders = new Map<string, string>()
+  method = ''
+  path = ''
+  authority = ''
+
+  identity: WorkloadIdentity | undefined
+  user: DelegatedUser | undefined
+  request: ParsedRequest | undefined
+
+  /** The buffered request body. Replace it with `replaceRequestBody`. */
+  requestBody: Buffer = Buffer.alloc(0)
+  requestBodyReplaced = false
+
+  readonly responseHeaders = new Map<string, string>()
+  responseStatus: number | undefined
+  /** True when the response is an SSE stream processed chunk by chunk. */
+  responseStreaming = false
+  /** True once a stage terminated the response mid-stream; later chunks are cleared. */
+  responseTerminated = false
+
+  readonly findings: Finding[] = []
+  readonly dataClasses = new Set<string>()
+  decision: PolicyDecision | undefined
+  quota: QuotaOutcome | undefined
+  readonly usage: TokenUsage = { input: undefined, output: undefined }
+  /** The response model reported by the provider. */
+  responseModel: string | undefined
+
+  /** Header changes for the request (sent to upstream) and for the response (sent to the client). */
+  readonly requestHeaderChanges = new HeaderChanges()
+  readonly responseHeaderChanges = new HeaderChanges()
+
+  /** Milliseconds spent per stage (summed over phases). */
+  readonly timings = new Map<string, number>()
+  /** The denial sent to the client, if any. */
+  denial: GateError | undefined
+
+  readonly #local = new Map<symbol, unknown>()
+
+  constructor(trace: TraceCarrier = {}) {
+    this.id = randomUUID()
+    this.trace = trace
+  }
+
+  /** Per-request state private to one stage, created on first use. */
+  local<T>(key: symbol, init: () => T): T {
+    if (!this.#local.has(key)) this.#local.set(key, init())
+    return this.#local.get(key) as T
+  }
+
+  /** Replace the body sent upstream; the server adjusts content-length. */
+  replaceRequestBody(body: Buffer): void {
+    this.requestBody = body
+    this.requestBodyReplaced = true
+  }
+
+  addFinding(f: Finding): void {
+    this.findings.push(f)
+    this.dataClasses.add(f.dataClass)
+  }
+
+  /** Milliseconds since the stream started. */
+  elapsedMs(): number {
+    return Number(process.hrtime.bigint() - this.startedNs) / 1e6
+  }
+}

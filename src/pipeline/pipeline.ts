@@ -1,0 +1,101 @@
+import { GateError, toGateError } from '../errors.ts'
+import type { RequestContext } from './context.ts'
+import type { BodyChunk, Phase, Stage, StreamOutcome } from './stage.ts'
+
+type PhaseFn = (ctx: RequestContext, chunk?: BodyChunk) => void | Promise<void>
+
+export interface PipelineOptions {
+  /**
+   * Deadline for one phase across all stages, in milliseconds. Keep it below
+   * Envoy's message_timeout so the caller gets modelgate's own error body.
+   */
+  readonly phaseTimeoutMs: number
+  /** Observes every stage failure (already converted to a GateError). */
+  readonly onStageError?: (stage: string, phase: Phase, err: GateError) => void
+}
+
+/**
+ * The ordered stages, with the per-phase lists computed once. `run` calls the
+ * stages of one phase in order and throws the first denial; `close` tells every
+ * stage that the stream ended.
+ */
+export class Pipeline {
+  readonly stages: readonly Stage[]
+  readonly #byPhase: ReadonlyMap<Phase, readonly { name: string; fn: PhaseFn }[]>
+  readonly #options: PipelineOptions
+
+  constructor(stages: readonly Stage[], options: PipelineOptions) {
+    const names = new Set<string>()
+    for (const s of stages) {
+      if (names.has(s.name)) throw new Error(`pipeline: two stages are named "${s.name}"`)
+      names.add(s.name)
+    }
+    this.stages = Object.freeze([...stages])
+    this.#options = options
+    const byPhase = new Map<Phase, { name: string; fn: PhaseFn }[]>()
+    const phases: Phase[] = ['requestHeaders', 'requestBody', 'requestTrailers', 'responseHeaders', 'responseBody', 'responseTrailers']
+    for (const phase of phases) {
+      const list: { name: string; fn: PhaseFn }[] = []
+      for (const s of stages) {
+        const m = s[phase] as PhaseFn | undefined
+        if (typeof m === 'function') list.push({ name: s.name, fn: m.bind(s) })
+      }
+      byPhase.set(phase, list)
+    }
+    this.#byPhase = byPhase
+  }
+
+  /** True when some stage wants to see this phase. */
+  has(phase: Phase): boolean {
+    return (this.#byPhase.get(phase)?.length ?? 0) > 0
+  }
+
+  /** Runs one phase through every stage, in order. Throws a GateError to deny. */
+  async run(phase: Phase, ctx: RequestContext, chunk?: BodyChunk): Promise<void> {
+    const list = this.#byPhase.get(phase)
+    if (!list || list.length === 0) return
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new GateError('MG_TIMEOUT', { internal: `phase ${phase} exceeded ${this.#options.phaseTimeoutMs} ms` })),
+        this.#options.phaseTimeoutMs,
+      )
+      timer.unref()
+    })
+    try {
+      await Promise.race([this.#runStages(list, phase, ctx, chunk), deadline])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async #runStages(list: readonly { name: string; fn: PhaseFn }[], phase: Phase, ctx: RequestContext, chunk?: BodyChunk): Promise<void> {
+    for (const { name, fn } of list) {
+      const t0 = process.hrtime.bigint()
+      try {
+        const r = fn(ctx, chunk)
+        if (r !== undefined && typeof (r as Promise<void>).then === 'function') await r
+      } catch (err) {
+        const ge = toGateError(err)
+        this.#options.onStageError?.(name, phase, ge)
+        throw ge
+      } finally {
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6
+        ctx.timings.set(name, (ctx.timings.get(name) ?? 0) + ms)
+      }
+    }
+  }
+
+  /** Tells every stage the stream ended. Stage failures here are swallowed (and reported). */
+  close(ctx: RequestContext, outcome: StreamOutcome): void {
+    for (let i = this.stages.length - 1; i >= 0; i--) {
+      const s = this.stages[i]!
+      if (!s.close) continue
+      try {
+        s.close(ctx, outcome)
+      } catch (err) {
+        this.#options.onStageError?.(s.name, 'responseTrailers', toGateError(err))
+      }
+    }
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * The ext_proc stream loop. It moves messages: it decodes each
+ * ProcessingRequest into the request context, runs the matching pipeline phase
+ * and encodes the answer. It never decides anything itself, and it never ends
+ * a stream with status OK before it has answered every message it owes (Envoy
+ * would treat that as "continue without the processor": a fail-open path).
+ */
+import type * as grpc from '@grpc/grpc-js'
+import { denialBody, GateError, toGateError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import { RequestContext } from '../pipeline/context.ts'
+import type { Pipeline } from '../pipeline/pipeline.ts'
+import type { BodyChunk, StreamOutcome } from '../pipeline/stage.ts'
+import {
+  headerMutation,
+  headersToMap,
+  structToJs,
+  type CommonResponseMsg,
+  type HttpBodyMsg,
+  type HttpHeadersMsg,
+  type ProcessingRequestMsg,
+  type ProcessingResponseMsg,
+} from './codec.ts'
+
+/** The attribute namespace Envoy's ext_proc filter uses in ProcessingRequest.attributes. */
+export const ATTRIBUTES_NAMESPACE = 'envoy.filters.http.ext_proc'
+/** The dynamic metadata namespace modelgate writes (list it in Envoy's receiving_namespaces). */
+export const METADATA_NAMESPACE = 'modelgate'
+
+export type ProcessCall = grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>
+
+export interface ProcessDeps {
+  readonly pipeline: Pipeline
+  readonly logger: Logger
+  readonly maxBodyBytes: number
+  /** True while the server drains: new streams are refused with 503. */
+  readonly draining: () => boolean
+  readonly onOpen?: () => void
+  readonly onClose?: () => void
+}
+
+export function createProcessHandler(deps: ProcessDeps): (call: ProcessCall) => void {
+  return (call) => {
+    new StreamSession(call, deps).start()
+  }
+}
+
+class StreamSession {
+  readonly #call: ProcessCall
+  readonly #deps: ProcessDeps
+  readonly #ctx: RequestContext
+  #queue: Promise<void> = Promise.resolve()
+  /** An ImmediateResponse went out: Envoy sends nothing more that needs an answer. */
+  #answeredFinal = false
+  #closed = false
+  #requestChunks: Buffer[] = []
+  #requestBytes = 0
+
+  constructor(call: ProcessCall, deps: ProcessDeps) {
+    this.#call = call
+    this.#deps = deps
+    const md = call.metadata
+    const traceparent = md.get('traceparent')[0]
+    const tracestate = md.get('tracestate')[0]
+    this.#ctx = new RequestContext({
+      ...(typeof traceparent === 'string' ? { traceparent } : {}),
+      ...(typeof tracestate === 'string' ? { tracestate } : {}),
+    })
+  }
+
+  start(): void {
+    const call = this.#call
+    this.#deps.onOpen?.()
+    call.on('data', (msg: ProcessingRequestMsg) => {
+      this.#queue = this.#queue.then(() => this.#handle(msg)).catch((err) => this.#fail(err))
+    })
+    call.on('end', () => {
+      // Envoy half-closed: every message it sent has been (or is being) answered.
+      this.#queue = this.#queue.then(() => {
+        this.#close({ kind: 'completed' })
+        call.end()
+      })
+    })
+    call.on('cancelled', () => this.#close({ kind: 'cancelled' }))
+    call.on('error', (err) => this.#close({ kind: 'cancelled', error: err }))
+  }
+
+  async #handle(msg: ProcessingRequestMsg): Promise<void> {
+    if (this.#closed) return
+    if (this.#answeredFinal) return
+    const ctx = this.#ctx
+    const attrs = msg.attributes?.[ATTRIBUTES_NAMESPACE]
+    if (attrs) for (const [k, v] of Object.entries(structToJs(attrs))) ctx.attributes.set(k, v)
+
+    try {
+      if (msg.observability_mode) throw new GateError('MG_INTERNAL', { internal: 'observability_mode is not supported: modelgate must be in the request path' })
+      switch (msg.request) {
+        case 'request_headers':
+          return await this.#requestHeaders(msg.request_headers ?? {})
+        case 'request_body':
+          return await this.#requestBody(msg.request_body ?? {})
+        case 'request_trailers':
+          await this.#deps.pipeline.run('requestTrailers', ctx)
+          return this.#send({ request_trailers: {} })
+        case 'response_headers':
+          return await this.#responseHeaders(msg.response_headers ?? {})
+        case 'response_body':
+          return await this.#responseBody(msg.response_body ?? {})
+        case 'response_trailers':
+          await this.#deps.pipeline.run('responseTrailers', ctx)
+          return this.#send({ response_trailers: {} })
+        default:
+          throw new GateError('MG_INTERNAL', { internal: `unknown ext_proc message ${String(msg.request)}` })
+      }
+    } catch (err) {
+      this.#deny(toGateError(err))
+    }
+  }
+
+  async #requestHeaders(h: HttpHeadersMsg): Promise<void> {
+    const ctx = this.#ctx
+    headersToMap(h.headers, ctx.requestHeaders)
+    ctx.method = ctx.requestHeaders.get(':method') ?? ''
+    ctx.path = ctx.requestHeaders.get(':path') ?? ''
+    ctx.authority = ctx.requestHeaders.get(':authority') ?? ''
+    const rid = ctx.requestHeaders.get('x-request-id') ?? ctx.attributes.get('request.id')
+    if (typeof rid === 'string' && rid.length > 0 && rid.length <= 128) ctx.id = rid
+    if (this.#deps.draining()) throw new GateError('MG_SHUTTING_DOWN')
+
+    await this.#deps.pipeline.run('requestHeaders', ctx)
+    if (h.end_of_stream) {
+      // No body will follow: run the body phase now so body-time decisions (policy, quota) still happen.
+      await this.#deps.pipeline.run('requestBody', ctx)
+    }
+    const common: CommonResponseMsg = {}
+    const hm = headerMutation(ctx.requestHeaderChanges.set, ctx.requestHeaderChanges.remove)
+    if (hm) common.header_mutation = hm
+    ctx.requestHeaderChanges.clear()
+    this.#send({ request_headers: { response: common } })
+  }
+
+  async #requestBody(b: HttpBodyMsg): Promise<void> {
+    const ctx = this.#ctx
+    const chunk = b.body ?? Buffer.alloc(0)
+    this.#requestBytes += chunk.length
+    if (this.#requestBytes > this.#deps.maxBodyBytes) throw new GateError('MG_BODY_TOO_LARGE', { internal: `request body exceeds ${this.#deps.maxBodyBytes} bytes` })
+    this.#requestChunks.push(chunk)
+    if (!b.end_of_stream) {
+      // Only BUFFERED mode delivers a whole body; a partial chunk would go upstream unscanned.
+      throw new GateError('MG_INTERNAL', { internal: 'request body arrived in pieces: Envoy must send it BUFFERED' })
+    }
+    ctx.requestBody = this.#requestChunks.length === 1 ? this.#requestChunks[0]! : Buffer.concat(this.#requestChunks)
+    this.#requestChunks = []
+    await this.#deps.pipeline.run('requestBody', ctx)
+    const common: CommonResponseMsg = {}
+    if (ctx.requestBodyReplaced) {
+      common.body_mutation = { body: ctx.requestBody }
+      ctx.requestHeaderChanges.setHeader('content-length', String(ctx.requestBody.length))
+    }
+    const hm = headerMutation(ctx.requestHeaderChanges.set, ctx.requestHeaderChanges.remove)
+    if (hm) common.header_mutation = hm
+    ctx.requestHeaderChanges.clear()
+    this.#send({ request_body: { response: common } })
+  }
+
+  async #responseHeaders(h: HttpHeadersMsg): Promise<void> {
+    const ctx = this.#ctx
+    headersToMap(h.headers, ctx.responseHeaders)
+    const status = Number(ctx.responseHeaders.get(':status'))
+    ctx.responseStatus = Number.isInteger(status) ? status : undefined
+    const contentType = (ctx.responseHeaders.get('content-type') ?? '').toLowerCase()
+    ctx.responseStreaming = contentType.startsWith('text/event-stream')
+    await this.#deps.pipeline.run('responseHeaders', ctx)
+    const common: CommonResponseMsg = {}
+    const hm = headerMutation(ctx.responseHeaderChanges.set, ctx.responseHeaderChanges.remove)
+    if (hm) common.header_mutation = hm
+    ctx.responseHeaderChanges.clear()
+    const res: ProcessingResponseMsg = { response_headers: { response: common } }
+    // SSE is scanned chunk by chunk as it passes; everything else stays BUFFERED (the static mode).
+    if (ctx.responseStreaming) res.mode_override = { response_body_mode: 'STREAMED' }
+    this.#send(res)
+  }
+
+  async #responseBody(b: HttpBodyMsg): Promise<void> {
+    const ctx = this.#ctx
+    const original = b.body ?? Buffer.alloc(0)
+    const chunk: BodyChunk = { data: original, end: b.end_of_stream === true }
+    if (!ctx.responseStreaming && !chunk.end) {
+      throw new GateError('MG_INTERNAL', { internal: 'response body arrived in pieces without SSE: Envoy must send it BUFFERED' })
+    }
+    if (ctx.responseTerminated) chunk.data = Buffer.alloc(0)
+    else await this.#deps.pipeline.run('responseBody', ctx, chunk)
+    if (ctx.responseTerminated && chunk.data === original) chunk.data = Buffer.alloc(0)
+    const common: CommonResponseMsg = {}
+    if (chunk.data !== original) {
+      common.body_mutation = chunk.data.length > 0 ? { body: chunk.data } : { clear_body: true }
+      if (!ctx.responseStreaming) ctx.responseHeaderChanges.setHeader('content-length', String(chunk.data.length))
+    }
+    if (!ctx.responseStreaming) {
+      const hm = headerMutation(ctx.responseHeaderChanges.set, ctx.responseHeaderChanges.remove)
+      if (hm) common.header_mutation = hm
+      ctx.responseHeaderChanges.clear()
+    }
+    this.#send({ response_body: { response: common } })
+  }
+
+  #deny(err: GateError): void {
+    const ctx = this.#ctx
+    ctx.denial = err
+    this.#deps.logger[err.code === 'MG_INTERNAL' ? 'error' : 'info']('request denied', {
+      request_id: ctx.id,
+      code: err.code,
+      status: err.status,
+      spiffe_id: ctx.identity?.spiffeId,
+      reason: err.internal,
+    })
+    const body = denialBody(err, { requestId: ctx.id, decisionId: ctx.decision?.decisionId })
+    this.#answeredFinal = true
+    this.#send({
+      immediate_response: {
+        status: { code: err.status },
+        headers: headerMutation(
+          new Map([
+            ['content-type', 'application/json'],
+            ['x-modelgate-error', err.code],
+            ['x-request-id', ctx.id],
+          ]),
+          new Set(),
+        )!,
+        body,
+        details: `modelgate_${err.code}`,
+      },
+    })
+  }
+
+  /** A failure of the loop itself: answer with a 500 if the stream can still take it, else reset it. */
+  #fail(err: unknown): void {
+    this.#deps.logger.error('ext_proc stream failed', { request_id: this.#ctx.id, error: err instanceof Error ? err.message : String(err) })
+    if (!this.#answeredFinal && !this.#closed) {
+      try {
+        this.#deny(toGateError(err))
+        return
+      } catch {
+        // fall through to reset
+      }
+    }
+    this.#abort(err)
+  }
+
+  #send(res: ProcessingResponseMsg): void {
+    if (this.#closed) return
+    this.#call.write(res)
+  }
+
+  /** Ends the stream with an error status: Envoy answers the client with 5xx, never forwards. */
+  #abort(err: unknown): void {
+    if (this.#closed) return
+    this.#close({ kind: 'error', error: err })
+    this.#call.destroy(err instanceof Error ? err : new Error(String(err)))
+  }
+
+  #close(outcome: StreamOutcome): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#deps.pipeline.close(this.#ctx, outcome)
+    this.#deps.onClose?.()
+  }
+}
