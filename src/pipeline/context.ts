@@ -90,6 +90,11 @@ export class RequestContext {
   readonly startedNs = process.hrtime.bigint()
   readonly trace: TraceCarrier
 
+  /**
+   * gRPC metadata of the Process call whose names start with `x-modelgate-`:
+   * per-route facts Envoy adds with `grpc_initial_metadata` (e.g. x-modelgate-provider).
+   */
+  readonly streamMetadata = new Map<string, string>()
   /** Envoy attributes (request_attributes / response_attributes), flattened to plain values. */
   readonly attributes = new Map<string, unknown>()
   readonly requestHeaders = new Map<string, string>()

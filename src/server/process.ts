@@ -14,6 +14,7 @@ import type { BodyChunk, StreamOutcome } from '../pipeline/stage.ts'
 import {
   headerMutation,
   headersToMap,
+  jsToStruct,
   structToJs,
   type CommonResponseMsg,
   type HttpBodyMsg,
@@ -66,6 +67,9 @@ class StreamSession {
       ...(typeof traceparent === 'string' ? { traceparent } : {}),
       ...(typeof tracestate === 'string' ? { tracestate } : {}),
     })
+    for (const [k, v] of Object.entries(md.getMap())) {
+      if (k.startsWith('x-modelgate-') && typeof v === 'string') this.#ctx.streamMetadata.set(k, v)
+    }
   }
 
   start(): void {
@@ -136,7 +140,7 @@ class StreamSession {
     const hm = headerMutation(ctx.requestHeaderChanges.set, ctx.requestHeaderChanges.remove)
     if (hm) common.header_mutation = hm
     ctx.requestHeaderChanges.clear()
-    this.#send({ request_headers: { response: common } })
+    this.#send({ request_headers: { response: common }, ...(h.end_of_stream ? this.#metadata() : {}) })
   }
 
   async #requestBody(b: HttpBodyMsg): Promise<void> {
@@ -160,7 +164,7 @@ class StreamSession {
     const hm = headerMutation(ctx.requestHeaderChanges.set, ctx.requestHeaderChanges.remove)
     if (hm) common.header_mutation = hm
     ctx.requestHeaderChanges.clear()
-    this.#send({ request_body: { response: common } })
+    this.#send({ request_body: { response: common }, ...this.#metadata() })
   }
 
   async #responseHeaders(h: HttpHeadersMsg): Promise<void> {
@@ -230,7 +234,22 @@ class StreamSession {
         body,
         details: `modelgate_${err.code}`,
       },
+      ...this.#metadata(),
     })
+  }
+
+  /** Facts for Envoy's access log, in the `modelgate` dynamic metadata namespace. Never request content. */
+  #metadata(): Pick<ProcessingResponseMsg, 'dynamic_metadata'> {
+    const ctx = this.#ctx
+    const facts: Record<string, unknown> = {
+      request_id: ctx.id,
+      spiffe_id: ctx.identity?.spiffeId,
+      decision_id: ctx.decision?.decisionId,
+      policy_set: ctx.decision?.policySetHash,
+      model: ctx.request?.model,
+      error_code: ctx.denial?.code,
+    }
+    return { dynamic_metadata: jsToStruct({ [METADATA_NAMESPACE]: facts }) }
   }
 
   /** A failure of the loop itself: answer with a 500 if the stream can still take it, else reset it. */
