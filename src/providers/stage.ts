@@ -1,0 +1,120 @@
+/**
+ * The provider stage: recognises the provider API from the path, checks the
+ * method, content type and encoding, parses the JSON body once into
+ * ctx.request for every later stage, and reads the model and token usage back
+ * from the response.
+ */
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib'
+import { GateError } from '../errors.ts'
+import type { ProvidersConfig } from '../config/sections/providers.ts'
+import type { RequestContext } from '../pipeline/context.ts'
+import type { Stage } from '../pipeline/stage.ts'
+import { parseProviderRequest } from './parse.ts'
+import { absorbResponseObject, SseFactsReader } from './response.ts'
+import { matchRoute, type ApiRoute } from './routes.ts'
+
+/** The gRPC metadata key Envoy routes set (grpc_initial_metadata) to name their provider. */
+export const PROVIDER_METADATA_KEY = 'x-modelgate-provider'
+
+const ROUTE = Symbol('provider.route')
+const SSE = Symbol('provider.sse')
+
+/** The provider the Envoy route declares through the ext_proc stream's metadata, if any. */
+export function routeProviderName(ctx: RequestContext): string | undefined {
+  const name = ctx.streamMetadata.get(PROVIDER_METADATA_KEY)
+  return name !== undefined && name !== '' ? name : undefined
+}
+
+function decode(body: Buffer, encoding: string, maxBytes: number): Buffer {
+  const opts = { maxOutputLength: maxBytes }
+  try {
+    switch (encoding) {
+      case 'gzip':
+      case 'x-gzip':
+        return gunzipSync(body, opts)
+      case 'deflate':
+        return inflateSync(body, opts)
+      case 'br':
+        return brotliDecompressSync(body, opts)
+    }
+  } catch (err) {
+    const tooBig = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || /Cannot create a Buffer larger|buffer/i.test((err as Error).message)
+    if (tooBig) throw new GateError('MG_BODY_TOO_LARGE', { internal: `decoded ${encoding} body exceeds ${maxBytes} bytes` })
+    throw new GateError('MG_BODY_MALFORMED', { internal: `${encoding} body does not decode: ${(err as Error).message}` })
+  }
+  throw new GateError('MG_CONTENT_ENCODING_UNSUPPORTED', { details: { content_encoding: encoding } })
+}
+
+export interface ProviderStageOptions {
+  readonly config: ProvidersConfig
+  readonly maxBodyBytes: number
+}
+
+export function createProviderStage(opts: ProviderStageOptions): Stage {
+  const routes = opts.config.routes
+  return {
+    name: 'provider',
+    requestHeaders(ctx) {
+      const route = matchRoute(ctx.path)
+      if (!route) throw new GateError('MG_ROUTE_UNSUPPORTED', { details: { path: ctx.path.split('?')[0]!.slice(0, 200) } })
+      if (ctx.method !== 'POST') throw new GateError('MG_METHOD_UNSUPPORTED', { details: { method: ctx.method.slice(0, 16) } })
+      ctx.local(ROUTE, () => route)
+      // Ask for an uncompressed response so every byte can be inspected on the way back.
+      ctx.requestHeaderChanges.setHeader('accept-encoding', 'identity')
+    },
+    requestBody(ctx) {
+      const route = ctx.local<ApiRoute | undefined>(ROUTE, () => undefined)
+      if (!route) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'request body without a recognised route' })
+      const contentType = (ctx.requestHeaders.get('content-type') ?? '').toLowerCase()
+      const mediaType = contentType.split(';')[0]!.trim()
+      if (mediaType !== 'application/json' && !/^application\/[a-z0-9.+-]*\+json$/.test(mediaType)) {
+        throw new GateError('MG_CONTENT_TYPE_UNSUPPORTED', { details: { content_type: contentType.slice(0, 100) } })
+      }
+      const encoding = (ctx.requestHeaders.get('content-encoding') ?? 'identity').trim().toLowerCase()
+      if (encoding !== 'identity' && encoding !== '') {
+        // Decode, and send upstream exactly the bytes that were inspected.
+        ctx.replaceRequestBody(decode(ctx.requestBody, encoding, opts.maxBodyBytes))
+        ctx.requestHeaderChanges.removeHeader('content-encoding')
+      }
+      if (ctx.requestBody.length === 0) throw new GateError('MG_BODY_MALFORMED', { details: { problem: 'the body is empty' } })
+      let json: unknown
+      try {
+        json = JSON.parse(ctx.requestBody.toString('utf8'))
+      } catch (err) {
+        throw new GateError('MG_BODY_MALFORMED', { details: { problem: (err as Error).message.slice(0, 200) } })
+      }
+      const declared = routeProviderName(ctx)
+      let providerName = declared ?? route.kind
+      let kind = route.kind
+      if (declared) {
+        const known = routes[declared]
+        if (!known) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `route names provider "${declared}", which is not in providers.routes` })
+        kind = known.kind
+        providerName = declared
+      }
+      // A route's provider kind must agree with the API the path speaks (openai-compatible kinds share parsers).
+      const compatible = kind === route.kind || (kind !== 'anthropic' && route.kind !== 'anthropic')
+      if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${kind}` })
+      ctx.request = parseProviderRequest(route, json, providerName)
+    },
+    responseBody(ctx, chunk) {
+      if (ctx.responseStreaming) {
+        const reader = ctx.local(SSE, () => new SseFactsReader())
+        reader.feed(chunk.data, chunk.end)
+        if (reader.facts.model) ctx.responseModel = reader.facts.model
+        if (reader.facts.usage.input !== undefined) ctx.usage.input = reader.facts.usage.input
+        if (reader.facts.usage.output !== undefined) ctx.usage.output = reader.facts.usage.output
+        return
+      }
+      const type = (ctx.responseHeaders.get('content-type') ?? '').toLowerCase()
+      if (!chunk.end || !type.includes('json') || chunk.data.length === 0) return
+      try {
+        const facts = { model: undefined as string | undefined, usage: ctx.usage }
+        absorbResponseObject(facts, JSON.parse(chunk.data.toString('utf8')))
+        if (facts.model) ctx.responseModel = facts.model
+      } catch {
+        // A provider's non-JSON answer carries no usage; later stages still inspect it.
+      }
+    },
+  }
+}
