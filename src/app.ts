@@ -1,0 +1,86 @@
+/**
+ * Assembles modelgate from a validated configuration: builds every stage once
+ * (compiling what they need), puts them in the fixed order, and starts the
+ * gRPC server. `shutdown` drains streams and then releases the stages.
+ */
+import { resolveConfigPath, type Config } from './config/config.ts'
+import { createLogger, type Logger } from './log.ts'
+import { createIdentityStage } from './identity/stage.ts'
+import { createUserVerifier } from './identity/user.ts'
+import { Pipeline } from './pipeline/pipeline.ts'
+import type { Stage } from './pipeline/stage.ts'
+import { createProviderStage } from './providers/stage.ts'
+import { startServer, type RunningServer } from './server/server.ts'
+
+export interface AppOptions {
+  readonly config: Config
+  readonly logger?: Logger
+  /** Extra stages for tests and embedders: `first` run before all others, `last` after. */
+  readonly extraStages?: { readonly first?: readonly Stage[]; readonly last?: readonly Stage[] }
+}
+
+export interface App {
+  readonly config: Config
+  readonly pipeline: Pipeline
+  readonly server: RunningServer
+  readonly address: string
+  shutdown(): Promise<void>
+}
+
+/** Builds the stages in their fixed order. Anything that can fail at start-up fails here. */
+export async function buildStages(config: Config, logger: Logger): Promise<{ stages: Stage[]; closers: (() => Promise<void> | void)[] }> {
+  const closers: (() => Promise<void> | void)[] = []
+  const users = config.identity.users.enabled ? createUserVerifier(config.identity.users, (p) => resolveConfigPath(config, p)) : undefined
+  const stages: Stage[] = [
+    createIdentityStage({ config: config.identity, users }),
+    createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes }),
+  ]
+  void logger
+  return { stages, closers }
+}
+
+export async function startApp(opts: AppOptions): Promise<App> {
+  const config = opts.config
+  const logger = opts.logger ?? createLogger()
+  const { stages, closers } = await buildStages(config, logger)
+  const all = [...(opts.extraStages?.first ?? []), ...stages, ...(opts.extraStages?.last ?? [])]
+  const pipeline = new Pipeline(all, {
+    phaseTimeoutMs: config.server.phaseTimeoutMs,
+    onStageError: (stage, phase, err) => {
+      if (err.code === 'MG_INTERNAL' || err.code === 'MG_TIMEOUT') logger.error('stage failed', { stage, phase, code: err.code, reason: err.internal })
+    },
+  })
+  let server: RunningServer
+  try {
+    server = await startServer({
+      listen: config.server.listen,
+      maxBodyBytes: config.server.maxBodyBytes,
+      drainTimeoutMs: config.server.drainTimeoutMs,
+      pipeline,
+      logger,
+    })
+  } catch (err) {
+    for (const c of closers) await c()
+    throw err
+  }
+  let stopping: Promise<void> | undefined
+  return {
+    config,
+    pipeline,
+    server,
+    address: server.address,
+    shutdown() {
+      stopping ??= (async () => {
+        await server.shutdown()
+        for (const c of closers) {
+          try {
+            await c()
+          } catch (err) {
+            logger.warn('shutdown step failed', { error: (err as Error).message })
+          }
+        }
+      })()
+      return stopping
+    },
+  }
+}

@@ -1,0 +1,64 @@
+/** `modelgate serve`: run the ext_proc server until SIGTERM/SIGINT, then drain and exit. */
+import { parseArgs } from 'node:util'
+import { ConfigError, loadConfigFile } from '../config/config.ts'
+import { startApp } from '../app.ts'
+import { createLogger } from '../log.ts'
+import { EXIT_USAGE, type CliIO } from './io.ts'
+
+const HELP = `usage: modelgate serve [--config FILE]
+
+Runs the ext_proc gRPC server. The configuration file (YAML) is validated once
+at start-up; every problem is listed with its file, line and field.
+  --config FILE   configuration file (default: $MODELGATE_CONFIG, else modelgate.yaml)
+  --check         validate the configuration and exit
+`
+
+export async function run(argv: string[], io: CliIO): Promise<number> {
+  let values: { config?: string; check?: boolean; help?: boolean }
+  try {
+    ;({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
+  } catch (err) {
+    io.stderr.write(`modelgate serve: ${(err as Error).message}\n\n${HELP}`)
+    return EXIT_USAGE
+  }
+  if (values.help) {
+    io.stdout.write(HELP)
+    return 0
+  }
+  const file = values.config ?? io.env.MODELGATE_CONFIG ?? 'modelgate.yaml'
+  let config
+  try {
+    config = loadConfigFile(file)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr.write(err.message + '\n')
+      return 1
+    }
+    throw err
+  }
+  if (values.check) {
+    io.stdout.write(`${file}: configuration is valid\n`)
+    return 0
+  }
+  const logger = createLogger()
+  let app
+  try {
+    app = await startApp({ config, logger })
+  } catch (err) {
+    logger.error('start-up failed', { error: (err as Error).message })
+    return 1
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info('signal received', { signal })
+      process.off('SIGTERM', onTerm)
+      process.off('SIGINT', onInt)
+      void app.shutdown().then(resolve)
+    }
+    const onTerm = () => stop('SIGTERM')
+    const onInt = () => stop('SIGINT')
+    process.on('SIGTERM', onTerm)
+    process.on('SIGINT', onInt)
+  })
+  return 0
+}
