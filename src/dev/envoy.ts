@@ -1,0 +1,130 @@
+/**
+ * Rendering the Envoy configuration template in envoy/ and running the Envoy
+ * binary against it (local stack and end-to-end tests).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export const ENVOY_TEMPLATE = join(REPO_ROOT, 'envoy', 'envoy.template.yaml')
+
+/** Fills `{{ NAME }}` placeholders; every placeholder must have a value and every value a placeholder. */
+export function renderTemplate(template: string, vars: Readonly<Record<string, string | number>>): string {
+  const seen = new Set<string>()
+  const missing = new Set<string>()
+  const out = template.replace(/\{\{\s*([A-Z][A-Z0-9_]*)\s*\}\}/g, (_, name: string) => {
+    seen.add(name)
+    const v = vars[name]
+    if (v === undefined) {
+      missing.add(name)
+      return ''
+    }
+    return String(v)
+  })
+  const unused = Object.keys(vars).filter((k) => !seen.has(k))
+  const problems = [...[...missing].map((m) => `no value for {{ ${m} }}`), ...unused.map((u) => `${u} is not a placeholder in the template`)]
+  if (problems.length) throw new Error(`envoy template: ${problems.join('; ')}`)
+  return out
+}
+
+export interface EnvoyVars {
+  LISTEN_ADDRESS: string
+  LISTEN_PORT: number
+  ADMIN_PORT: number
+  SERVER_CERT: string
+  SERVER_KEY: string
+  TRUST_BUNDLE: string
+  MODELGATE_SOCKET: string
+  MESSAGE_TIMEOUT: string
+  MAX_BODY_BYTES: number
+  OPENAI_ADDRESS: string
+  OPENAI_PORT: number
+  ANTHROPIC_ADDRESS: string
+  ANTHROPIC_PORT: number
+}
+
+export function renderEnvoyConfig(vars: EnvoyVars): string {
+  return renderTemplate(readFileSync(ENVOY_TEMPLATE, 'utf8'), vars as unknown as Record<string, string | number>)
+}
+
+/** The Envoy binary: $ENVOY_BIN, else the one setup installed in .tools/, else `envoy` on PATH. */
+export function envoyBinary(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.ENVOY_BIN) return env.ENVOY_BIN
+  const local = join(REPO_ROOT, '.tools', 'bin', 'envoy')
+  return existsSync(local) ? local : 'envoy'
+}
+
+export interface RunningEnvoy {
+  readonly process: ChildProcess
+  readonly adminUrl: string
+  /** Port the workload listener actually bound. */
+  readonly listenPort: number
+  /** Everything Envoy wrote (stdout+stderr), for diagnostics. */
+  output(): string
+  stop(): Promise<void>
+}
+
+/**
+ * Starts Envoy with a rendered config whose LISTEN_PORT and ADMIN_PORT may be
+ * 0; waits until the admin endpoint reports LIVE and returns the bound ports.
+ */
+export async function startEnvoy(opts: { workDir: string; vars: EnvoyVars; logLevel?: string; readyTimeoutMs?: number }): Promise<RunningEnvoy> {
+  const configPath = join(opts.workDir, 'envoy.yaml')
+  const adminPath = join(opts.workDir, 'envoy-admin-address')
+  await writeFile(configPath, renderEnvoyConfig(opts.vars))
+  const child = spawn(
+    envoyBinary(),
+    ['-c', configPath, '--admin-address-path', adminPath, '--disable-hot-restart', '--concurrency', '2', '--log-level', opts.logLevel ?? 'warn'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let output = ''
+  const keep = (b: Buffer) => {
+    output += b.toString()
+    if (output.length > 1_000_000) output = output.slice(-500_000)
+  }
+  child.stdout.on('data', keep)
+  child.stderr.on('data', keep)
+  let exited: number | null | undefined
+  child.once('exit', (code) => (exited = code))
+  const stop = async () => {
+    if (exited !== undefined) return
+    const done = new Promise<void>((r) => child.once('exit', () => r()))
+    child.kill('SIGTERM')
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await done
+    clearTimeout(t)
+  }
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000)
+  let adminUrl = ''
+  while (Date.now() < deadline) {
+    if (exited !== undefined) throw new Error(`envoy exited with code ${exited} before it was ready:\n${output.slice(-4000)}`)
+    if (!adminUrl) {
+      try {
+        adminUrl = `http://${(await readFile(adminPath, 'utf8')).trim()}`
+      } catch {
+        /* not written yet */
+      }
+    }
+    if (adminUrl) {
+      try {
+        const ready = await fetch(`${adminUrl}/ready`)
+        if (ready.ok) {
+          const listeners = (await (await fetch(`${adminUrl}/listeners?format=json`)).json()) as {
+            listener_statuses?: { name: string; local_address?: { socket_address?: { port_value?: number } } }[]
+          }
+          const port = listeners.listener_statuses?.find((l) => l.name === 'workloads')?.local_address?.socket_address?.port_value
+          if (port) return { process: child, adminUrl, listenPort: port, output: () => output, stop }
+        }
+      } catch {
+        /* not listening yet */
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  await stop()
+  throw new Error(`envoy was not ready within ${opts.readyTimeoutMs ?? 30_000} ms:\n${output.slice(-4000)}`)
+}

@@ -1,0 +1,233 @@
+/**
+ * End-to-end harness: a real Envoy (the envoy/ template, rendered), modelgate
+ * in this process (so tests can inject faults and inspect state), the
+ * stand-in provider, and a development PKI with the workload identities plus
+ * deliberately wrong certificates. Every resource is released on teardown.
+ */
+import { request as httpsRequest } from 'node:https'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Anthropic from '@anthropic-ai/sdk'
+import OpenAI from 'openai'
+import { Agent, fetch as undiciFetch } from 'undici'
+import { startApp, type App } from '../../src/app.ts'
+import { configFromObject } from '../../src/config/config.ts'
+import { silentLogger, type Logger } from '../../src/log.ts'
+import type { Stage } from '../../src/pipeline/stage.ts'
+import { startEnvoy, type RunningEnvoy } from '../../src/dev/envoy.ts'
+import { createDevPki, DEV_TRUST_DOMAIN, type DevPki } from '../../src/dev/identities.ts'
+import { createCa, issueCertificate, type KeyPair } from '../../src/dev/pki.ts'
+import { StandInProvider } from '../../src/dev/provider.ts'
+import { REPO_ROOT } from '../../src/dev/envoy.ts'
+
+/** Client certificates the harness can present. */
+export type ClientName =
+  | 'checkout' // spiffe://modelgate.local/ns/payments/sa/checkout
+  | 'notebook' // spiffe://modelgate.local/ns/research/sa/notebook
+  | 'twoUris' // two spiffe:// URI SANs (not an SVID)
+  | 'nonSpiffe' // one https:// URI SAN
+  | 'foreignDomain' // spiffe://other.example/ns/payments/sa/checkout, same CA
+  | 'otherCa' // a valid-looking SVID from a CA Envoy does not trust
+
+export interface StackOptions {
+  /** Merged over the base configuration object (identity, policy dir, …). */
+  readonly config?: Record<string, unknown>
+  readonly extraStages?: { readonly first?: readonly Stage[]; readonly last?: readonly Stage[] }
+  /** Envoy's ext_proc message_timeout (default 2s). */
+  readonly messageTimeout?: string
+  readonly logger?: Logger
+  /** Do not start modelgate (for tests of Envoy without its processor). */
+  readonly withoutModelgate?: boolean
+}
+
+export interface HttpResult {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  readonly body: Buffer
+  json(): any
+  text(): string
+}
+
+export interface Stack {
+  readonly url: string
+  readonly dir: string
+  readonly socket: string
+  readonly pki: DevPki
+  readonly clients: Readonly<Record<ClientName, KeyPair & { spiffeId?: string }>>
+  readonly provider: StandInProvider
+  readonly envoy: RunningEnvoy
+  app: App | undefined
+  /** Base config object given to modelgate (before validation). */
+  readonly configObject: Record<string, unknown>
+  request(client: ClientName | null, opts: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer | object }): Promise<HttpResult>
+  openai(client: ClientName): OpenAI
+  anthropic(client: ClientName): Anthropic
+  startModelgate(overrides?: { config?: Record<string, unknown>; extraStages?: StackOptions['extraStages'] }): Promise<App>
+  stopModelgate(): Promise<void>
+  close(): Promise<void>
+}
+
+/** Shared across tests in one process: generating certificates takes a moment. */
+let pkiCache: Promise<{ dir: string; pki: DevPki; clients: Record<ClientName, KeyPair & { spiffeId?: string }> }> | undefined
+
+async function sharedPki() {
+  pkiCache ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'modelgate-pki-'))
+    const pki = await createDevPki(dir)
+    const wrong = join(dir, 'wrong')
+    const twoUris = await issueCertificate(wrong, pki.ca, { name: 'two-uris', uris: [`spiffe://${DEV_TRUST_DOMAIN}/ns/payments/sa/checkout`, `spiffe://${DEV_TRUST_DOMAIN}/ns/platform/sa/admin`] })
+    const nonSpiffe = await issueCertificate(wrong, pki.ca, { name: 'non-spiffe', uris: ['https://payments.example/checkout'] })
+    const foreignDomain = await issueCertificate(wrong, pki.ca, { name: 'foreign-domain', uris: ['spiffe://other.example/ns/payments/sa/checkout'] })
+    const otherCa = await createCa(join(dir, 'other-ca'), 'ca', 'untrusted CA')
+    const otherCaLeaf = await issueCertificate(join(dir, 'other-ca'), otherCa, { name: 'leaf', uris: [`spiffe://${DEV_TRUST_DOMAIN}/ns/payments/sa/checkout`] })
+    const clients: Record<ClientName, KeyPair & { spiffeId?: string }> = {
+      checkout: pki.identities.checkout,
+      notebook: pki.identities.notebook,
+      twoUris,
+      nonSpiffe,
+      foreignDomain,
+      otherCa: otherCaLeaf,
+    }
+    process.once('exit', () => {
+      rmSync(dir, { recursive: true, force: true })
+    })
+    return { dir, pki, clients }
+  })()
+  return pkiCache
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!over) return base
+  const out: Record<string, unknown> = { ...base }
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k]
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b) ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v
+  }
+  return out
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const { pki, clients } = await sharedPki()
+  const dir = await mkdtemp(join(tmpdir(), 'modelgate-e2e-'))
+  const socket = join(dir, 'modelgate.sock')
+  const provider = new StandInProvider()
+  const p = await provider.listen()
+  const configObject = merge(
+    {
+      server: { listen: `unix://${socket}`, phaseTimeoutMs: 1500, drainTimeoutMs: 2000 },
+      identity: { trustDomains: [DEV_TRUST_DOMAIN] },
+      policy: { dir: join(REPO_ROOT, 'policies'), watch: false },
+    },
+    opts.config,
+  )
+  const logger = opts.logger ?? silentLogger
+  let app: App | undefined
+  let stackRef: Stack | undefined
+  let extra = opts.extraStages
+  const startModelgate = async (o: { config?: Record<string, unknown>; extraStages?: StackOptions['extraStages'] } = {}) => {
+    if (o.extraStages) extra = o.extraStages
+    const cfg = configFromObject(merge(configObject, o.config), 'e2e-config', REPO_ROOT)
+    app = await startApp({ config: cfg, logger, ...(extra ? { extraStages: extra } : {}) })
+    if (stackRef) stackRef.app = app
+    return app
+  }
+  const stopModelgate = async () => {
+    const a = app
+    app = undefined
+    if (stackRef) stackRef.app = undefined
+    if (a) await a.shutdown()
+  }
+  if (!opts.withoutModelgate) await startModelgate()
+
+  let envoy: RunningEnvoy
+  try {
+    envoy = await startEnvoy({
+      workDir: dir,
+      vars: {
+        LISTEN_ADDRESS: '127.0.0.1',
+        LISTEN_PORT: 0,
+        ADMIN_PORT: 0,
+        SERVER_CERT: pki.server.cert,
+        SERVER_KEY: pki.server.key,
+        TRUST_BUNDLE: pki.ca.cert,
+        MODELGATE_SOCKET: socket,
+        MESSAGE_TIMEOUT: opts.messageTimeout ?? '2s',
+        MAX_BODY_BYTES: 1048576,
+        OPENAI_ADDRESS: p.host,
+        OPENAI_PORT: p.port,
+        ANTHROPIC_ADDRESS: p.host,
+        ANTHROPIC_PORT: p.port,
+      },
+    })
+  } catch (err) {
+    await stopModelgate()
+    await provider.close()
+    throw err
+  }
+  const url = `https://127.0.0.1:${envoy.listenPort}`
+  const ca = readFileSync(pki.ca.cert)
+  const agents: Agent[] = []
+  const tlsFor = (client: ClientName | null) => {
+    if (!client) return { ca }
+    const c = clients[client]
+    return { ca, cert: readFileSync(c.cert), key: readFileSync(c.key) }
+  }
+  const dispatcher = (client: ClientName) => {
+    const a = new Agent({ connect: { ...tlsFor(client), servername: 'localhost' } })
+    agents.push(a)
+    return a
+  }
+
+  const stack: Stack = {
+    url,
+    dir,
+    socket,
+    pki,
+    clients,
+    provider,
+    envoy,
+    app,
+    configObject,
+    request(client, o) {
+      return new Promise<HttpResult>((resolve, reject) => {
+        const body = o.body === undefined ? undefined : Buffer.isBuffer(o.body) ? o.body : typeof o.body === 'string' ? Buffer.from(o.body) : Buffer.from(JSON.stringify(o.body))
+        const headers: Record<string, string> = { ...(body && !o.headers?.['content-type'] ? { 'content-type': 'application/json' } : {}), ...o.headers }
+        if (body) headers['content-length'] = String(body.length)
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: envoy.listenPort, servername: 'localhost', method: o.method ?? 'POST', path: o.path, headers, ...tlsFor(client), agent: false, timeout: 20_000 },
+          (res) => {
+            const chunks: Buffer[] = []
+            res.on('data', (c: Buffer) => chunks.push(c))
+            res.on('end', () => {
+              const b = Buffer.concat(chunks)
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: () => JSON.parse(b.toString('utf8')), text: () => b.toString('utf8') })
+            })
+            res.on('error', reject)
+          },
+        )
+        req.on('timeout', () => req.destroy(new Error('request timed out')))
+        req.on('error', reject)
+        req.end(body)
+      })
+    },
+    openai(client) {
+      return new OpenAI({ apiKey: 'sk-test-not-a-real-key', baseURL: `${url}/v1`, maxRetries: 0, timeout: 20_000, fetch: undiciFetch as unknown as typeof fetch, fetchOptions: { dispatcher: dispatcher(client) } as never })
+    },
+    anthropic(client) {
+      return new Anthropic({ apiKey: 'test-not-a-real-key', baseURL: url, maxRetries: 0, timeout: 20_000, fetch: undiciFetch as unknown as typeof fetch, fetchOptions: { dispatcher: dispatcher(client) } as never })
+    },
+    startModelgate,
+    stopModelgate,
+    async close() {
+      for (const a of agents) await a.close().catch(() => {})
+      await envoy.stop()
+      await stopModelgate()
+      await provider.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+  stackRef = stack
+  return stack
+}
