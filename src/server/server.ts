@@ -55,8 +55,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }),
   })
 
-  const target = opts.listen.startsWith('unix://') ? opts.listen : opts.listen
+  const target = opts.listen
   if (target.startsWith('unix://')) {
+    const bytes = Buffer.byteLength(target.slice('unix://'.length))
+    if (bytes > 107) throw new Error(`server.listen: the unix socket path is ${bytes} bytes long; the operating system allows at most 107`)
     // A stale socket from a crashed process would make bind fail.
     try {
       rmSync(target.slice('unix://'.length), { force: true })

@@ -1,0 +1,43 @@
+/** `modelgate dev-provider`: the stand-in model provider as its own process. */
+import { parseArgs } from 'node:util'
+import { StandInProvider } from '../dev/provider.ts'
+import { EXIT_USAGE, type CliIO } from './io.ts'
+
+const HELP = `usage: modelgate dev-provider [--host 127.0.0.1] [--port 0]
+
+Serves OpenAI- and Anthropic-compatible answers (JSON and SSE) for local use.
+Prints one JSON line {"url": ...} once listening; stops on SIGTERM/SIGINT.
+`
+
+export async function run(argv: string[], io: CliIO): Promise<number> {
+  let values: { host?: string; port?: string; help?: boolean }
+  try {
+    ;({ values } = parseArgs({ args: argv, options: { host: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }))
+  } catch (err) {
+    io.stderr.write(`modelgate dev-provider: ${(err as Error).message}\n\n${HELP}`)
+    return EXIT_USAGE
+  }
+  if (values.help) {
+    io.stdout.write(HELP)
+    return 0
+  }
+  const port = Number(values.port ?? '0')
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    io.stderr.write(`modelgate dev-provider: --port must be 0..65535\n`)
+    return EXIT_USAGE
+  }
+  const host = values.host ?? '127.0.0.1'
+  if (!['127.0.0.1', 'localhost', '::1'].includes(host)) {
+    io.stderr.write('modelgate dev-provider: the stand-in provider only listens on loopback\n')
+    return EXIT_USAGE
+  }
+  const provider = new StandInProvider()
+  const addr = await provider.listen(port, host)
+  io.stdout.write(JSON.stringify({ url: addr.url, host: addr.host, port: addr.port }) + '\n')
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve)
+    process.once('SIGINT', resolve)
+  })
+  await provider.close()
+  return 0
+}

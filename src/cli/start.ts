@@ -1,0 +1,209 @@
+/**
+ * `modelgate start`: the local stack. Generates a development CA and workload
+ * SVIDs, starts the stand-in provider, modelgate and Envoy as child processes,
+ * writes .modelgate/dev/stack.json, prints a request to try, and stops
+ * everything on Ctrl-C / SIGTERM (or when any part exits).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { createWriteStream } from 'node:fs'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { join, relative, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { stringify } from 'yaml'
+import { REPO_ROOT, startEnvoy, type RunningEnvoy } from '../dev/envoy.ts'
+import { createDevPki, DEV_TRUST_DOMAIN } from '../dev/identities.ts'
+import { EXIT_USAGE, type CliIO } from './io.ts'
+
+const HELP = `usage: modelgate start [--port 8443] [--dir .modelgate/dev] [--policies DIR]
+
+Runs Envoy + modelgate + a stand-in model provider on this machine, with a
+development CA and two workload identities. Writes <dir>/stack.json with the
+listener URL, the CA, each identity's certificate, key and SPIFFE ID, and the
+process ids. Ctrl-C stops everything.
+  --port N        Envoy's mTLS listener port on 127.0.0.1 (default 8443; 0 picks a free one)
+  --dir DIR       where certificates, configuration, logs and stack.json go (default .modelgate/dev)
+  --policies DIR  Cedar policy directory (default: the policies/ shipped with modelgate)
+`
+
+const MAIN = join(REPO_ROOT, 'src', 'cli', 'main.ts')
+
+interface Child {
+  readonly name: string
+  readonly proc: ChildProcess
+  exited: boolean
+}
+
+export async function run(argv: string[], io: CliIO): Promise<number> {
+  let values: { port?: string; dir?: string; policies?: string; help?: boolean }
+  try {
+    ;({ values } = parseArgs({ args: argv, options: { port: { type: 'string' }, dir: { type: 'string' }, policies: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }))
+  } catch (err) {
+    io.stderr.write(`modelgate start: ${(err as Error).message}\n\n${HELP}`)
+    return EXIT_USAGE
+  }
+  if (values.help) {
+    io.stdout.write(HELP)
+    return 0
+  }
+  const port = Number(values.port ?? '8443')
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    io.stderr.write('modelgate start: --port must be an integer from 0 to 65535\n')
+    return EXIT_USAGE
+  }
+  const dir = resolve(io.cwd, values.dir ?? '.modelgate/dev')
+  const policies = resolve(io.cwd, values.policies ?? join(REPO_ROOT, 'policies'))
+  const say = (msg: string) => io.stdout.write(`[modelgate] ${msg}\n`)
+  const children: Child[] = []
+  let envoy: RunningEnvoy | undefined
+  let stopping = false
+
+  const stopAll = async () => {
+    if (stopping) return
+    stopping = true
+    say('stopping')
+    if (envoy) await envoy.stop()
+    for (const c of [...children].reverse()) {
+      if (c.exited) continue
+      const done = new Promise<void>((r) => c.proc.once('exit', () => r()))
+      c.proc.kill('SIGTERM')
+      const t = setTimeout(() => c.proc.kill('SIGKILL'), 12_000)
+      await done
+      clearTimeout(t)
+    }
+  }
+
+  const spawnChild = (name: string, args: string[], logFile: string): Child => {
+    const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: io.env })
+    const log = createWriteStream(logFile, { flags: 'a' })
+    proc.stderr!.pipe(log)
+    const child: Child = { name, proc, exited: false }
+    proc.once('exit', (code, signal) => {
+      child.exited = true
+      if (!stopping) {
+        io.stderr.write(`[modelgate] ${name} exited unexpectedly (${signal ?? `code ${code}`}); see ${relative(io.cwd, logFile)}\n`)
+        void stopAll().then(() => process.exit(1))
+      }
+    })
+    children.push(child)
+    return child
+  }
+
+  /** Resolves with the first stdout/stderr line matching `test`, or rejects on exit/timeout. */
+  const waitForLine = (child: Child, stream: 'stdout' | 'stderr', test: (line: string) => boolean, timeoutMs = 20_000) =>
+    new Promise<string>((resolveLine, reject) => {
+      const rl = createInterface({ input: child.proc[stream]! })
+      const timer = setTimeout(() => reject(new Error(`${child.name} did not start within ${timeoutMs} ms`)), timeoutMs)
+      rl.on('line', (line) => {
+        if (test(line)) {
+          clearTimeout(timer)
+          resolveLine(line)
+        }
+      })
+      child.proc.once('exit', () => {
+        clearTimeout(timer)
+        reject(new Error(`${child.name} exited during start-up`))
+      })
+    })
+
+  const onSignal = () => void stopAll().then(() => process.exit(0))
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+
+  try {
+    await mkdir(dir, { recursive: true })
+    await rm(join(dir, 'stack.json'), { force: true })
+    say(`generating a development CA and workload SVIDs in ${relative(io.cwd, dir) || '.'}`)
+    const pki = await createDevPki(dir)
+
+    say('starting the stand-in model provider')
+    const provider = spawnChild('provider', ['dev-provider', '--port', '0'], join(dir, 'provider.log'))
+    const providerLine = await waitForLine(provider, 'stdout', (l) => l.startsWith('{'))
+    const providerAddr = JSON.parse(providerLine) as { host: string; port: number; url: string }
+
+    // Unix socket paths are limited to about 100 bytes; long --dir paths use the temp dir instead.
+    let socket = join(dir, 'modelgate.sock')
+    if (Buffer.byteLength(socket) > 100) socket = join(tmpdir(), `modelgate-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}.sock`)
+    const configFile = join(dir, 'modelgate.yaml')
+    await writeFile(
+      configFile,
+      '# Generated by `modelgate start` for the local stack.\n' +
+        stringify({
+          server: { listen: `unix://${socket}`, phaseTimeoutMs: 1500 },
+          identity: { trustDomains: [DEV_TRUST_DOMAIN] },
+          providers: { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' } } },
+          policy: { dir: policies, watch: true },
+        }),
+    )
+    say('starting modelgate')
+    const mg = spawnChild('modelgate', ['serve', '--config', configFile], join(dir, 'modelgate.log'))
+    await waitForLine(mg, 'stderr', (l) => l.includes('"msg":"listening"'))
+
+    say('starting envoy')
+    envoy = await startEnvoy({
+      workDir: dir,
+      vars: {
+        LISTEN_ADDRESS: '127.0.0.1',
+        LISTEN_PORT: port,
+        ADMIN_PORT: 0,
+        SERVER_CERT: pki.server.cert,
+        SERVER_KEY: pki.server.key,
+        TRUST_BUNDLE: pki.ca.cert,
+        MODELGATE_SOCKET: socket,
+        MESSAGE_TIMEOUT: '2s',
+        MAX_BODY_BYTES: 1048576,
+        OPENAI_ADDRESS: providerAddr.host,
+        OPENAI_PORT: providerAddr.port,
+        ANTHROPIC_ADDRESS: providerAddr.host,
+        ANTHROPIC_PORT: providerAddr.port,
+      },
+    })
+    const envoyLog = createWriteStream(join(dir, 'envoy.log'), { flags: 'a' })
+    envoy.process.stdout!.pipe(envoyLog)
+    envoy.process.stderr!.pipe(envoyLog)
+    envoy.process.once('exit', (code) => {
+      if (!stopping) {
+        io.stderr.write(`[modelgate] envoy exited unexpectedly (code ${code}); see ${relative(io.cwd, join(dir, 'envoy.log'))}\n`)
+        void stopAll().then(() => process.exit(1))
+      }
+    })
+
+    const url = `https://localhost:${envoy.listenPort}`
+    const stack = {
+      listener: url,
+      admin: envoy.adminUrl,
+      ca: pki.ca.cert,
+      identities: Object.fromEntries(Object.entries(pki.identities).map(([name, id]) => [name, { spiffeId: id.spiffeId, cert: id.cert, key: id.key }])),
+      provider: providerAddr.url,
+      config: configFile,
+      policies,
+      processes: { envoy: envoy.process.pid, modelgate: mg.proc.pid, provider: provider.proc.pid, start: process.pid },
+      logs: { envoy: join(dir, 'envoy.log'), modelgate: join(dir, 'modelgate.log'), provider: join(dir, 'provider.log') },
+    }
+    await writeFile(join(dir, 'stack.json'), JSON.stringify(stack, null, 2) + '\n')
+    const rel = (p: string) => relative(io.cwd, p) || p
+    const id = pki.identities.checkout
+    say(`ready: ${url} (stack description in ${rel(join(dir, 'stack.json'))})`)
+    io.stdout.write(
+      [
+        '',
+        `Try it as ${id.spiffeId}:`,
+        '',
+        `  curl --cacert ${rel(pki.ca.cert)} --cert ${rel(id.cert)} --key ${rel(id.key)} \\`,
+        `    ${url}/v1/chat/completions -H 'content-type: application/json' \\`,
+        `    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`,
+        '',
+        'Press Ctrl-C to stop.',
+        '',
+      ].join('\n'),
+    )
+    await new Promise(() => {}) // until a signal arrives
+    return 0
+  } catch (err) {
+    io.stderr.write(`[modelgate] start failed: ${(err as Error).message}\n`)
+    await stopAll()
+    return 1
+  }
+}
