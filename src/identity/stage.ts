@@ -25,6 +25,8 @@ export const IDENTITY_ATTRIBUTES = [
 ] as const
 
 type Resolved = { ok: true; identity: WorkloadIdentity } | { ok: false; error: GateError }
+/** What one peer certificate resolves to, and its single URI SAN when it has exactly one. */
+type CertificateEntry = { resolved: Resolved; uri: string | undefined }
 
 export interface IdentityStageOptions {
   readonly config: IdentityConfig
@@ -36,7 +38,7 @@ export function createIdentityStage(opts: IdentityStageOptions): Stage {
   const trusted = new Set(cfg.trustDomains)
   const strip = [...new Set([...cfg.stripHeaders, ...(opts.users ? [opts.users.header] : [])])]
   // One certificate is presented by many requests: resolve it once.
-  const byCertificate = new LRUCache<string, Resolved>({ max: 10_000 })
+  const byCertificate = new LRUCache<string, CertificateEntry>({ max: 10_000 })
 
   const fromSpiffe = (uri: string, source: 'mtls' | 'xfcc', sha256: string | undefined): Resolved => {
     const parsed = parseSpiffeId(uri)
@@ -60,18 +62,15 @@ export function createIdentityStage(opts: IdentityStageOptions): Stage {
     }
   }
 
-  const fromCertificate = (pem: string, uriAttr: unknown): Resolved => {
+  // Depends on the certificate alone, so it can be cached per certificate.
+  const fromCertificate = (pem: string): CertificateEntry => {
+    const invalid = (internal: string): CertificateEntry => ({ resolved: { ok: false, error: new GateError('MG_IDENTITY_INVALID', { internal }) }, uri: undefined })
     const cert = readPeerCertificate(pem)
-    if (!cert.ok) return { ok: false, error: new GateError('MG_IDENTITY_INVALID', { internal: cert.reason }) }
+    if (!cert.ok) return invalid(cert.reason)
     const { uris, isCA, sha256 } = cert.value
-    if (isCA) return { ok: false, error: new GateError('MG_IDENTITY_INVALID', { internal: 'peer certificate is a CA certificate' }) }
-    if (uris.length !== 1) {
-      return { ok: false, error: new GateError('MG_IDENTITY_INVALID', { internal: `peer certificate has ${uris.length} URI SANs; an X.509-SVID has exactly one` }) }
-    }
-    if (typeof uriAttr === 'string' && uriAttr !== '' && uriAttr !== uris[0]) {
-      return { ok: false, error: new GateError('MG_IDENTITY_INVALID', { internal: 'URI SAN attribute disagrees with the peer certificate' }) }
-    }
-    return fromSpiffe(uris[0]!, 'mtls', sha256)
+    if (isCA) return invalid('peer certificate is a CA certificate')
+    if (uris.length !== 1) return invalid(`peer certificate has ${uris.length} URI SANs; an X.509-SVID has exactly one`)
+    return { resolved: fromSpiffe(uris[0]!, 'mtls', sha256), uri: uris[0]! }
   }
 
   const fromXfcc = (header: string): Resolved => {
@@ -91,11 +90,17 @@ export function createIdentityStage(opts: IdentityStageOptions): Stage {
     const mtls = ctx.attributes.get('connection.mtls') === true
     const pem = ctx.attributes.get('connection.peer_certificate')
     if (mtls && typeof pem === 'string' && pem.length > 0) {
-      const cached = byCertificate.get(pem)
-      if (cached) return cached
-      const r = fromCertificate(pem, ctx.attributes.get('connection.uri_san_peer_certificate'))
-      byCertificate.set(pem, r)
-      return r
+      let entry = byCertificate.get(pem)
+      if (!entry) {
+        entry = fromCertificate(pem)
+        byCertificate.set(pem, entry)
+      }
+      // Checked per request: the cache entry must not carry one request's attribute over to the next.
+      const uriAttr = ctx.attributes.get('connection.uri_san_peer_certificate')
+      if (entry.uri !== undefined && typeof uriAttr === 'string' && uriAttr !== '' && uriAttr !== entry.uri) {
+        return { ok: false, error: new GateError('MG_IDENTITY_INVALID', { internal: 'URI SAN attribute disagrees with the peer certificate' }) }
+      }
+      return entry.resolved
     }
     if (mtls) return { ok: false, error: new GateError('MG_IDENTITY_INVALID', { internal: 'connection is mTLS but Envoy sent no connection.peer_certificate attribute' }) }
     const xfcc = ctx.requestHeaders.get('x-forwarded-client-cert')
