@@ -87,7 +87,8 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       let providerName = declared ?? route.kind
       let kind = route.kind
       if (declared) {
-        const known = routes[declared]
+        // Own keys only: names such as "constructor" or "__proto__" must not find Object.prototype's members.
+        const known = Object.hasOwn(routes, declared) ? routes[declared] : undefined
         if (!known) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `route names provider "${declared}", which is not in providers.routes` })
         kind = known.kind
         providerName = declared
