@@ -1,0 +1,294 @@
+/**
+ * What one request's audit record says, computed from the RequestContext when
+ * the stream closes: who (SPIFFE identity, delegated user), what data (data
+ * classes and detectors with counts, salted hashes, redaction action), which
+ * model (provider, requested and response model, operation), under which
+ * policy (decision, determining policies with owners, policy-set hash, shadow
+ * result), quota, tokens, upstream status and timings. Pure functions: no
+ * clock, no I/O.
+ */
+import type { RequestContext } from '../pipeline/context.ts'
+import type { StreamOutcome } from '../pipeline/stage.ts'
+import type { Operation, ProviderKind } from '../providers/types.ts'
+import * as A from './attributes.ts'
+import type { RecordValue } from './record.ts'
+
+export type Outcome = 'allowed' | 'denied' | 'cancelled' | 'error'
+
+/** Longest string value recorded for caller-controlled fields (model names, tool names, …). */
+const MAX_STRING = 1024
+/** At most this many items per list attribute (classes, detectors, hashes, policies, rules). */
+const MAX_ITEMS = 64
+const MAX_HASHES = 32
+const MAX_ERRORS = 8
+const MAX_ERROR_LENGTH = 256
+const MAX_DETAILS = 1024
+
+/** GenAI semconv provider names for modelgate's provider kinds. */
+export function genAiProvider(kind: ProviderKind): string {
+  switch (kind) {
+    case 'openai':
+      return 'openai'
+    case 'anthropic':
+      return 'anthropic'
+    case 'azure-openai':
+      return 'azure.ai.openai'
+  }
+}
+
+/** GenAI semconv operation names for modelgate's operations (the Responses API is a chat operation). */
+export function genAiOperation(op: Operation): string {
+  switch (op) {
+    case 'chat':
+    case 'messages':
+    case 'responses':
+      return 'chat'
+    case 'completion':
+      return 'text_completion'
+    case 'embedding':
+      return 'embeddings'
+  }
+}
+
+/** How the request ended, from the auditor's point of view. */
+export function outcomeOf(ctx: RequestContext, stream: StreamOutcome): Outcome {
+  if (ctx.denial) return 'denied'
+  if (stream.kind === 'error') return 'error'
+  if (stream.kind === 'cancelled') return 'cancelled'
+  return 'allowed'
+}
+
+/** Denials that mean modelgate (not policy) failed: the span gets status ERROR. */
+const FAILURE_CODES = new Set(['MG_INTERNAL', 'MG_TIMEOUT', 'MG_AUDIT_UNAVAILABLE'])
+
+/** True when the record should carry span status ERROR. */
+export function isFailure(ctx: RequestContext, stream: StreamOutcome): boolean {
+  if (stream.kind === 'error') return true
+  if (ctx.denial && FAILURE_CODES.has(ctx.denial.code)) return true
+  return ctx.responseStatus !== undefined && ctx.responseStatus >= 500
+}
+
+/** GenAI semconv span name `{operation} {model}`, or `modelgate.request` before the body was parsed. */
+export function spanName(ctx: RequestContext): string {
+  if (!ctx.request) return A.SPAN_REQUEST
+  return `${genAiOperation(ctx.request.operation)} ${cap(ctx.request.model, 128)}`.trim()
+}
+
+export function cap(s: string, n = MAX_STRING): string {
+  return s.length > n ? s.slice(0, n) : s
+}
+
+/** The path without its query string, which can carry keys (`?key=…`). */
+export function pathOnly(path: string): string {
+  const q = path.search(/[?#]/)
+  return cap(q < 0 ? path : path.slice(0, q))
+}
+
+/** Milliseconds rounded to microseconds, so records stay readable. */
+export function roundMs(ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}
+
+export interface CapturedContent {
+  readonly text: string
+  readonly truncated: boolean
+}
+
+/** UTF-8 text of at most `maxBytes` bytes, cut on a character boundary. */
+export function captureContent(body: Buffer, maxBytes: number): CapturedContent {
+  if (body.length <= maxBytes) return { text: body.toString('utf8'), truncated: false }
+  let end = maxBytes
+  // Step back over continuation bytes (10xxxxxx) so no character is split.
+  while (end > 0 && (body[end]! & 0xc0) === 0x80) end--
+  return { text: body.subarray(0, end).toString('utf8'), truncated: true }
+}
+
+export interface RecordExtras {
+  readonly durationMs: number
+  /** True once the provider's response headers reached modelgate. */
+  readonly upstreamReached: boolean
+  readonly requestContent?: CapturedContent | undefined
+  readonly responseContent?: CapturedContent | undefined
+}
+
+/** Every attribute of a request's audit record (chain attributes are added by the chain). */
+export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, extras: RecordExtras): Record<string, RecordValue> {
+  const a: Record<string, RecordValue> = {}
+  const set = (k: string, v: RecordValue | undefined) => {
+    if (v === undefined) return
+    if (typeof v === 'string' && v === '') return
+    if (Array.isArray(v) && v.length === 0) return
+    a[k] = v
+  }
+
+  // The request.
+  set(A.MG_REQUEST_ID, ctx.id)
+  set(A.MG_OUTCOME, outcomeOf(ctx, stream))
+  set(A.MG_STREAM_OUTCOME, stream.kind)
+  set(A.MG_UPSTREAM_REACHED, extras.upstreamReached)
+  set(A.HTTP_REQUEST_METHOD, ctx.method || undefined)
+  set(A.URL_PATH, ctx.path ? pathOnly(ctx.path) : undefined)
+  set(A.SERVER_ADDRESS, ctx.authority ? cap(ctx.authority, 256) : undefined)
+  set(A.HTTP_RESPONSE_STATUS_CODE, ctx.responseStatus)
+  set(A.MG_DURATION_MS, roundMs(extras.durationMs))
+  if (ctx.requestBody.length > 0) set(A.MG_REQUEST_BODY_BYTES, ctx.requestBody.length)
+
+  // Who.
+  const id = ctx.identity
+  if (id) {
+    set(A.MG_IDENTITY_SPIFFE_ID, id.spiffeId)
+    set(A.MG_IDENTITY_TRUST_DOMAIN, id.trustDomain)
+    set(A.MG_IDENTITY_PATH, id.path)
+    set(A.MG_IDENTITY_NAMESPACE, id.namespace)
+    set(A.MG_IDENTITY_SERVICE_ACCOUNT, id.serviceAccount)
+    set(A.MG_IDENTITY_SOURCE, id.source)
+    set(A.MG_IDENTITY_CERT_SHA256, id.certificateSha256)
+  }
+  const user = ctx.user
+  if (user) {
+    set(A.MG_USER_SUBJECT, cap(user.subject))
+    set(A.MG_USER_ISSUER, cap(user.issuer))
+    set(A.MG_USER_EMAIL, user.email ? cap(user.email) : undefined)
+    set(A.MG_USER_GROUPS, user.groups.slice(0, MAX_ITEMS).map((g) => cap(g, 256)))
+  }
+
+  // Which model.
+  const req = ctx.request
+  if (req) {
+    const provider = genAiProvider(req.provider)
+    set(A.GEN_AI_PROVIDER_NAME, provider)
+    set(A.GEN_AI_SYSTEM, provider)
+    set(A.GEN_AI_OPERATION_NAME, genAiOperation(req.operation))
+    set(A.MG_OPERATION, req.operation)
+    set(A.MG_API, req.api)
+    set(A.MG_PROVIDER_ROUTE, cap(req.providerName, 256))
+    set(A.GEN_AI_REQUEST_MODEL, cap(req.model))
+    set(A.GEN_AI_REQUEST_STREAM, req.stream)
+    set(A.GEN_AI_REQUEST_MAX_TOKENS, req.maxTokens)
+    set(A.MG_TOOLS, [...new Set(req.tools.map((t) => cap(t.name, 256)))].slice(0, MAX_ITEMS))
+  }
+  set(A.GEN_AI_RESPONSE_MODEL, ctx.responseModel ? cap(ctx.responseModel) : undefined)
+  set(A.GEN_AI_USAGE_INPUT_TOKENS, ctx.usage.input)
+  set(A.GEN_AI_USAGE_OUTPUT_TOKENS, ctx.usage.output)
+
+  // Under which policy.
+  const d = ctx.decision
+  if (d) {
+    set(A.MG_DECISION_EFFECT, d.effect)
+    set(A.MG_DECISION_ID, d.decisionId)
+    set(A.MG_DECISION_POLICIES, d.policies.slice(0, MAX_ITEMS).map((p) => cap(p.id, 256)))
+    if (d.policies.length > 0) set(A.MG_DECISION_POLICY_OWNERS, d.policies.slice(0, MAX_ITEMS).map((p) => cap(p.owner ?? '', 256)))
+    set(A.MG_DECISION_POLICY_SET_HASH, d.policySetHash)
+    set(A.MG_DECISION_ERRORS, d.errors.slice(0, MAX_ERRORS).map((e) => cap(e, MAX_ERROR_LENGTH)))
+    set(A.MG_DECISION_CACHED, d.cached)
+    const s = d.shadow
+    if (s) {
+      set(A.MG_SHADOW_EFFECT, s.effect)
+      set(A.MG_SHADOW_POLICIES, s.policies.slice(0, MAX_ITEMS).map((p) => cap(p.id, 256)))
+      if (s.policies.length > 0) set(A.MG_SHADOW_POLICY_OWNERS, s.policies.slice(0, MAX_ITEMS).map((p) => cap(p.owner ?? '', 256)))
+      set(A.MG_SHADOW_POLICY_SET_HASH, s.policySetHash)
+      set(A.MG_SHADOW_ERRORS, s.errors.slice(0, MAX_ERRORS).map((e) => cap(e, MAX_ERROR_LENGTH)))
+      set(A.MG_SHADOW_DIFFERS, s.effect !== d.effect)
+    }
+  }
+  const denial = ctx.denial
+  if (denial) {
+    set(A.MG_DENIAL_CODE, denial.code)
+    set(A.MG_DENIAL_STATUS, denial.status)
+    if (Object.keys(denial.details).length > 0) {
+      let json: string
+      try {
+        json = JSON.stringify(denial.details)
+      } catch {
+        json = '"(unserialisable)"'
+      }
+      set(A.MG_DENIAL_DETAILS, cap(json, MAX_DETAILS))
+    }
+  }
+  if (isFailure(ctx, stream)) {
+    if (denial && FAILURE_CODES.has(denial.code)) set(A.ERROR_TYPE, denial.code)
+    else if (stream.kind === 'error') set(A.ERROR_TYPE, errorName(stream.error))
+    else if (ctx.responseStatus !== undefined) set(A.ERROR_TYPE, String(ctx.responseStatus))
+  }
+
+  // What data.
+  addFindings(ctx, set)
+  set(A.MG_REDACTION_BODY_REWRITTEN, ctx.requestBodyReplaced || undefined)
+
+  // Quota.
+  const q = ctx.quota
+  if (q) {
+    set(A.MG_QUOTA_RULES, q.rules.slice(0, MAX_ITEMS).map((r) => cap(r, 256)))
+    let n = 0
+    for (const [rule, remaining] of Object.entries(q.remaining)) {
+      if (n++ >= MAX_ITEMS) break
+      if (Number.isFinite(remaining)) set(A.itemKey(A.MG_QUOTA_REMAINING_PREFIX, rule), remaining)
+    }
+  }
+
+  // Timings.
+  let n = 0
+  for (const [stage, ms] of ctx.timings) {
+    if (n++ >= MAX_ITEMS) break
+    set(A.itemKey(A.MG_STAGE_DURATION_PREFIX, stage, A.MG_STAGE_DURATION_SUFFIX), roundMs(ms))
+  }
+
+  // Content, only when switched on (and then only what left modelgate).
+  if (extras.requestContent) {
+    set(A.MG_REQUEST_CONTENT, extras.requestContent.text)
+    set(A.MG_REQUEST_CONTENT_TRUNCATED, extras.requestContent.truncated)
+  }
+  if (extras.responseContent) {
+    set(A.MG_RESPONSE_CONTENT, extras.responseContent.text)
+    set(A.MG_RESPONSE_CONTENT_TRUNCATED, extras.responseContent.truncated)
+  }
+  return a
+}
+
+/** Counts per class and detector, the redaction action, and salted hashes. Never a matched value. */
+function addFindings(ctx: RequestContext, set: (k: string, v: RecordValue | undefined) => void): void {
+  if (ctx.findings.length === 0) {
+    set(A.MG_REDACTION_ACTION, 'none')
+    return
+  }
+  const classes = new Map<string, number>()
+  const detectors = new Map<string, number>()
+  const redacted = new Set<string>()
+  const blocked = new Set<string>()
+  const allowed = new Set<string>()
+  const hashes = new Set<string>()
+  let requestFindings = 0
+  let responseFindings = 0
+  for (const f of ctx.findings) {
+    classes.set(f.dataClass, (classes.get(f.dataClass) ?? 0) + 1)
+    detectors.set(f.detector, (detectors.get(f.detector) ?? 0) + 1)
+    if (f.action === 'redact') redacted.add(f.dataClass)
+    else if (f.action === 'block') blocked.add(f.dataClass)
+    else allowed.add(f.dataClass)
+    if (f.direction === 'request') requestFindings++
+    else responseFindings++
+    if (f.hash && hashes.size < MAX_HASHES) hashes.add(`${cap(f.dataClass, 128)}:${cap(f.hash, 128)}`)
+  }
+  const sorted = (s: Iterable<string>) => [...s].sort().slice(0, MAX_ITEMS).map((x) => cap(x, 256))
+  set(A.MG_DATA_CLASSES, sorted(classes.keys()))
+  set(A.MG_DATA_DETECTORS, sorted(detectors.keys()))
+  set(A.MG_DATA_REQUEST_FINDINGS, requestFindings)
+  set(A.MG_DATA_RESPONSE_FINDINGS, responseFindings)
+  for (const c of sorted(classes.keys())) set(A.itemKey(A.MG_DATA_CLASS_PREFIX, c, A.MG_COUNT_SUFFIX), classes.get(c))
+  for (const d of sorted(detectors.keys())) set(A.itemKey(A.MG_DATA_DETECTOR_PREFIX, d, A.MG_COUNT_SUFFIX), detectors.get(d))
+  set(A.MG_DATA_HASHES, [...hashes])
+  set(A.MG_REDACTION_ACTION, blocked.size > 0 ? 'block' : redacted.size > 0 ? 'redact' : 'allow')
+  set(A.MG_REDACTION_REDACTED, sorted(redacted))
+  set(A.MG_REDACTION_BLOCKED, sorted(blocked))
+  set(A.MG_REDACTION_ALLOWED, sorted(allowed))
+}
+
+function errorName(err: unknown): string {
+  if (err && typeof err === 'object') {
+    const code = (err as { code?: unknown }).code
+    if (typeof code === 'string' || typeof code === 'number') return cap(String(code), 64)
+    const name = (err as { name?: unknown }).name
+    if (typeof name === 'string') return cap(name, 64)
+  }
+  return 'error'
+}

@@ -1,0 +1,420 @@
+/**
+ * The audit stage: one OpenTelemetry span per request, the evidence of who
+ * sent which data to which model under which policy.
+ *
+ * It is first in the stage order, so its requestHeaders runs before identity
+ * (the span starts there, joined to the caller's trace) and its close() runs
+ * last, after every other stage has written what it decided. The span ends
+ * exactly once, in close(), however the stream ended (completed, denied,
+ * cancelled by Envoy, failed). Child spans per stage are laid out from the
+ * pipeline's stage timings (see timeline.ts).
+ *
+ * No decision without a record: before a request is admitted the stage checks
+ * that its record can be kept (spool not full, file writable); if not, and
+ * `audit.whenUnavailable` is `deny` (the default), the request is refused with
+ * MG_AUDIT_UNAVAILABLE. Records are chained by hash (chain.ts) and delivered
+ * by delivery.ts (OTLP with an on-disk spool, and/or a JSON-lines file).
+ *
+ * Wiring: `const audit = createAuditStage(config, { logger })`; put
+ * `audit.stage` first in the pipeline; after the server has drained, await
+ * `audit.shutdown()` (writes the chain-end record, flushes or spools every
+ * record, stops the metrics endpoint).
+ */
+import { randomUUID } from 'node:crypto'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span as ApiSpan } from '@opentelemetry/api'
+import { parseTraceParent, TraceState } from '@opentelemetry/core'
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+import { AlwaysOnSampler, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace'
+import type { Config } from '../config/config.ts'
+import { GateError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { RequestContext } from '../pipeline/context.ts'
+import type { BodyChunk, Phase, Stage, StreamOutcome } from '../pipeline/stage.ts'
+import * as A from './attributes.ts'
+import { HashChain } from './chain.ts'
+import { AuditDelivery, type DeliveryStats } from './delivery.ts'
+import { FileSink } from './file-sink.ts'
+import { OtlpGrpcSpanExporter } from './grpc-exporter.ts'
+import { createAuditMetrics, type AuditMetrics } from './metrics.ts'
+import { describeUrl, readOtelSettings } from './otel-env.ts'
+import { auditPaths } from './paths.ts'
+import { nanosToHrTime, type RecordValue } from './record.ts'
+import { captureContent, isFailure, outcomeOf, requestAttributes, roundMs, spanName, type CapturedContent } from './span-attributes.ts'
+import { Spool } from './spool.ts'
+import { Timeline } from './timeline.ts'
+
+export interface AuditStageDeps {
+  readonly logger: Logger
+  /** The environment OTEL_* settings are read from (default: process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>
+}
+
+export interface AuditStatus extends DeliveryStats {
+  readonly chainId: string
+  readonly seq: number
+  readonly head: string
+  /** True when new requests are being refused because records cannot be kept. */
+  readonly refusing: boolean
+}
+
+export interface AuditTrail {
+  readonly stage: Stage
+  /** Resolves once the metrics endpoint (if any) listens. */
+  ready(): Promise<void>
+  /** Sends (or spools) every finished record now. */
+  flush(): Promise<void>
+  status(): AuditStatus
+  /** `host:port` of the Prometheus endpoint, if one is configured. */
+  metricsAddress(): string | undefined
+  /** Call after the server drained: chain-end record, flush or spool everything, stop metrics. Idempotent. */
+  shutdown(): Promise<void>
+}
+
+const SCOPE = { name: 'modelgate', version: '0.1.0' }
+/** Span attribute limit: comfortably above what one record can carry (lists are capped at 64 items). */
+const ATTRIBUTE_LIMIT = 1024
+const STATE = Symbol('audit')
+
+interface RequestState {
+  span: ApiSpan | undefined
+  startNs: bigint
+  readonly timeline: Timeline
+  upstreamReached: boolean
+  requestContent: CapturedContent | undefined
+  responseParts: Buffer[]
+  responseBytes: number
+  responseTruncated: boolean
+  pendingChunk: BodyChunk | undefined
+  closed: boolean
+}
+
+/** Builds the audit trail from the validated configuration. Throws on unusable OTEL_* settings. */
+export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTrail {
+  const cfg = config.audit
+  const logger = deps.logger
+  if (!cfg.enabled) {
+    logger.warn('audit trail disabled (audit.enabled: false): requests are not recorded')
+    return disabledTrail()
+  }
+  const settings = readOtelSettings(cfg, deps.env ?? process.env)
+  if (settings.problems.length > 0) {
+    throw new Error(`audit: the OpenTelemetry environment cannot be used:\n  ${settings.problems.join('\n  ')}`)
+  }
+  for (const w of settings.warnings) logger.warn(w)
+  if (settings.sdkDisabled) logger.warn('OTEL_SDK_DISABLED=true: audit spans and metrics are not exported over OTLP')
+  if (cfg.content.enabled && !config.redaction.enabled) {
+    throw new Error('audit.content.enabled needs redaction.enabled: content is only recorded after redaction')
+  }
+
+  const chain = new HashChain()
+  const resourceAttrs: Record<string, RecordValue> = {
+    ...settings.resourceAttributes,
+    'service.name': settings.serviceName,
+    'service.instance.id': settings.resourceAttributes['service.instance.id'] ?? chain.id,
+  }
+  const resource = resourceFromAttributes(resourceAttrs)
+
+  let exporter: SpanExporter | undefined
+  let spool: Spool | undefined
+  const paths = auditPaths(cfg, config.baseDir)
+  const traces = settings.traces
+  if (traces) {
+    exporter =
+      traces.protocol === 'grpc'
+        ? new OtlpGrpcSpanExporter(traces)
+        : new OTLPTraceExporter({ url: traces.url, headers: { ...traces.headers }, timeoutMillis: traces.timeoutMs })
+    const maxBytes = cfg.spool.maxBytes
+    spool = new Spool({
+      dir: paths.spoolDir,
+      maxBytes,
+      // Room past "full" for requests already admitted and for the refusals (deny mode only).
+      hardLimitBytes: cfg.whenUnavailable === 'deny' ? maxBytes + Math.max(64 * 1024, Math.floor(maxBytes / 8)) : maxBytes,
+      segmentRecords: settings.batch.maxBatch,
+      header: { spool: 1, resource: resourceAttrs, scope: SCOPE },
+      logger,
+    })
+  }
+  const file = paths.file ? new FileSink(paths.file, logger) : undefined
+  if (!exporter && !file) {
+    logger.warn('audit records go nowhere: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or audit.file')
+  }
+
+  let metrics: AuditMetrics | undefined
+  const delivery = new AuditDelivery({
+    exporter,
+    spool,
+    file,
+    scope: SCOPE,
+    delayMs: settings.batch.delayMs,
+    maxBatch: settings.batch.maxBatch,
+    maxQueue: settings.batch.maxQueue,
+    retryInitialMs: cfg.spool.retryInitialMs,
+    retryMaxMs: Math.max(cfg.spool.retryMaxMs, cfg.spool.retryInitialMs),
+    exportTimeoutMs: traces?.timeoutMs ?? 10000,
+    logger,
+    onExportFailure: () => metrics?.recordExportFailure(),
+    onDropped: (n) => metrics?.recordDropped(n),
+  })
+  const provider = new TracerProvider({
+    resource,
+    // Every request is recorded, whatever the caller's sampling flag says.
+    sampler: new AlwaysOnSampler(),
+    spanLimits: { attributeCountLimit: ATTRIBUTE_LIMIT, attributeValueLengthLimit: Infinity },
+    spanProcessors: [delivery],
+  })
+  const tracer = provider.getTracer(SCOPE.name, SCOPE.version)
+  try {
+    metrics = createAuditMetrics({
+      resource,
+      otlp: settings.metrics,
+      prometheusListen: config.server.metricsListen,
+      logger,
+      spoolBytes: () => delivery.stats().spoolBytes,
+    })
+  } catch (err) {
+    void provider.shutdown()
+    throw err
+  }
+  const m = metrics
+
+  logger.info('audit trail ready', {
+    chain_id: chain.id,
+    otlp_traces: traces ? `${traces.protocol} ${describeUrl(traces.url)}` : 'off',
+    otlp_metrics: settings.metrics ? describeUrl(settings.metrics.url) : 'off',
+    file: file?.path ?? 'off',
+    spool: spool?.dir ?? 'off',
+    when_unavailable: cfg.whenUnavailable,
+    content: cfg.content.enabled,
+  })
+
+  let refusing = false
+  let shuttingDown: Promise<void> | undefined
+  const wall = (ctx: RequestContext, mono: bigint): bigint => BigInt(ctx.startedAt) * 1_000_000n + (mono - ctx.startedNs)
+
+  const state = (ctx: RequestContext): RequestState =>
+    ctx.local<RequestState>(STATE, () => ({
+      span: undefined,
+      startNs: BigInt(ctx.startedAt) * 1_000_000n,
+      timeline: new Timeline(),
+      upstreamReached: false,
+      requestContent: undefined,
+      responseParts: [],
+      responseBytes: 0,
+      responseTruncated: false,
+      pendingChunk: undefined,
+      closed: false,
+    }))
+
+  const start = (ctx: RequestContext, st: RequestState): ApiSpan => {
+    st.span ??= tracer.startSpan(A.SPAN_REQUEST, { kind: SpanKind.SERVER, startTime: nanosToHrTime(st.startNs) }, parentContext(ctx))
+    return st.span
+  }
+
+  const mark = (ctx: RequestContext, phase: Phase): RequestState => {
+    const st = state(ctx)
+    st.timeline.mark(phase, ctx.timings, process.hrtime.bigint())
+    return st
+  }
+
+  /** The response bytes that actually went to the client: a chunk is final once the next phase starts. */
+  const takeChunk = (st: RequestState): void => {
+    const c = st.pendingChunk
+    st.pendingChunk = undefined
+    if (!c || st.responseTruncated) return
+    const room = cfg.content.maxBytes - st.responseBytes
+    if (c.data.length > room) st.responseTruncated = true
+    const part = c.data.length > room ? c.data.subarray(0, Math.max(0, room)) : c.data
+    if (part.length > 0) {
+      // Copy: the chunk's buffer belongs to the stream.
+      st.responseParts.push(Buffer.from(part))
+      st.responseBytes += part.length
+    }
+  }
+
+  const finish = (ctx: RequestContext, outcome: StreamOutcome): void => {
+    const st = state(ctx)
+    if (st.closed) return
+    st.closed = true
+    const endMono = process.hrtime.bigint()
+    st.timeline.settle(ctx.timings)
+    if (cfg.content.enabled) {
+      takeChunk(st)
+      // A stream that completed without response phases still sent its (final) body upstream.
+      if (!st.requestContent && !ctx.denial && outcome.kind === 'completed' && st.timeline.saw('requestBody')) {
+        st.requestContent = captureContent(ctx.requestBody, cfg.content.maxBytes)
+      }
+    }
+    const span = start(ctx, st)
+    const durationMs = Number(endMono - ctx.startedNs) / 1e6
+    let responseContent: CapturedContent | undefined
+    if (cfg.content.enabled && (st.responseParts.length > 0 || st.responseTruncated)) {
+      const c = captureContent(Buffer.concat(st.responseParts), cfg.content.maxBytes)
+      responseContent = { text: c.text, truncated: c.truncated || st.responseTruncated }
+    }
+    const attrs = requestAttributes(ctx, outcome, {
+      durationMs,
+      upstreamReached: st.upstreamReached || ctx.responseStatus !== undefined,
+      requestContent: st.requestContent,
+      responseContent,
+    })
+    const parent = trace.setSpan(ROOT_CONTEXT, span)
+    if (cfg.stageSpans) {
+      for (const s of st.timeline.slices()) {
+        const child = tracer.startSpan(
+          `${A.SPAN_STAGE} ${s.stage}`,
+          {
+            kind: SpanKind.INTERNAL,
+            startTime: nanosToHrTime(wall(ctx, s.startNs)),
+            attributes: {
+              [A.MG_STAGE_NAME]: s.stage,
+              [A.MG_STAGE_PHASE]: s.phase,
+              [A.MG_STAGE_BUSY_MS]: roundMs(s.busyMs),
+              [A.MG_STAGE_CALLS]: s.calls,
+              [A.MG_REQUEST_ID]: ctx.id,
+            },
+          },
+          parent,
+        )
+        child.end(nanosToHrTime(wall(ctx, s.endNs)))
+      }
+    }
+    let endNs = wall(ctx, endMono)
+    if (endNs < st.startNs) endNs = st.startNs
+    const sc = span.spanContext()
+    chain.append({ traceId: sc.traceId, spanId: sc.spanId, start: st.startNs.toString(), end: endNs.toString() }, attrs)
+    span.updateName(spanName(ctx))
+    span.setAttributes(attrs)
+    if (isFailure(ctx, outcome)) span.setStatus({ code: SpanStatusCode.ERROR, message: ctx.denial?.code ?? outcome.kind })
+    span.end(nanosToHrTime(endNs))
+    m.record(ctx, outcomeOf(ctx, outcome), durationMs)
+  }
+
+  const stage: Stage = {
+    name: 'audit',
+    requestHeaders(ctx) {
+      const st = mark(ctx, 'requestHeaders')
+      start(ctx, st)
+      if (cfg.whenUnavailable === 'deny') {
+        const ok = delivery.accepting() && !shuttingDown
+        if (ok !== !refusing) {
+          refusing = !ok
+          if (refusing) logger.error('audit trail cannot keep records: refusing requests', { ...delivery.stats() })
+          else logger.info('audit trail keeps records again: admitting requests')
+        }
+        if (!ok) {
+          const s = delivery.stats()
+          throw new GateError('MG_AUDIT_UNAVAILABLE', {
+            internal: shuttingDown ? 'audit trail is shutting down' : `audit records cannot be kept (spool ${s.spoolBytes} of ${cfg.spool.maxBytes} bytes${file && !file.available ? ', file not writable' : ''})`,
+          })
+        }
+      }
+    },
+    requestBody(ctx) {
+      mark(ctx, 'requestBody')
+    },
+    requestTrailers(ctx) {
+      mark(ctx, 'requestTrailers')
+    },
+    responseHeaders(ctx) {
+      const st = mark(ctx, 'responseHeaders')
+      st.upstreamReached = true
+      // The request phases are over: the body now is exactly what went upstream.
+      if (cfg.content.enabled && !st.requestContent) st.requestContent = captureContent(ctx.requestBody, cfg.content.maxBytes)
+    },
+    responseBody(ctx, chunk) {
+      const st = mark(ctx, 'responseBody')
+      if (cfg.content.enabled) {
+        takeChunk(st)
+        st.pendingChunk = chunk
+      }
+    },
+    responseTrailers(ctx) {
+      mark(ctx, 'responseTrailers')
+    },
+    close(ctx, outcome) {
+      try {
+        finish(ctx, outcome)
+      } catch (err) {
+        logger.error('audit record failed', { request_id: ctx.id, error: (err as Error).message })
+      }
+    },
+  }
+
+  return {
+    stage,
+    ready: () => m.ready(),
+    flush: async () => {
+      await delivery.forceFlush()
+    },
+    status: () => ({ ...delivery.stats(), chainId: chain.id, seq: chain.seq, head: chain.head, refusing }),
+    metricsAddress: () => m.prometheusAddress(),
+    shutdown() {
+      shuttingDown ??= (async () => {
+        try {
+          const startNs = BigInt(Date.now()) * 1_000_000n
+          const span = tracer.startSpan(A.SPAN_CHAIN_END, { kind: SpanKind.INTERNAL, startTime: nanosToHrTime(startNs) }, ROOT_CONTEXT)
+          const attrs: Record<string, RecordValue> = { [A.MG_AUDIT_FINAL]: true }
+          const sc = span.spanContext()
+          chain.append({ traceId: sc.traceId, spanId: sc.spanId, start: startNs.toString(), end: startNs.toString() }, attrs)
+          span.setAttributes(attrs)
+          span.end(nanosToHrTime(startNs))
+        } catch (err) {
+          logger.error('audit chain-end record failed', { error: (err as Error).message })
+        }
+        logger.info('audit chain closed', { chain_id: chain.id, seq: chain.seq, head: chain.head })
+        await provider.shutdown()
+        await m.shutdown()
+      })()
+      return shuttingDown
+    },
+  }
+}
+
+/** The caller's trace: the gRPC metadata of the Process call first, then the request's traceparent header. */
+export function parentContext(ctx: RequestContext): Context {
+  let traceparent = ctx.trace.traceparent
+  let tracestate = ctx.trace.tracestate
+  if (!traceparent) {
+    traceparent = ctx.requestHeaders.get('traceparent')
+    tracestate = ctx.requestHeaders.get('tracestate')
+  }
+  if (!traceparent) return ROOT_CONTEXT
+  const sc = parseTraceParent(traceparent)
+  if (!sc || !trace.isSpanContextValid(sc)) return ROOT_CONTEXT
+  sc.isRemote = true
+  if (tracestate) {
+    try {
+      sc.traceState = new TraceState(tracestate)
+    } catch {
+      /* an unreadable tracestate is dropped; the parent still holds */
+    }
+  }
+  return trace.setSpanContext(ROOT_CONTEXT, sc)
+}
+
+function disabledTrail(): AuditTrail {
+  const chainId = randomUUID()
+  return {
+    stage: { name: 'audit' },
+    ready: async () => {},
+    flush: async () => {},
+    status: () => ({
+      queued: 0,
+      inFlight: 0,
+      spoolBytes: 0,
+      spoolSegments: 0,
+      collectorDown: false,
+      exported: 0,
+      spooled: 0,
+      dropped: 0,
+      exportFailures: 0,
+      chainId,
+      seq: 0,
+      head: '',
+      refusing: false,
+    }),
+    metricsAddress: () => undefined,
+    shutdown: async () => {},
+  }
+}
