@@ -61,6 +61,9 @@ export function toGateError(err: unknown): GateError {
   return new GateError('MG_INTERNAL', { internal, cause: err })
 }
 
+/** The fields of a denial body that a GateError's details cannot overwrite. */
+const DENIAL_FIELDS: ReadonlySet<string> = new Set(['type', 'code', 'message', 'request_id', 'decision_id'])
+
 /** The JSON body sent to the caller on a denial. Shaped like the providers' own error bodies. */
 export function denialBody(err: GateError, ids: { requestId: string; decisionId?: string | undefined }): Buffer {
   return Buffer.from(
@@ -71,7 +74,8 @@ export function denialBody(err: GateError, ids: { requestId: string; decisionId?
         message: err.message,
         request_id: ids.requestId,
         ...(ids.decisionId ? { decision_id: ids.decisionId } : {}),
-        ...err.details,
+        // Details add facts; they never replace the fields above.
+        ...Object.fromEntries(Object.entries(err.details).filter(([k]) => !DENIAL_FIELDS.has(k))),
       },
     }),
   )
