@@ -1,0 +1,228 @@
+import t from 'tap'
+import { GateError } from '../../../src/errors.ts'
+import { RequestContext } from '../../../src/pipeline/context.ts'
+import { Pipeline } from '../../../src/pipeline/pipeline.ts'
+import { PHASES, type BodyChunk, type Phase, type Stage, type StreamOutcome } from '../../../src/pipeline/stage.ts'
+
+/** A stage that records every call into `log` as "name:phase". */
+function recorder(name: string, log: string[], extra: Partial<Stage> = {}): Stage {
+  const stage: Stage = { name, ...extra }
+  for (const phase of PHASES) {
+    if (phase in extra) continue
+    ;(stage as unknown as Record<Phase, () => void>)[phase] = () => {
+      log.push(`${name}:${phase}`)
+    }
+  }
+  if (!extra.close) stage.close = (_ctx, outcome) => void log.push(`${name}:close:${outcome.kind}`)
+  return stage
+}
+
+async function rejection(p: Promise<unknown>): Promise<GateError | undefined> {
+  // The deadline timer is unref'd (the gRPC server keeps a real process alive); keep this one alive meanwhile.
+  const keepAlive = setInterval(() => {}, 1000)
+  try {
+    await p
+    return undefined
+  } catch (err) {
+    return err as GateError
+  } finally {
+    clearInterval(keepAlive)
+  }
+}
+
+t.test('stages run in the given order for every phase', async (t) => {
+  const log: string[] = []
+  const p = new Pipeline([recorder('a', log), recorder('b', log), recorder('c', log)], { phaseTimeoutMs: 1000 })
+  const ctx = new RequestContext()
+  for (const phase of PHASES) await p.run(phase, ctx, phase === 'responseBody' ? { data: Buffer.alloc(0), end: true } : undefined)
+  t.same(
+    log,
+    PHASES.flatMap((ph) => [`a:${ph}`, `b:${ph}`, `c:${ph}`]),
+  )
+})
+
+t.test('only stages that define a phase are called for it, and has() says whether any does', async (t) => {
+  const log: string[] = []
+  const a: Stage = { name: 'a', requestHeaders: () => void log.push('a') }
+  const b: Stage = { name: 'b', requestBody: () => void log.push('b') }
+  const p = new Pipeline([a, b], { phaseTimeoutMs: 1000 })
+  t.equal(p.has('requestHeaders'), true)
+  t.equal(p.has('requestBody'), true)
+  t.equal(p.has('responseBody'), false)
+  await p.run('requestHeaders', new RequestContext())
+  await p.run('responseBody', new RequestContext(), { data: Buffer.alloc(0), end: true })
+  t.same(log, ['a'])
+  t.same(p.stages.map((s) => s.name), ['a', 'b'])
+  t.ok(Object.isFrozen(p.stages))
+})
+
+t.test('stage methods run with the stage as `this`, sync or async', async (t) => {
+  const seen: string[] = []
+  const stage = {
+    name: 'self',
+    label: 'mine',
+    requestHeaders(this: { label: string }) {
+      seen.push(this.label)
+    },
+    async requestBody(this: { label: string }) {
+      await new Promise((r) => setImmediate(r))
+      seen.push(this.label + '-async')
+    },
+  }
+  const p = new Pipeline([stage], { phaseTimeoutMs: 1000 })
+  await p.run('requestHeaders', new RequestContext())
+  await p.run('requestBody', new RequestContext())
+  t.same(seen, ['mine', 'mine-async'])
+})
+
+t.test('the response body chunk is shared along the stages, so a stage can replace its data', async (t) => {
+  const upper: Stage = { name: 'upper', responseBody: (_c, chunk) => void (chunk.data = Buffer.from(chunk.data.toString().toUpperCase())) }
+  const seen: string[] = []
+  const after: Stage = { name: 'after', responseBody: (_c, chunk) => void seen.push(chunk.data.toString()) }
+  const chunk: BodyChunk = { data: Buffer.from('hello'), end: false }
+  await new Pipeline([upper, after], { phaseTimeoutMs: 1000 }).run('responseBody', new RequestContext(), chunk)
+  t.same(seen, ['HELLO'])
+  t.equal(chunk.data.toString(), 'HELLO')
+})
+
+t.test('the first denial stops the phase and is thrown as it is', async (t) => {
+  const log: string[] = []
+  const denial = new GateError('MG_POLICY_DENIED', { internal: 'no' })
+  const errors: [string, Phase, string][] = []
+  const p = new Pipeline(
+    [
+      recorder('a', log),
+      recorder('b', log, {
+        requestBody: () => {
+          throw denial
+        },
+      }),
+      recorder('c', log),
+    ],
+    { phaseTimeoutMs: 1000, onStageError: (s, ph, e) => void errors.push([s, ph, e.code]) },
+  )
+  const err = await rejection(p.run('requestBody', new RequestContext()))
+  t.equal(err, denial)
+  t.same(log, ['a:requestBody'], 'c never runs')
+  t.same(errors, [['b', 'requestBody', 'MG_POLICY_DENIED']])
+})
+
+t.test('other exceptions become MG_INTERNAL (fail closed)', async (t) => {
+  const cases: [name: string, fn: () => unknown, internal: string][] = [
+    [
+      'a thrown Error',
+      () => {
+        throw new Error('boom')
+      },
+      'Error: boom',
+    ],
+    ['a rejected promise', () => Promise.reject(new TypeError('bad type')), 'TypeError: bad type'],
+    [
+      'a thrown string',
+      () => {
+        throw 'just a string'
+      },
+      'just a string',
+    ],
+  ]
+  for (const [name, fn, internal] of cases) {
+    const p = new Pipeline([{ name: 'x', requestHeaders: fn as Stage['requestHeaders'] }], { phaseTimeoutMs: 1000 })
+    const err = await rejection(p.run('requestHeaders', new RequestContext()))
+    t.ok(err instanceof GateError, name)
+    t.equal(err?.code, 'MG_INTERNAL', name)
+    t.equal(err?.status, 500, name)
+    t.equal(err?.internal, internal, name)
+  }
+})
+
+t.test('a phase that passes its deadline is MG_TIMEOUT, and later stages do not run', async (t) => {
+  const log: string[] = []
+  const errors: string[] = []
+  const p = new Pipeline(
+    [
+      { name: 'hang', requestHeaders: () => new Promise<void>(() => {}) },
+      { name: 'after', requestHeaders: () => void log.push('after') },
+    ],
+    { phaseTimeoutMs: 30, onStageError: (s) => void errors.push(s) },
+  )
+  const err = await rejection(p.run('requestHeaders', new RequestContext()))
+  t.equal(err?.code, 'MG_TIMEOUT')
+  t.equal(err?.status, 504)
+  t.equal(err?.internal, 'phase requestHeaders exceeded 30 ms')
+  t.same(log, [])
+  t.same(errors, [], 'the deadline is not a stage error')
+})
+
+t.test('the deadline covers the whole phase, not each stage', async (t) => {
+  const slow = (name: string): Stage => ({ name, requestBody: () => new Promise<void>((r) => setTimeout(r, 25)) })
+  const p = new Pipeline([slow('a'), slow('b'), slow('c'), slow('d')], { phaseTimeoutMs: 40 })
+  t.equal((await rejection(p.run('requestBody', new RequestContext())))?.code, 'MG_TIMEOUT')
+})
+
+t.test('a stage that fails after its deadline passed does not cause an unhandled rejection', async (t) => {
+  const p = new Pipeline([{ name: 'late', requestHeaders: () => new Promise<void>((_, reject) => setTimeout(() => reject(new Error('late')), 40)) }], { phaseTimeoutMs: 10 })
+  const unhandled: unknown[] = []
+  const onUnhandled = (r: unknown) => void unhandled.push(r)
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => void process.off('unhandledRejection', onUnhandled))
+  t.equal((await rejection(p.run('requestHeaders', new RequestContext())))?.code, 'MG_TIMEOUT')
+  await new Promise((r) => setTimeout(r, 60))
+  t.same(unhandled, [])
+})
+
+t.test('a phase without stages resolves at once and arms no timer', async (t) => {
+  const p = new Pipeline([], { phaseTimeoutMs: 10 })
+  await p.run('responseTrailers', new RequestContext())
+  t.pass()
+})
+
+t.test('timings are recorded per stage, summed over phases, also for failing stages', async (t) => {
+  const p = new Pipeline(
+    [
+      { name: 'a', requestHeaders: () => {}, requestBody: async () => new Promise<void>((r) => setTimeout(r, 5)) },
+      {
+        name: 'b',
+        requestBody: () => {
+          throw new GateError('MG_POLICY_DENIED')
+        },
+      },
+      { name: 'c', requestBody: () => {} },
+    ],
+    { phaseTimeoutMs: 1000 },
+  )
+  const ctx = new RequestContext()
+  await p.run('requestHeaders', ctx)
+  const afterHeaders = ctx.timings.get('a')!
+  await rejection(p.run('requestBody', ctx))
+  t.same([...ctx.timings.keys()].sort(), ['a', 'b'])
+  t.ok(ctx.timings.get('a')! > afterHeaders, 'a second phase adds to the first')
+  t.ok(ctx.timings.get('b')! >= 0)
+  t.equal(ctx.timings.has('c'), false, 'a stage that never ran has no timing')
+})
+
+t.test('close calls every stage once, in reverse order, and survives a failing close', async (t) => {
+  const log: string[] = []
+  const errors: [string, string][] = []
+  const p = new Pipeline(
+    [
+      recorder('a', log),
+      { name: 'no-close' },
+      recorder('b', log, {
+        close: () => {
+          log.push('b:close')
+          throw new Error('close failed')
+        },
+      }),
+      recorder('c', log),
+    ],
+    { phaseTimeoutMs: 1000, onStageError: (s, _ph, e) => void errors.push([s, e.code]) },
+  )
+  const outcome: StreamOutcome = { kind: 'cancelled' }
+  p.close(new RequestContext(), outcome)
+  t.same(log, ['c:close:cancelled', 'b:close', 'a:close:cancelled'])
+  t.same(errors, [['b', 'MG_INTERNAL']])
+})
+
+t.test('two stages with the same name are refused at construction', async (t) => {
+  t.throws(() => new Pipeline([{ name: 'identity' }, { name: 'identity' }], { phaseTimeoutMs: 100 }), { message: 'pipeline: two stages are named "identity"' })
+})
