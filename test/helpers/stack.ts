@@ -6,7 +6,7 @@
  */
 import { request as httpsRequest } from 'node:https'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
@@ -17,19 +17,13 @@ import { configFromObject } from '../../src/config/config.ts'
 import { silentLogger, type Logger } from '../../src/log.ts'
 import type { Stage } from '../../src/pipeline/stage.ts'
 import { startEnvoy, type RunningEnvoy } from '../../src/dev/envoy.ts'
-import { createDevPki, DEV_TRUST_DOMAIN, type DevPki } from '../../src/dev/identities.ts'
-import { createCa, issueCertificate, type KeyPair } from '../../src/dev/pki.ts'
+import { DEV_TRUST_DOMAIN, type DevPki } from '../../src/dev/identities.ts'
+import type { KeyPair } from '../../src/dev/pki.ts'
+import { sharedTestPki, type ClientName } from './pki.ts'
 import { StandInProvider } from '../../src/dev/provider.ts'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
 
-/** Client certificates the harness can present. */
-export type ClientName =
-  | 'checkout' // spiffe://modelgate.local/ns/payments/sa/checkout
-  | 'notebook' // spiffe://modelgate.local/ns/research/sa/notebook
-  | 'twoUris' // two spiffe:// URI SANs (not an SVID)
-  | 'nonSpiffe' // one https:// URI SAN
-  | 'foreignDomain' // spiffe://other.example/ns/payments/sa/checkout, same CA
-  | 'otherCa' // a valid-looking SVID from a CA Envoy does not trust
+export type { ClientName }
 
 export interface StackOptions {
   /** Merged over the base configuration object (identity, policy dir, …). */
@@ -69,35 +63,6 @@ export interface Stack {
   close(): Promise<void>
 }
 
-/** Shared across tests in one process: generating certificates takes a moment. */
-let pkiCache: Promise<{ dir: string; pki: DevPki; clients: Record<ClientName, KeyPair & { spiffeId?: string }> }> | undefined
-
-async function sharedPki() {
-  pkiCache ??= (async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'modelgate-pki-'))
-    const pki = await createDevPki(dir)
-    const wrong = join(dir, 'wrong')
-    const twoUris = await issueCertificate(wrong, pki.ca, { name: 'two-uris', uris: [`spiffe://${DEV_TRUST_DOMAIN}/ns/payments/sa/checkout`, `spiffe://${DEV_TRUST_DOMAIN}/ns/platform/sa/admin`] })
-    const nonSpiffe = await issueCertificate(wrong, pki.ca, { name: 'non-spiffe', uris: ['https://payments.example/checkout'] })
-    const foreignDomain = await issueCertificate(wrong, pki.ca, { name: 'foreign-domain', uris: ['spiffe://other.example/ns/payments/sa/checkout'] })
-    const otherCa = await createCa(join(dir, 'other-ca'), 'ca', 'untrusted CA')
-    const otherCaLeaf = await issueCertificate(join(dir, 'other-ca'), otherCa, { name: 'leaf', uris: [`spiffe://${DEV_TRUST_DOMAIN}/ns/payments/sa/checkout`] })
-    const clients: Record<ClientName, KeyPair & { spiffeId?: string }> = {
-      checkout: pki.identities.checkout,
-      notebook: pki.identities.notebook,
-      twoUris,
-      nonSpiffe,
-      foreignDomain,
-      otherCa: otherCaLeaf,
-    }
-    process.once('exit', () => {
-      rmSync(dir, { recursive: true, force: true })
-    })
-    return { dir, pki, clients }
-  })()
-  return pkiCache
-}
-
 function merge(base: Record<string, unknown>, over: Record<string, unknown> | undefined): Record<string, unknown> {
   if (!over) return base
   const out: Record<string, unknown> = { ...base }
@@ -109,7 +74,7 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown> | un
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
-  const { pki, clients } = await sharedPki()
+  const { pki, clients } = await sharedTestPki()
   const dir = await mkdtemp(join(tmpdir(), 'modelgate-e2e-'))
   const socket = join(dir, 'modelgate.sock')
   const provider = new StandInProvider()
