@@ -1,0 +1,47 @@
+/**
+ * The Cedar names modelgate produces. policies/modelgate.cedarschema declares
+ * them; a schema that lacks any of them is refused at load time, because every
+ * request would otherwise fail to evaluate.
+ */
+import type { Operation } from '../providers/types.ts'
+
+export const NAMESPACE = 'ModelGate'
+
+export const ENTITY = {
+  Team: `${NAMESPACE}::Team`,
+  Namespace: `${NAMESPACE}::Namespace`,
+  Workload: `${NAMESPACE}::Workload`,
+  UserGroup: `${NAMESPACE}::UserGroup`,
+  User: `${NAMESPACE}::User`,
+  Provider: `${NAMESPACE}::Provider`,
+  ModelGroup: `${NAMESPACE}::ModelGroup`,
+  Model: `${NAMESPACE}::Model`,
+  ToolServer: `${NAMESPACE}::ToolServer`,
+  Tool: `${NAMESPACE}::Tool`,
+  DataClass: `${NAMESPACE}::DataClass`,
+} as const
+
+export const ACTION_TYPE = `${NAMESPACE}::Action`
+
+/** Actions modelgate asks about. `use_model` and `generate` are groups policies may scope to. */
+export const ACTIONS = ['chat', 'completion', 'responses', 'messages', 'embedding', 'call_tool', 'send_unredacted'] as const
+export type ActionName = (typeof ACTIONS)[number]
+
+/** The model action for each provider operation: one action per operation, named alike. */
+export const OPERATION_ACTION: Readonly<Record<Operation, ActionName>> = {
+  chat: 'chat',
+  completion: 'completion',
+  responses: 'responses',
+  messages: 'messages',
+  embedding: 'embedding',
+}
+
+/** Entity types whose attributes modelgate derives; entities.json may give them parents only. */
+export const DERIVED_TYPES: ReadonlySet<string> = new Set([ENTITY.Workload, ENTITY.Model, ENTITY.Tool, ENTITY.User])
+
+/** Where the engine reads its request-header context attributes from, by default. */
+export const DEFAULT_CONTEXT_HEADERS = {
+  tenant: 'x-modelgate-tenant',
+  purpose: 'x-modelgate-purpose',
+  clientApp: 'x-modelgate-client-app',
+} as const

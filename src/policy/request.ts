@@ -1,0 +1,395 @@
+/**
+ * From a request to Cedar: the facts policy may look at, taken from the
+ * request context (or from a request description, for `modelgate policy test`
+ * and `explain`), and the Cedar calls built from them. The same code serves
+ * both, so a test case exercises exactly the mapping traffic goes through.
+ *
+ * Only derived features reach Cedar: identity, model, sizes, flags, the data
+ * classes and detector ids found, a few bounded header values, the time.
+ * Never prompt text.
+ */
+import type { EntityJson, EntityUidJson } from '@cedar-policy/cedar-wasm/nodejs'
+import { GateError } from '../errors.ts'
+import { parseSpiffeId } from '../identity/spiffe.ts'
+import type { DelegatedUser } from '../identity/types.ts'
+import type { RequestContext } from '../pipeline/context.ts'
+import type { Operation, ToolDefinition } from '../providers/types.ts'
+import { kubernetesParts, plainUid, uidKey, type CompiledPolicySet } from './load.ts'
+import { ACTION_TYPE, DEFAULT_CONTEXT_HEADERS, ENTITY, OPERATION_ACTION, type ActionName } from './names.ts'
+
+/** Longest header value (characters) passed into the context; longer values are cut. */
+export const MAX_HEADER_VALUE = 256
+/** Most delegated-user groups passed into the entities; the rest are dropped. */
+export const MAX_USER_GROUPS = 256
+
+export interface ContextHeaders {
+  readonly tenant: string
+  readonly purpose: string
+  readonly clientApp: string
+}
+
+export interface FactsOptions {
+  readonly headers?: ContextHeaders | undefined
+  /** The deployment's region (policy.region), passed as context.region. */
+  readonly region?: string | undefined
+}
+
+/** Everything a policy decision depends on. Two requests with equal facts get equal decisions. */
+export interface RequestFacts {
+  readonly principal: { readonly spiffeId: string; readonly trustDomain: string; readonly namespace: string; readonly serviceAccount: string }
+  readonly user: { readonly subject: string; readonly issuer: string; readonly email: string; readonly groups: readonly string[] } | undefined
+  readonly provider: string
+  readonly operation: Operation
+  readonly api: string
+  readonly model: string
+  readonly stream: boolean
+  readonly maxTokens: number | undefined
+  readonly tools: readonly { readonly name: string; readonly type: string }[]
+  readonly dataClasses: readonly string[]
+  readonly detectors: readonly string[]
+  readonly tenant: string
+  readonly purpose: string
+  readonly clientApp: string
+  readonly region: string
+  readonly utcHour: number
+  readonly dayOfWeek: number
+}
+
+/** One question to Cedar: an action on a resource, asked with the request's facts. */
+export interface CedarQuery {
+  readonly action: ActionName
+  readonly resource: { readonly type: string; readonly id: string }
+}
+
+export interface CedarCall {
+  readonly principal: EntityUidJson
+  readonly action: EntityUidJson
+  readonly resource: EntityUidJson
+  readonly context: Record<string, unknown>
+  readonly entities: EntityJson[]
+}
+
+const cut = (s: string) => (s.length > MAX_HEADER_VALUE ? s.slice(0, MAX_HEADER_VALUE) : s)
+
+/** A Cedar Long for a requested token budget: odd values are made conservative (huge), never dropped. */
+export function toLong(n: number): number {
+  if (Number.isNaN(n) || n === Infinity) return Number.MAX_SAFE_INTEGER
+  if (n <= 0) return 0
+  return Math.min(Math.floor(n), Number.MAX_SAFE_INTEGER)
+}
+
+function timeFacts(ms: number): { utcHour: number; dayOfWeek: number } {
+  const d = new Date(ms)
+  return { utcHour: d.getUTCHours(), dayOfWeek: d.getUTCDay() === 0 ? 7 : d.getUTCDay() }
+}
+
+function userFacts(u: DelegatedUser | undefined): RequestFacts['user'] {
+  if (!u) return undefined
+  const groups = [...new Set(u.groups)].sort().slice(0, MAX_USER_GROUPS)
+  return { subject: u.subject, issuer: u.issuer, email: u.email ?? '', groups }
+}
+
+/**
+ * The facts of a live request. Needs the caller's identity and the parsed
+ * request; without them there is nothing to authorise, so the request is
+ * refused (the identity and provider stages normally refuse such requests first).
+ */
+export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}): RequestFacts {
+  const id = ctx.identity
+  const req = ctx.request
+  if (!id) throw new GateError('MG_POLICY_ERROR', { internal: 'no caller identity to authorise' })
+  if (!req) throw new GateError('MG_POLICY_ERROR', { internal: 'no parsed provider request to authorise' })
+  const headers = opts.headers ?? DEFAULT_CONTEXT_HEADERS
+  const header = (name: string) => cut((ctx.requestHeaders.get(name) ?? '').trim())
+  const detectors = new Set<string>()
+  for (const f of ctx.findings) if (f.direction === 'request') detectors.add(f.detector)
+  return {
+    principal: { spiffeId: id.spiffeId, trustDomain: id.trustDomain, namespace: id.namespace ?? '', serviceAccount: id.serviceAccount ?? '' },
+    user: userFacts(ctx.user),
+    provider: req.providerName,
+    operation: req.operation,
+    api: req.api,
+    model: req.model,
+    stream: req.stream,
+    maxTokens: req.maxTokens === undefined ? undefined : toLong(req.maxTokens),
+    tools: req.tools.map((t: ToolDefinition) => ({ name: t.name, type: t.type })),
+    dataClasses: [...ctx.dataClasses].sort(),
+    detectors: [...detectors].sort(),
+    tenant: header(headers.tenant),
+    purpose: header(headers.purpose),
+    clientApp: header(headers.clientApp),
+    region: opts.region ?? '',
+    ...timeFacts(ctx.startedAt),
+  }
+}
+
+/** A canonical string of the facts: the request part of the decision-cache key. */
+export function factsKey(f: RequestFacts): string {
+  return JSON.stringify(f)
+}
+
+export function modelUid(f: RequestFacts): { type: string; id: string } {
+  return { type: ENTITY.Model, id: `${f.provider}/${f.model}` }
+}
+
+/** The question for the model itself: the operation's action on `Model::"<provider>/<model>"`. */
+export function modelQuery(f: RequestFacts): CedarQuery {
+  return { action: OPERATION_ACTION[f.operation], resource: modelUid(f) }
+}
+
+/** One `call_tool` question per distinct tool the request declares. */
+export function toolQueries(f: RequestFacts): CedarQuery[] {
+  const names = [...new Set(f.tools.map((t) => t.name))]
+  return names.map((name) => ({ action: 'call_tool', resource: { type: ENTITY.Tool, id: name } }))
+}
+
+export function unredactedQuery(dataClass: string): CedarQuery {
+  return { action: 'send_unredacted', resource: { type: ENTITY.DataClass, id: dataClass } }
+}
+
+/**
+ * Builds the Cedar call for one question: the principal, the context, and the
+ * slice of entities the question can reach (the derived entities, plus their
+ * declared ancestors from entities.json).
+ */
+export function buildCall(f: RequestFacts, q: CedarQuery, set: CompiledPolicySet): CedarCall {
+  const entities = new EntitySlice(set)
+  const principal = { type: ENTITY.Workload, id: f.principal.spiffeId }
+  entities.add(
+    principal,
+    { trustDomain: f.principal.trustDomain, namespace: f.principal.namespace, serviceAccount: f.principal.serviceAccount },
+    f.principal.namespace ? [{ type: ENTITY.Namespace, id: f.principal.namespace }] : [],
+  )
+  const provider = { type: ENTITY.Provider, id: f.provider }
+  entities.add(provider, { internal: false }, [])
+  const model = modelUid(f)
+  entities.add(model, { name: f.model, provider: { __entity: provider } }, [provider])
+  let user: { type: string; id: string } | undefined
+  if (f.user) {
+    user = { type: ENTITY.User, id: `${f.user.issuer}#${f.user.subject}` }
+    entities.add(
+      user,
+      { subject: f.user.subject, issuer: f.user.issuer, email: f.user.email },
+      f.user.groups.map((g) => ({ type: ENTITY.UserGroup, id: g })),
+    )
+  }
+  if (q.resource.type === ENTITY.Tool) {
+    const tool = f.tools.find((t) => t.name === q.resource.id)
+    entities.add(q.resource, { kind: tool?.type ?? 'function' }, [])
+  } else if (q.resource.type !== ENTITY.Model) {
+    entities.add(q.resource, {}, [])
+  }
+  const context: Record<string, unknown> = {
+    api: f.api,
+    model: { __entity: model },
+    stream: f.stream,
+    tools: f.tools.map((t) => t.name),
+    dataClasses: f.dataClasses,
+    detectors: f.detectors,
+    tenant: f.tenant,
+    purpose: f.purpose,
+    clientApp: f.clientApp,
+    region: f.region,
+    utcHour: f.utcHour,
+    dayOfWeek: f.dayOfWeek,
+  }
+  if (f.maxTokens !== undefined) context.maxTokens = f.maxTokens
+  if (user) context.user = { __entity: user }
+  return { principal, action: { type: ACTION_TYPE, id: q.action }, resource: { type: q.resource.type, id: q.resource.id }, context, entities: entities.list }
+}
+
+/** Collects a request's entities: derived ones merged with entities.json, and every declared ancestor. */
+class EntitySlice {
+  readonly list: EntityJson[] = []
+  readonly #keys = new Set<string>()
+  readonly #set: CompiledPolicySet
+
+  constructor(set: CompiledPolicySet) {
+    this.#set = set
+  }
+
+  /** A derived entity: derived attributes win for derived types; declared attributes (e.g. Provider.internal) fill in otherwise. */
+  add(uid: { type: string; id: string }, attrs: Record<string, unknown>, parents: { type: string; id: string }[]): void {
+    const key = uidKey(uid)
+    if (this.#keys.has(key)) return
+    this.#keys.add(key)
+    const declared = this.#set.entities.byKey.get(key)
+    const allParents = new Map<string, EntityUidJson>()
+    for (const p of parents) allParents.set(uidKey(p), p)
+    for (const p of declared?.parents ?? []) allParents.set(uidKey(plainUid(p)), plainUid(p))
+    const merged = uid.type === ENTITY.Provider ? { ...attrs, ...(declared?.attrs ?? {}) } : attrs
+    this.list.push({ uid, attrs: merged as EntityJson['attrs'], parents: [...allParents.values()] })
+    for (const p of allParents.values()) this.#addAncestor(uidKey(plainUid(p)), plainUid(p))
+  }
+
+  /** A parent and its declared ancestors; parents nobody declared still appear, without attributes. */
+  #addAncestor(key: string, uid: { type: string; id: string }): void {
+    const { byKey, ancestors } = this.#set.entities
+    for (const k of [key, ...(ancestors.get(key) ?? [])]) {
+      if (this.#keys.has(k)) continue
+      this.#keys.add(k)
+      this.list.push(byKey.get(k) ?? { uid: k === key ? uid : uidFromKey(k), attrs: {}, parents: [] })
+    }
+  }
+}
+
+function uidFromKey(key: string): { type: string; id: string } {
+  const i = key.indexOf('::"')
+  return { type: key.slice(0, i), id: JSON.parse(key.slice(i + 2)) as string }
+}
+
+// ---- request descriptions (policy tests and explain) ---------------------------
+
+const OPERATIONS: readonly Operation[] = ['chat', 'completion', 'responses', 'messages', 'embedding']
+const API_FOR: Readonly<Record<Operation, string>> = {
+  chat: 'openai.chat_completions',
+  completion: 'openai.completions',
+  responses: 'openai.responses',
+  messages: 'anthropic.messages',
+  embedding: 'openai.embeddings',
+}
+
+/**
+ * A request as a policy author writes it: who asks for which model, with what.
+ * Only `principal` and `model` are required.
+ */
+export interface RequestDescription {
+  /** The caller's SPIFFE ID. */
+  principal: string
+  /** Provider name from the route (default "openai"). */
+  provider?: string
+  model: string
+  /** chat (default), completion, responses, messages or embedding. */
+  operation?: Operation
+  /** API shape for context.api (default: the usual one for the operation). */
+  api?: string
+  stream?: boolean
+  maxTokens?: number
+  /** Tools the request declares: names, or {name, type}. */
+  tools?: (string | { name: string; type?: string })[]
+  dataClasses?: string[]
+  detectors?: string[]
+  tenant?: string
+  purpose?: string
+  clientApp?: string
+  region?: string
+  /** When the request arrives (ISO 8601); default now. */
+  time?: string
+  user?: { subject: string; issuer: string; email?: string; groups?: string[] }
+  /** Ask Action::"send_unredacted" for this data class instead of the request's own actions. */
+  unredacted?: string
+}
+
+export class DescriptionError extends Error {
+  readonly problems: readonly string[]
+  constructor(problems: readonly string[]) {
+    super(problems.join('; '))
+    this.name = 'DescriptionError'
+    this.problems = problems
+  }
+}
+
+const DESCRIPTION_KEYS = new Set(['principal', 'provider', 'model', 'operation', 'api', 'stream', 'maxTokens', 'tools', 'dataClasses', 'detectors', 'tenant', 'purpose', 'clientApp', 'region', 'time', 'user', 'unredacted'])
+
+/** Checks a request description and turns it into facts. Throws DescriptionError listing every problem. */
+export function factsFromDescription(input: unknown, opts: { now?: number } = {}): { facts: RequestFacts; unredacted: string | undefined } {
+  const problems: string[] = []
+  if (!input || typeof input !== 'object' || Array.isArray(input)) throw new DescriptionError(['a request description must be a JSON object'])
+  const d = input as Record<string, unknown>
+  for (const k of Object.keys(d)) if (!DESCRIPTION_KEYS.has(k)) problems.push(`unknown field "${k}" (known: ${[...DESCRIPTION_KEYS].join(', ')})`)
+  const str = (k: string, required = false): string | undefined => {
+    const v = d[k]
+    if (v === undefined) {
+      if (required) problems.push(`"${k}" is required`)
+      return undefined
+    }
+    if (typeof v !== 'string' || (required && v === '')) {
+      problems.push(`"${k}" must be a ${required ? 'non-empty ' : ''}string`)
+      return undefined
+    }
+    return v
+  }
+  const strings = (k: string): string[] => {
+    const v = d[k]
+    if (v === undefined) return []
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+      problems.push(`"${k}" must be an array of strings`)
+      return []
+    }
+    return v as string[]
+  }
+  const principalText = str('principal', true)
+  let principal: RequestFacts['principal'] | undefined
+  if (principalText !== undefined) {
+    const p = parseSpiffeId(principalText)
+    if (!p.ok) problems.push(`"principal" is not a valid SPIFFE ID: ${p.reason}`)
+    else principal = { spiffeId: p.value.id, trustDomain: p.value.trustDomain, ...kubernetesParts(p.value.segments) }
+  }
+  const model = str('model', true)
+  const provider = str('provider') ?? 'openai'
+  const operation = (str('operation') ?? 'chat') as Operation
+  if (!OPERATIONS.includes(operation)) problems.push(`"operation" must be one of ${OPERATIONS.join(', ')}`)
+  const api = str('api') ?? API_FOR[operation] ?? ''
+  if (d.stream !== undefined && typeof d.stream !== 'boolean') problems.push('"stream" must be true or false')
+  let maxTokens: number | undefined
+  if (d.maxTokens !== undefined) {
+    if (typeof d.maxTokens !== 'number' || !Number.isInteger(d.maxTokens) || d.maxTokens < 0) problems.push('"maxTokens" must be a non-negative integer')
+    else maxTokens = toLong(d.maxTokens)
+  }
+  const tools: { name: string; type: string }[] = []
+  if (d.tools !== undefined) {
+    if (!Array.isArray(d.tools)) problems.push('"tools" must be an array')
+    else
+      for (const t of d.tools) {
+        if (typeof t === 'string' && t) tools.push({ name: t, type: 'function' })
+        else if (t && typeof t === 'object' && typeof (t as { name?: unknown }).name === 'string') {
+          const o = t as { name: string; type?: unknown }
+          tools.push({ name: o.name, type: typeof o.type === 'string' ? o.type : 'function' })
+        } else problems.push('"tools" entries must be names or {"name", "type"}')
+      }
+  }
+  let user: RequestFacts['user']
+  if (d.user !== undefined) {
+    const u = d.user as Record<string, unknown>
+    if (!u || typeof u !== 'object' || typeof u.subject !== 'string' || typeof u.issuer !== 'string') problems.push('"user" must be {"subject", "issuer", "email"?, "groups"?}')
+    else if (u.groups !== undefined && (!Array.isArray(u.groups) || !u.groups.every((g) => typeof g === 'string'))) problems.push('"user.groups" must be an array of strings')
+    else if (u.email !== undefined && typeof u.email !== 'string') problems.push('"user.email" must be a string')
+    else user = userFacts({ subject: u.subject, issuer: u.issuer, email: u.email as string | undefined, groups: (u.groups as string[] | undefined) ?? [] })
+  }
+  let when = opts.now ?? Date.now()
+  const time = str('time')
+  if (time !== undefined) {
+    const t = Date.parse(time)
+    if (Number.isNaN(t)) problems.push('"time" must be an ISO 8601 date-time, e.g. 2025-03-04T10:00:00Z')
+    else when = t
+  }
+  const unredacted = str('unredacted')
+  const dataClasses = [...new Set(strings('dataClasses'))].sort()
+  const detectors = [...new Set(strings('detectors'))].sort()
+  const tenant = str('tenant') ?? ''
+  const purpose = str('purpose') ?? ''
+  const clientApp = str('clientApp') ?? ''
+  const region = str('region') ?? ''
+  if (problems.length || !principal || model === undefined) throw new DescriptionError(problems)
+  return {
+    facts: {
+      principal,
+      user,
+      provider,
+      operation,
+      api,
+      model,
+      stream: d.stream === true,
+      maxTokens,
+      tools,
+      dataClasses,
+      detectors,
+      tenant: cut(tenant),
+      purpose: cut(purpose),
+      clientApp: cut(clientApp),
+      region,
+      ...timeFacts(when),
+    },
+    unredacted,
+  }
+}

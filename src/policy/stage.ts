@@ -1,0 +1,60 @@
+/**
+ * The policy stage: authorises each request with Cedar in the request-body
+ * phase, after the provider stage parsed the body and the redaction scan
+ * reported the data classes it found (they are part of the Cedar context).
+ * It records the decision on `ctx.decision` (the audit stage writes it out;
+ * the server puts its id in the denial body) and refuses with
+ * MG_POLICY_DENIED, or MG_POLICY_ERROR when evaluation failed.
+ */
+import { resolveConfigPath, type Config } from '../config/config.ts'
+import { GateError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { RequestContext } from '../pipeline/context.ts'
+import type { Stage } from '../pipeline/stage.ts'
+import { PolicyEngine } from './engine.ts'
+
+export interface PolicyStage extends Stage {
+  readonly name: 'policy'
+  /** The engine behind the stage: `permitsUnredacted` for redaction, `policySetHash`, `reload()`, `close()`. */
+  readonly engine: PolicyEngine
+}
+
+/** Builds the engine from configuration (paths resolve against the config file's directory). Throws PolicyLoadError when the set is invalid. */
+export function createPolicyEngine(config: Config, deps: { logger: Logger }): PolicyEngine {
+  const p = config.policy
+  return new PolicyEngine({
+    dir: resolveConfigPath(config, p.dir),
+    shadowDir: p.shadowDir ? resolveConfigPath(config, p.shadowDir) : undefined,
+    watch: p.watch,
+    cacheSize: p.cacheSize,
+    reloadDebounceMs: p.reloadDebounceMs,
+    pollIntervalMs: p.pollIntervalSeconds * 1000,
+    region: p.region,
+    contextHeaders: p.contextHeaders,
+    logger: deps.logger.child({ component: 'policy' }),
+  })
+}
+
+export function createPolicyStage(config: Config, deps: { logger: Logger; engine?: PolicyEngine }): PolicyStage {
+  const engine = deps.engine ?? createPolicyEngine(config, deps)
+  const logger = deps.logger.child({ stage: 'policy' })
+  return {
+    name: 'policy',
+    engine,
+    requestBody(ctx: RequestContext): void {
+      if (!ctx.request) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a parsed provider request' })
+      if (!ctx.identity) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a caller identity' })
+      const { decision, code } = engine.authorize(ctx)
+      ctx.decision = decision
+      if (decision.effect === 'allow') return
+      const internal =
+        code === 'MG_POLICY_ERROR'
+          ? `policy evaluation failed: ${decision.errors.join('; ')}`
+          : decision.policies.length
+            ? `denied by ${decision.policies.map((p) => p.id).join(', ')}`
+            : 'no policy permits the request'
+      logger.debug('request denied by policy', { requestId: ctx.id, decisionId: decision.decisionId, code, reason: internal })
+      throw new GateError(code ?? 'MG_POLICY_DENIED', { internal })
+    },
+  }
+}
