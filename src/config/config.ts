@@ -81,7 +81,8 @@ export function parseConfig(text: string, file: string): Config {
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
   const problems: ConfigProblem[] = []
   for (const e of [...doc.errors, ...doc.warnings]) {
-    const pos = e.linePos?.[0]
+    // linePos is only filled in with prettyErrors; the offset is always there.
+    const pos = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0])
     problems.push({ file, line: pos?.line, column: pos?.col, field: '', message: e.message.split('\n')[0]! })
   }
   if (problems.length) throw new ConfigError(problems)
