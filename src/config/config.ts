@@ -97,7 +97,8 @@ export function configFromObject(data: unknown, source: string, baseDir = proces
 
 function finish(data: unknown, file: string, doc: Document | undefined, lc: LineCounter | undefined, baseDir?: string): Config {
   if (!validate(data)) {
-    const problems = (validate.errors ?? []).map((e) => problemFromAjv(e, file, doc, lc))
+    // A bad key name yields a specific error (carrying propertyName) plus a generic "propertyNames" one: keep the specific one.
+    const problems = (validate.errors ?? []).filter((e) => e.keyword !== 'propertyNames').map((e) => problemFromAjv(e, file, doc, lc))
     throw new ConfigError(dedupe(problems))
   }
   const cfg = data as unknown as Omit<Config, 'baseDir'>
@@ -116,7 +117,14 @@ function problemFromAjv(e: ErrorObject, file: string, doc: Document | undefined,
   let field = segments.reduce((acc, s) => (/^\d+$/.test(s) ? `${acc}[${s}]` : acc ? `${acc}.${s}` : s), '')
   let message = e.message ?? 'is invalid'
   let keyPath = segments
-  if (e.keyword === 'additionalProperties') {
+  let wantKey = e.keyword === 'additionalProperties'
+  if (e.propertyName !== undefined) {
+    // The error is about a key's name (propertyNames), not about its value.
+    field = field ? `${field}.${e.propertyName}` : e.propertyName
+    message = `is not a valid name (${message})`
+    keyPath = [...segments, e.propertyName]
+    wantKey = true
+  } else if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty)
     field = field ? `${field}.${extra}` : extra
     message = 'is not a known setting'
@@ -131,7 +139,7 @@ function problemFromAjv(e: ErrorObject, file: string, doc: Document | undefined,
   let line: number | undefined
   let column: number | undefined
   if (doc && lc) {
-    const node = findNode(doc, keyPath, e.keyword === 'additionalProperties')
+    const node = findNode(doc, keyPath, wantKey)
     if (node?.range) {
       const pos = lc.linePos(node.range[0])
       line = pos.line
