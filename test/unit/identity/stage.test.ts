@@ -286,7 +286,7 @@ t.test('delegated users from signed tokens', async (t) => {
   const verifier = (over: Record<string, unknown> = {}) => createUserVerifier(usersConfig(over), (p) => join(dir, p))
 
   const now = Math.floor(Date.now() / 1000)
-  const sign = (claims: Record<string, unknown>, opts: { key?: CryptoKey; kid?: string; iss?: string; aud?: string; exp?: number | null; sub?: string | null } = {}) => {
+  const sign = (claims: Record<string, unknown>, opts: { key?: typeof privateKey; kid?: string; iss?: string; aud?: string; exp?: number | null; sub?: string | null } = {}) => {
     let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? 'k1' }).setIssuedAt(now)
     if (opts.iss !== undefined ? opts.iss !== '' : true) jwt = jwt.setIssuer(opts.iss ?? ISSUER)
     jwt = jwt.setAudience(opts.aud ?? 'modelgate')
