@@ -1,7 +1,73 @@
 /** `redaction`: detectors and what happens to the data they find. */
+
+export type RedactionActionSetting = 'allow' | 'redact' | 'block'
+
+/** A detector defined by the organisation: an RE2 pattern or a dictionary of words. */
+export interface CustomDetectorConfig {
+  /** Stable id; must not clash with a built-in detector. */
+  id: string
+  /** Data class reported to policy: a built-in class or one of your own (`[a-z][a-z0-9_-]*`). */
+  dataClass: string
+  confidence: 'high' | 'medium' | 'low'
+  /** Placeholder label (`[PROJECT_1]`); default: the id upper-cased. */
+  label?: string
+  description?: string
+  /** RE2 syntax (no backreferences or lookaround). Exactly one of `pattern` and `words`. */
+  pattern?: string
+  /** Whole words or phrases, matched case-insensitively. */
+  words?: string[]
+  /** Capture group holding the value (default 0: the whole match). */
+  group?: number
+  /** Literals every match contains; when given, the pattern runs only where one occurs. */
+  keywords?: string[]
+  caseInsensitive: boolean
+  /** Upper bound on a match's length; sizes the streaming hold-back. */
+  maxLength: number
+  minEntropy?: number
+  /** Limit the detector to callers in these Kubernetes namespaces / SPIFFE ID prefixes (empty: everyone). */
+  namespaces: string[]
+  spiffeIdPrefixes: string[]
+}
+
 export interface RedactionConfig {
   enabled: boolean
+  /** Built-in detector ids to turn off. */
+  disabledDetectors: string[]
+  /** Detections below this confidence are ignored. */
+  minConfidence: 'low' | 'medium' | 'high'
+  /** Request direction: action per data class (policy may still permit a class unredacted). */
+  actions: Record<string, RedactionActionSetting>
+  /** Action for classes not listed in `actions` (custom classes). */
+  defaultAction: RedactionActionSetting
+  /** Per-detector overrides of the class action. */
+  detectorActions: Record<string, RedactionActionSetting>
+  /** Scan every string of the request JSON, not only the texts the provider parser lists (structural fields excepted). */
+  scanAllStrings: boolean
+  /** Decode base64 runs of at least this many characters and look for secrets inside (0 disables). */
+  base64MinLength: number
+  /**
+   * Key for the salted hashes in findings (HMAC-SHA256). Empty: a random key
+   * per process, so hashes correlate within one replica's lifetime only. Set
+   * it (or `hashSaltEnv`) to correlate across replicas and restarts.
+   */
+  hashSalt: string
+  /** Name of an environment variable holding the salt (wins over `hashSalt` when set and non-empty). */
+  hashSaltEnv: string
+  /** Put the caller's own values back in place of placeholders in the response. */
+  restore: { enabled: boolean; providers: string[] }
+  responses: {
+    enabled: boolean
+    actions: Record<string, RedactionActionSetting>
+    defaultAction: RedactionActionSetting
+    /** Largest decoded size of a compressed response body (decompression-bomb limit). */
+    maxDecodedBytes: number
+  }
+  custom: CustomDetectorConfig[]
 }
+
+const action = { enum: ['allow', 'redact', 'block'] } as const
+const CLASS_NAME = '^[a-z][a-z0-9_-]{0,31}$'
+const DEFAULT_ACTIONS = { secret: 'redact', pii: 'redact', financial: 'redact', health: 'redact', internal: 'redact' }
 
 export const redactionSchema = {
   type: 'object',
@@ -9,5 +75,69 @@ export const redactionSchema = {
   default: {},
   properties: {
     enabled: { type: 'boolean', default: true },
+    disabledDetectors: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
+    minConfidence: { enum: ['low', 'medium', 'high'], default: 'low' },
+    actions: {
+      type: 'object',
+      propertyNames: { pattern: CLASS_NAME },
+      additionalProperties: action,
+      default: DEFAULT_ACTIONS,
+    },
+    defaultAction: { ...action, default: 'redact' },
+    detectorActions: { type: 'object', additionalProperties: action, default: {} },
+    scanAllStrings: { type: 'boolean', default: true },
+    base64MinLength: { type: 'integer', minimum: 0, maximum: 4096, default: 32 },
+    hashSalt: { type: 'string', default: '' },
+    hashSaltEnv: { type: 'string', default: 'MODELGATE_REDACTION_SALT' },
+    restore: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        providers: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
+      },
+    },
+    responses: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        actions: {
+          type: 'object',
+          propertyNames: { pattern: CLASS_NAME },
+          additionalProperties: action,
+          default: DEFAULT_ACTIONS,
+        },
+        defaultAction: { ...action, default: 'redact' },
+        maxDecodedBytes: { type: 'integer', minimum: 1024, maximum: 1073741824, default: 16777216 },
+      },
+    },
+    custom: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'dataClass', 'confidence'],
+        properties: {
+          id: { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' },
+          dataClass: { type: 'string', pattern: CLASS_NAME },
+          confidence: { enum: ['high', 'medium', 'low'] },
+          label: { type: 'string', pattern: '^[A-Z][A-Z0-9_]{0,31}$' },
+          description: { type: 'string' },
+          pattern: { type: 'string', minLength: 1, maxLength: 4096 },
+          words: { type: 'array', minItems: 1, maxItems: 10000, items: { type: 'string', minLength: 1, maxLength: 200 } },
+          group: { type: 'integer', minimum: 0, maximum: 20 },
+          keywords: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 100 } },
+          caseInsensitive: { type: 'boolean', default: false },
+          maxLength: { type: 'integer', minimum: 1, maximum: 16384, default: 256 },
+          minEntropy: { type: 'number', minimum: 0, maximum: 8 },
+          namespaces: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
+          spiffeIdPrefixes: { type: 'array', items: { type: 'string', pattern: '^spiffe://' }, default: [] },
+        },
+      },
+    },
   },
 } as const
