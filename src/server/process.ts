@@ -79,11 +79,16 @@ class StreamSession {
       this.#queue = this.#queue.then(() => this.#handle(msg)).catch((err) => this.#fail(err))
     })
     call.on('end', () => {
-      // Envoy half-closed: every message it sent has been (or is being) answered.
-      this.#queue = this.#queue.then(() => {
-        this.#close({ kind: 'completed' })
-        call.end()
-      })
+      // Envoy half-closed: every message it sent has been (or is being) answered. A reset
+      // stream also ends the readable side first, with 'cancelled' following before the
+      // next macrotask: wait for it, so a reset is not recorded as a completed request.
+      this.#queue = this.#queue
+        .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+        .then(() => {
+          if (this.#closed || call.cancelled) return
+          this.#close({ kind: 'completed' })
+          call.end()
+        })
     })
     call.on('cancelled', () => this.#close({ kind: 'cancelled' }))
     call.on('error', (err) => this.#close({ kind: 'cancelled', error: err }))
