@@ -259,7 +259,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'high',
     label: 'PASSWORD',
     description: 'Password in a URL or connection string (scheme://user:password@host)',
-    pattern: "\\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\\s:/?#@'\"]{1,64}:([^\\s/?#@'\"]{1,128})@[A-Za-z0-9\\[]",
+    pattern: "\\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\\s:/?#@'\"]{0,64}:([^\\s/?#@'\"]{1,128})@[A-Za-z0-9\\[]",
     groups: [1],
     keywords: ['://'],
     maxLength: 240,
@@ -426,7 +426,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'high',
     label: 'DATE_OF_BIRTH',
     description: 'Date of birth: a valid date after "born", "DOB", "date of birth" or "birthday"',
-    pattern: `(?i:\\b(?:date of birth|birth ?date|dob|d\\.o\\.b\\.?|born(?: on| in)?|birthday))\\b[\\s:,=-]{0,6}(?:(?i:on)\\s+)?(${DATE})`,
+    pattern: `(?i:\\b(?:date[ _-]of[ _-]birth|birth[ _-]?date|dob|d\\.o\\.b\\.?|born(?: on| in)?|birthday))\\b[\\s:,="'-]{0,6}(?:(?i:on)\\s+)?(${DATE})`,
     groups: [1],
     keywords: ['birth', 'dob', 'd.o.b', 'born'],
     maxLength: 60,
@@ -467,7 +467,8 @@ const SPECS: readonly Spec[] = [
     groups: [1],
     keywords: [],
     maxLength: 23,
-    validate: (v) => validCardNumber(v),
+    // An order, tracking or invoice number that happens to pass Luhn is not a card.
+    validate: (v, site) => validCardNumber(v) && !/\b(?:order|tracking|invoice|shipment|ref|reference|serial|isbn|ticket)\b(?:\s*(?:number|no\.?|#|:))?\s*$/i.test(site.text.slice(Math.max(0, site.start - 24), site.start)),
   },
   {
     id: 'iban',
@@ -585,7 +586,9 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'INTERNAL_HOST',
     description: 'Internal host name (*.internal, *.corp, *.intranet, *.lan, *.local, *.cluster.local)',
-    pattern: '(?i)\\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\\.){1,10}(?:internal|corp|intranet|lan|local|localdomain)\\b',
+    // The internal name must be the last label: "api.internal.test" is not internal.
+    pattern: '(?i)\\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\\.){1,10}(?:internal|corp|intranet|lan|local|localdomain))(?:[^a-z0-9.-]|\\.(?:[^a-z0-9]|$)|$)',
+    groups: [1],
     keywords: ['.internal', '.corp', '.intranet', '.lan', '.local'],
     maxLength: 260,
   },

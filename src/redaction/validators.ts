@@ -394,7 +394,7 @@ const RESERVED_EMAIL_DOMAIN = /(?:^|\.)(?:example\.(?:com|org|net)|example|test|
 const FILE_TLD = /\.(?:png|jpe?g|gif|svg|webp|ico|bmp|js|mjs|cjs|ts|css|scss|json|ya?ml|html?|md|txt|lock|map)$/i
 export function validEmail(value: string, site?: { text: string; start: number }): boolean {
   // "postgres://user:pass@host": the userinfo of a URL, not an address.
-  if (site && /:\/\/(?:[^\s/@]*:)?$/.test(site.text.slice(Math.max(0, site.start - 200), site.start))) return false
+  if (site && /:\/\/[^\s/@]*$/.test(site.text.slice(Math.max(0, site.start - 200), site.start))) return false
   const at = value.lastIndexOf('@')
   const domain = value.slice(at + 1)
   if (RESERVED_EMAIL_DOMAIN.test(domain) || FILE_TLD.test(domain)) return false
