@@ -272,9 +272,8 @@ export class AuditDelivery implements SpanProcessor {
         if (ok) this.#exported += spans.length
         resolve(ok)
       }
-      // An exporter that never calls back must not stall the trail.
+      // An exporter that never calls back must not stall the trail. Not unref'd: a flush waits for it.
       const guard = setTimeout(() => finish(false), this.#o.exportTimeoutMs + 1000)
-      guard.unref()
       try {
         exporter.export(spans, (result) => {
           if (result.code !== ExportResultCode.SUCCESS && !this.#down) {

@@ -88,7 +88,7 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
   if (opts.prometheusListen) {
     const { host, port } = parseListen(opts.prometheusListen)
     // The exporter serialises; the HTTP server is ours, so it binds exactly where configured.
-    const prometheus = new PrometheusExporter({ preventServerStart: true })
+    const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true })
     server = createServer((req, res) => {
       const path = (req.url ?? '').split('?')[0]
       if (req.method === 'GET' && path === '/metrics') return prometheus.getMetricsRequestHandler(req, res)
@@ -188,7 +188,13 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
       if (!a || typeof a === 'string') return undefined
       return `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
     },
-    forceFlush: () => provider.forceFlush(),
+    async forceFlush() {
+      try {
+        await provider.forceFlush()
+      } catch (err) {
+        opts.logger.warn('metrics export failed', { error: (err as Error).message })
+      }
+    },
     async shutdown() {
       if (server?.listening) {
         const srv = server

@@ -124,6 +124,15 @@ function target(
     problems.push('OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=grpc: metrics are exported with "http/protobuf" only; set OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http/protobuf or OTEL_METRICS_EXPORTER=none')
     return undefined
   }
+  const headers = {
+    ...parseKeyValueList(str(env, 'OTEL_EXPORTER_OTLP_HEADERS'), 'OTEL_EXPORTER_OTLP_HEADERS', problems),
+    ...parseKeyValueList(str(env, `OTEL_EXPORTER_OTLP_${signal}_HEADERS`), `OTEL_EXPORTER_OTLP_${signal}_HEADERS`, problems),
+  }
+  const generalTimeout = int(env, 'OTEL_EXPORTER_OTLP_TIMEOUT', problems, 10000, 1, 600000)
+  const timeoutMs = int(env, `OTEL_EXPORTER_OTLP_${signal}_TIMEOUT`, problems, generalTimeout, 1, 600000)
+  const insecureFlag = bool(env, `OTEL_EXPORTER_OTLP_${signal}_INSECURE`) ?? bool(env, 'OTEL_EXPORTER_OTLP_INSECURE')
+  const compression = (str(env, `OTEL_EXPORTER_OTLP_${signal}_COMPRESSION`) ?? str(env, 'OTEL_EXPORTER_OTLP_COMPRESSION') ?? 'none').toLowerCase()
+  if (compression !== 'none' && compression !== 'gzip') problems.push(`OTEL_EXPORTER_OTLP_COMPRESSION=${JSON.stringify(compression)}: must be "gzip" or "none"`)
   const specific = str(env, `OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`)
   const general = str(env, 'OTEL_EXPORTER_OTLP_ENDPOINT')
   let url: string
@@ -144,15 +153,6 @@ function target(
     problems.push(`OTEL_EXPORTER_OTLP_${specific !== undefined ? signal + '_' : ''}ENDPOINT=${JSON.stringify(url)}: must start with http:// or https://`)
     return undefined
   }
-  const headers = {
-    ...parseKeyValueList(str(env, 'OTEL_EXPORTER_OTLP_HEADERS'), 'OTEL_EXPORTER_OTLP_HEADERS', problems),
-    ...parseKeyValueList(str(env, `OTEL_EXPORTER_OTLP_${signal}_HEADERS`), `OTEL_EXPORTER_OTLP_${signal}_HEADERS`, problems),
-  }
-  const generalTimeout = int(env, 'OTEL_EXPORTER_OTLP_TIMEOUT', problems, 10000, 1, 600000)
-  const timeoutMs = int(env, `OTEL_EXPORTER_OTLP_${signal}_TIMEOUT`, problems, generalTimeout, 1, 600000)
-  const insecureFlag = bool(env, `OTEL_EXPORTER_OTLP_${signal}_INSECURE`) ?? bool(env, 'OTEL_EXPORTER_OTLP_INSECURE')
-  const compression = (str(env, `OTEL_EXPORTER_OTLP_${signal}_COMPRESSION`) ?? str(env, 'OTEL_EXPORTER_OTLP_COMPRESSION') ?? 'none').toLowerCase()
-  if (compression !== 'none' && compression !== 'gzip') problems.push(`OTEL_EXPORTER_OTLP_COMPRESSION=${JSON.stringify(compression)}: must be "gzip" or "none"`)
   return {
     protocol,
     url: parsed.toString(),
@@ -206,7 +206,7 @@ export function readOtelSettings(cfg: Pick<AuditConfig, 'otlp' | 'metrics'>, env
     traces,
     metrics: metricsTarget ? { ...metricsTarget, timeoutMs: Math.min(metricsTarget.timeoutMs, metricsTimeout), intervalMs } : undefined,
     batch: { delayMs, maxBatch, maxQueue },
-    problems,
+    problems: [...new Set(problems)],
     warnings,
   }
 }

@@ -62,7 +62,7 @@ export interface AuditTrail {
   readonly stage: Stage
   /** Resolves once the metrics endpoint (if any) listens. */
   ready(): Promise<void>
-  /** Sends (or spools) every finished record now. */
+  /** Sends (or spools) every finished record now, and pushes metrics. */
   flush(): Promise<void>
   status(): AuditStatus
   /** `host:port` of the Prometheus endpoint, if one is configured. */
@@ -346,6 +346,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     ready: () => m.ready(),
     flush: async () => {
       await delivery.forceFlush()
+      await m.forceFlush()
     },
     status: () => ({ ...delivery.stats(), chainId: chain.id, seq: chain.seq, head: chain.head, refusing }),
     metricsAddress: () => m.prometheusAddress(),

@@ -3,6 +3,7 @@
  * directory, or an OTLP/JSON export from a collector), tell one request's
  * story, verify the hash chain, and summarise a time window.
  */
+import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import * as A from '../audit/attributes.ts'
 import { ChainVerifier, isChainEnd, isChained } from '../audit/chain.ts'
@@ -138,7 +139,13 @@ async function resolveSources(sources: string[], configFile: string | undefined,
   try {
     const cfg = loadConfigFile(file)
     const p = auditPaths(cfg.audit, cfg.baseDir)
-    return [...(p.file ? [p.file] : []), p.spoolDir]
+    // The spool exists only once records had to wait for the collector.
+    const sources = [...(p.file ? [p.file] : []), ...(existsSync(p.spoolDir) ? [p.spoolDir] : [])]
+    if (sources.length === 0) {
+      io.stderr.write(`modelgate audit: ${file} names no audit file (audit.file) and the spool ${p.spoolDir} does not exist\n`)
+      return 1
+    }
+    return sources
   } catch (err) {
     io.stderr.write((err instanceof ConfigError ? err.message : `modelgate audit: ${(err as Error).message}`) + '\n')
     return 1

@@ -147,18 +147,23 @@ export class OtlpReceiver {
     return this.metrics.filter((m) => m.name === name)
   }
 
-  /** Waits until `pred` holds (checked after every request), or fails after `timeoutMs`. */
+  /** Waits until `pred` holds (checked after every request and every 20 ms), or fails after `timeoutMs`. */
   async waitFor(pred: () => boolean, timeoutMs = 10000, what = 'condition'): Promise<void> {
     if (pred()) return
     await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer)
+        clearInterval(poll)
+        this.#waiters.delete(check)
+      }
       const check = () => {
         if (!pred()) return
-        clearTimeout(timer)
-        this.#waiters.delete(check)
+        done()
         resolve()
       }
+      const poll = setInterval(check, 20)
       const timer = setTimeout(() => {
-        this.#waiters.delete(check)
+        done()
         reject(new Error(`OTLP receiver: timed out after ${timeoutMs} ms waiting for ${what} (spans: ${this.spans.length})`))
       }, timeoutMs)
       this.#waiters.add(check)

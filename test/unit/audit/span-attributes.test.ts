@@ -1,0 +1,205 @@
+import t from 'tap'
+import { captureContent, genAiOperation, genAiProvider, isFailure, outcomeOf, pathOnly, requestAttributes, spanName } from '../../../src/audit/span-attributes.ts'
+import { GateError } from '../../../src/errors.ts'
+import { RequestContext } from '../../../src/pipeline/context.ts'
+import { allowedContext, deniedContext, parsedRequest, SECRET } from './fixtures.ts'
+
+const extras = { durationMs: 12.3456, upstreamReached: true }
+
+t.test('an allowed request records who, which model, which data and which policy', async (t) => {
+  const ctx = allowedContext()
+  ctx.timings.set('identity', 0.25)
+  ctx.timings.set('policy', 1.0004)
+  const a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.same(a, {
+    'modelgate.request.id': 'req-allowed-1',
+    'modelgate.outcome': 'allowed',
+    'modelgate.stream.outcome': 'completed',
+    'modelgate.upstream.reached': true,
+    'http.request.method': 'POST',
+    'url.path': '/v1/chat/completions',
+    'server.address': 'llm.internal',
+    'http.response.status_code': 200,
+    'modelgate.duration_ms': 12.346,
+    'modelgate.request.body_bytes': ctx.requestBody.length,
+    'modelgate.identity.spiffe_id': 'spiffe://example.org/ns/payments/sa/checkout',
+    'modelgate.identity.trust_domain': 'example.org',
+    'modelgate.identity.path': '/ns/payments/sa/checkout',
+    'modelgate.identity.namespace': 'payments',
+    'modelgate.identity.service_account': 'checkout',
+    'modelgate.identity.source': 'mtls',
+    'modelgate.identity.cert_sha256': 'c0ffee',
+    'modelgate.user.subject': 'alice',
+    'modelgate.user.issuer': 'https://idp.example.org',
+    'modelgate.user.email': 'alice@example.org',
+    'modelgate.user.groups': ['payments', 'eng'],
+    'gen_ai.provider.name': 'openai',
+    'gen_ai.system': 'openai',
+    'gen_ai.operation.name': 'chat',
+    'modelgate.operation': 'chat',
+    'modelgate.api': 'openai.chat_completions',
+    'modelgate.provider.route': 'openai',
+    'gen_ai.request.model': 'gpt-4o-mini',
+    'gen_ai.request.stream': false,
+    'gen_ai.request.max_tokens': 256,
+    'modelgate.request.tools': ['lookup'],
+    'gen_ai.response.model': 'gpt-4o-mini-2024-07-18',
+    'gen_ai.usage.input_tokens': 12,
+    'gen_ai.usage.output_tokens': 34,
+    'modelgate.decision.effect': 'allow',
+    'modelgate.decision.id': 'd-0001',
+    'modelgate.decision.policies': ['allow-payments-chat', 'baseline'],
+    'modelgate.decision.policy_owners': ['team-payments', ''],
+    'modelgate.decision.policy_set_hash': 'ps-3af2',
+    'modelgate.decision.cached': false,
+    'modelgate.decision.shadow.effect': 'deny',
+    'modelgate.decision.shadow.policies': ['shadow-deny-secrets'],
+    'modelgate.decision.shadow.policy_owners': ['security'],
+    'modelgate.decision.shadow.policy_set_hash': 'ps-shadow-9',
+    'modelgate.decision.shadow.differs': true,
+    'modelgate.data.classes': ['pii.email', 'secret.cloud_key'],
+    'modelgate.data.detectors': ['aws-access-key', 'email'],
+    'modelgate.data.request.findings': 2,
+    'modelgate.data.response.findings': 1,
+    'modelgate.data.class.pii.email.count': 2,
+    'modelgate.data.class.secret.cloud_key.count': 1,
+    'modelgate.data.detector.aws-access-key.count': 1,
+    'modelgate.data.detector.email.count': 2,
+    'modelgate.data.hashes': ['secret.cloud_key:h-5e1f', 'pii.email:h-aa01', 'pii.email:h-aa02'],
+    'modelgate.redaction.action': 'redact',
+    'modelgate.redaction.redacted_classes': ['pii.email', 'secret.cloud_key'],
+    'modelgate.redaction.allowed_classes': ['pii.email'],
+    'modelgate.redaction.body_rewritten': true,
+    'modelgate.quota.rules': ['team-daily-tokens'],
+    'modelgate.quota.remaining.team-daily-tokens': 9000,
+    'modelgate.stage.identity.duration_ms': 0.25,
+    'modelgate.stage.policy.duration_ms': 1,
+  })
+})
+
+t.test('no attribute carries the matched value or the body', async (t) => {
+  const ctx = allowedContext()
+  const json = JSON.stringify(requestAttributes(ctx, { kind: 'completed' }, extras))
+  t.notMatch(json, SECRET)
+  t.notMatch(json, 'my key is')
+  t.notMatch(json, 'should-not-appear', 'the query string is dropped')
+})
+
+t.test('a denial records its code, status and caller-safe details, never the internal reason', async (t) => {
+  const ctx = deniedContext('MG_DATA_BLOCKED', { details: { data_classes: ['secret.cloud_key'] }, internal: `blocked value ${SECRET}` })
+  const a = requestAttributes(ctx, { kind: 'completed' }, { durationMs: 1, upstreamReached: false })
+  t.equal(a['modelgate.outcome'], 'denied')
+  t.equal(a['modelgate.denial.code'], 'MG_DATA_BLOCKED')
+  t.equal(a['modelgate.denial.status'], 403)
+  t.equal(a['modelgate.denial.details'], '{"data_classes":["secret.cloud_key"]}')
+  t.equal(a['modelgate.upstream.reached'], false)
+  t.equal(a['error.type'], undefined, 'a policy denial is not an error')
+  t.notMatch(JSON.stringify(a), SECRET)
+})
+
+t.test('outcome, failure and error type follow the stream and the denial', async (t) => {
+  const cases: { name: string; ctx: () => RequestContext; kind: 'completed' | 'cancelled' | 'error'; error?: unknown; outcome: string; failure: boolean; errorType?: string }[] = [
+    { name: 'completed', ctx: () => allowedContext(), kind: 'completed', outcome: 'allowed', failure: false },
+    { name: 'cancelled by Envoy', ctx: () => allowedContext(), kind: 'cancelled', outcome: 'cancelled', failure: false },
+    { name: 'stream error', ctx: () => allowedContext(), kind: 'error', error: Object.assign(new Error('boom'), { code: 'ECONNRESET' }), outcome: 'error', failure: true, errorType: 'ECONNRESET' },
+    { name: 'policy denial', ctx: () => deniedContext('MG_POLICY_DENIED'), kind: 'completed', outcome: 'denied', failure: false },
+    { name: 'internal failure', ctx: () => deniedContext('MG_INTERNAL'), kind: 'completed', outcome: 'denied', failure: true, errorType: 'MG_INTERNAL' },
+    { name: 'audit unavailable', ctx: () => deniedContext('MG_AUDIT_UNAVAILABLE'), kind: 'completed', outcome: 'denied', failure: true, errorType: 'MG_AUDIT_UNAVAILABLE' },
+    {
+      name: 'upstream 502',
+      ctx: () => {
+        const c = allowedContext()
+        c.responseStatus = 502
+        return c
+      },
+      kind: 'completed',
+      outcome: 'allowed',
+      failure: true,
+      errorType: '502',
+    },
+  ]
+  for (const c of cases) {
+    const ctx = c.ctx()
+    const stream = { kind: c.kind, error: c.error }
+    t.equal(outcomeOf(ctx, stream), c.outcome, `${c.name}: outcome`)
+    t.equal(isFailure(ctx, stream), c.failure, `${c.name}: failure`)
+    t.equal(requestAttributes(ctx, stream, extras)['error.type'], c.errorType, `${c.name}: error.type`)
+  }
+})
+
+t.test('a request denied before anything was known records what little there is', async (t) => {
+  const ctx = new RequestContext()
+  ctx.id = 'early'
+  ctx.denial = new GateError('MG_IDENTITY_MISSING')
+  const a = requestAttributes(ctx, { kind: 'completed' }, { durationMs: 0.5, upstreamReached: false })
+  t.same(a, {
+    'modelgate.request.id': 'early',
+    'modelgate.outcome': 'denied',
+    'modelgate.stream.outcome': 'completed',
+    'modelgate.upstream.reached': false,
+    'modelgate.duration_ms': 0.5,
+    'modelgate.denial.code': 'MG_IDENTITY_MISSING',
+    'modelgate.denial.status': 401,
+    'modelgate.redaction.action': 'none',
+  })
+  t.equal(spanName(ctx), 'modelgate.request')
+})
+
+t.test('a blocked class makes the redaction action block', async (t) => {
+  const ctx = allowedContext()
+  ctx.addFinding({ detector: 'pem', dataClass: 'secret.private_key', confidence: 'high', direction: 'request', location: '$', start: 0, length: 1, hash: 'h-1', action: 'block' })
+  const a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.equal(a['modelgate.redaction.action'], 'block')
+  t.same(a['modelgate.redaction.blocked_classes'], ['secret.private_key'])
+})
+
+t.test('lists and caller-controlled strings are capped', async (t) => {
+  const ctx = allowedContext()
+  ctx.request = parsedRequest({ model: 'm'.repeat(5000), tools: Array.from({ length: 100 }, (_, i) => ({ name: `tool-${i}`, type: 'function' })) })
+  for (let i = 0; i < 100; i++) {
+    ctx.addFinding({ detector: `det-${i}`, dataClass: `class.${i}`, confidence: 'low', direction: 'request', location: '$', start: 0, length: 1, hash: `hash-${i}`, action: 'allow' })
+  }
+  const a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.equal((a['gen_ai.request.model'] as string).length, 1024)
+  t.equal((a['modelgate.request.tools'] as string[]).length, 64)
+  t.equal((a['modelgate.data.classes'] as string[]).length, 64)
+  t.equal((a['modelgate.data.hashes'] as string[]).length, 32)
+  t.ok(Object.keys(a).length < 400, 'well under the span attribute limit')
+  t.equal(spanName(ctx).length, 'chat '.length + 128)
+})
+
+t.test('per-item keys are cleaned to a safe alphabet', async (t) => {
+  const ctx = allowedContext()
+  ctx.quota = { rules: ['Team Budget/EU'], remaining: { 'Team Budget/EU': 5, bad: Number.NaN } }
+  ctx.timings.set('Redaction Apply', 0.5)
+  const a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.equal(a['modelgate.quota.remaining.team_budget_eu'], 5)
+  t.notOk('modelgate.quota.remaining.bad' in a, 'non-finite numbers are left out')
+  t.equal(a['modelgate.stage.redaction_apply.duration_ms'], 0.5)
+})
+
+t.test('GenAI names map modelgate providers and operations to the semantic conventions', async (t) => {
+  t.same(
+    (['openai', 'anthropic', 'azure-openai'] as const).map(genAiProvider),
+    ['openai', 'anthropic', 'azure.ai.openai'],
+  )
+  t.same(
+    (['chat', 'messages', 'responses', 'completion', 'embedding'] as const).map(genAiOperation),
+    ['chat', 'chat', 'chat', 'text_completion', 'embeddings'],
+  )
+  t.equal(spanName(allowedContext()), 'chat gpt-4o-mini')
+})
+
+t.test('content is captured up to the cap without splitting a character', async (t) => {
+  t.same(captureContent(Buffer.from('hello'), 10), { text: 'hello', truncated: false })
+  t.same(captureContent(Buffer.from('hello world'), 5), { text: 'hello', truncated: true })
+  // "é" is two bytes: a cap in its middle stops before it.
+  t.same(captureContent(Buffer.from('abé'), 3), { text: 'ab', truncated: true })
+  t.same(captureContent(Buffer.from('€€'), 4), { text: '€', truncated: true })
+  t.same(captureContent(Buffer.from('abc'), 0), { text: '', truncated: true })
+})
+
+t.test('the path keeps no query or fragment', async (t) => {
+  t.equal(pathOnly('/v1/models/x:generate?key=AIza123#frag'), '/v1/models/x:generate')
+  t.equal(pathOnly('/openai/deployments/d/chat/completions'), '/openai/deployments/d/chat/completions')
+})
