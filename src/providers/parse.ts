@@ -113,6 +113,8 @@ function chatCompletions(c: Collector, body: Record<string, unknown>): void {
         if (isObj(tc) && isObj(tc.function)) c.add(['messages', i, 'tool_calls', j, 'function', 'arguments'], tc.function.arguments, 'tool_call', role)
       })
     }
+    // The deprecated single function call that predates tool_calls; still accepted by the API.
+    if (isObj(m.function_call)) c.add(['messages', i, 'function_call', 'arguments'], m.function_call.arguments, 'tool_call', role)
   })
 }
 
