@@ -97,6 +97,22 @@ t.test('OpenAI chat completions', async (t) => {
     t.ok(Object.isFrozen(r) && Object.isFrozen(r.texts) && Object.isFrozen(r.tools), 'the result is frozen')
   })
 
+  t.test('the deprecated function_call arguments are collected too', async (t) => {
+    const r = parse(CHAT, {
+      model: 'm',
+      messages: [
+        { role: 'user', content: 'pay it' },
+        { role: 'assistant', content: null, function_call: { name: 'pay', arguments: '{"card":"4111 1111 1111 1111"}' } },
+        { role: 'function', name: 'pay', content: 'paid' },
+      ],
+    })
+    t.same(rows(r), [
+      ['messages[0].content', 'pay it', 'message', 'user'],
+      ['messages[1].function_call.arguments', '{"card":"4111 1111 1111 1111"}', 'tool_call', 'assistant'],
+      ['messages[2].content', 'paid', 'message', 'function'],
+    ])
+  })
+
   t.test('defaults: not streaming, no output budget, no tools', async (t) => {
     const r = parse(CHAT, { model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: null, max_tokens: null, tools: null })
     t.equal(r.stream, false)
