@@ -140,7 +140,8 @@ function responsesInput(c: Collector, body: Record<string, unknown>): void {
   input.forEach((item, i) => {
     if (!isObj(item)) throw invalid(`input[${i}]`, 'must be an object')
     const role = typeof item.role === 'string' ? item.role : undefined
-    if (item.type === 'function_call_output') c.add(['input', i, 'output'], item.output, 'tool_result', 'tool')
+    // The output is a string or, in newer API versions, a list of content parts.
+    if (item.type === 'function_call_output') openaiContent(c, ['input', i, 'output'], item.output, 'tool', 'tool_result')
     else if (item.type === 'function_call') c.add(['input', i, 'arguments'], item.arguments, 'tool_call', 'assistant')
     else openaiContent(c, ['input', i, 'content'], item.content, role, 'message')
   })
