@@ -196,6 +196,19 @@ t.test('OpenAI responses', async (t) => {
   })
 })
 
+t.test('OpenAI responses: a function_call_output given as content parts', async (t) => {
+  const r = parse(RESPONSES, {
+    model: 'gpt-4.1',
+    input: [{ type: 'function_call_output', call_id: 'c1', output: [{ type: 'input_text', text: 'account DE89370400440532013000' }, { type: 'input_image', image_url: 'https://x' }] }],
+  })
+  t.same(rows(r), [['input[0].output[0].text', 'account DE89370400440532013000', 'tool_result', 'tool']])
+  t.same(failure(RESPONSES, { model: 'm', input: [{ type: 'function_call_output', call_id: 'c1', output: 42 }] }), {
+    code: 'MG_BODY_INVALID',
+    details: { field: 'input[0].output', problem: 'must be a string or an array of parts' },
+    internal: 'input[0].output must be a string or an array of parts',
+  })
+})
+
 t.test('OpenAI embeddings', async (t) => {
   const one = parse(EMBEDDINGS, { model: 'text-embedding-3-small', input: 'embed me' })
   t.equal(one.operation, 'embedding')
