@@ -158,6 +158,8 @@ function anthropicContent(c: Collector, path: JsonPath, content: unknown, role: 
         return c.add([...p, 'text'], block.text, 'message', role)
       case 'tool_use':
         return c.addLeaves([...p, 'input'], block.input, 'tool_call', role)
+      case 'document':
+        return anthropicDocument(c, p, block, role)
       case 'tool_result':
         if (typeof block.content === 'string') return c.add([...p, 'content'], block.content, 'tool_result', role)
         if (Array.isArray(block.content)) {
@@ -170,6 +172,19 @@ function anthropicContent(c: Collector, path: JsonPath, content: unknown, role: 
         return
     }
   })
+}
+
+/** A document block: a plain-text source (and the title and context) is text the model reads. */
+function anthropicDocument(c: Collector, p: JsonPath, block: Record<string, unknown>, role: string | undefined): void {
+  c.add([...p, 'title'], block.title, 'message', role)
+  c.add([...p, 'context'], block.context, 'message', role)
+  const source = block.source
+  if (!isObj(source)) return
+  if (source.type === 'text') c.add([...p, 'source', 'data'], source.data, 'message', role)
+  else if (source.type === 'content') {
+    if (typeof source.content === 'string') c.add([...p, 'source', 'content'], source.content, 'message', role)
+    else if (Array.isArray(source.content)) source.content.forEach((b, j) => isObj(b) && c.add([...p, 'source', 'content', j, 'text'], b.text, 'message', role))
+  }
 }
 
 function anthropicMessages(c: Collector, body: Record<string, unknown>): ToolDefinition[] {
