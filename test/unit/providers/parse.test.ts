@@ -290,6 +290,32 @@ t.test('Anthropic messages', async (t) => {
     ])
   })
 
+  t.test('document blocks with text sources, titles and context', async (t) => {
+    const r = parse(MESSAGES, {
+      model: 'claude-sonnet-4-5',
+      max_tokens: 10,
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'document', title: 'Q3 notes', context: 'internal', source: { type: 'text', media_type: 'text/plain', data: 'revenue figures' } },
+            { type: 'document', source: { type: 'content', content: [{ type: 'text', text: 'chunk one' }, { type: 'image' }] } },
+            { type: 'document', source: { type: 'content', content: 'whole text' } },
+            { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
+            { type: 'document' },
+          ],
+        },
+      ],
+    })
+    t.same(rows(r), [
+      ['messages[0].content[0].title', 'Q3 notes', 'message', 'user'],
+      ['messages[0].content[0].context', 'internal', 'message', 'user'],
+      ['messages[0].content[0].source.data', 'revenue figures', 'message', 'user'],
+      ['messages[0].content[1].source.content[0].text', 'chunk one', 'message', 'user'],
+      ['messages[0].content[2].source.content', 'whole text', 'message', 'user'],
+    ])
+  })
+
   t.test('system as text blocks', async (t) => {
     const r = parse(MESSAGES, {
       model: 'claude-haiku-4-5',
