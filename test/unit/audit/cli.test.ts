@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
@@ -33,7 +33,7 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<{ 
 }
 
 /** An audit file with a few requests from two identities, written by the real stage. */
-async function auditFile(t: Parameters<Parameters<typeof t.test>[1]>[0]): Promise<string> {
+async function auditFile(t: Test): Promise<string> {
   const dir = tempDir(t)
   const file = join(dir, 'audit.jsonl')
   const audit = createAuditStage(testConfig({ file }), { logger: memoryLogger(), env: {} })

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -50,7 +50,7 @@ class FakeExporter implements SpanExporter {
   }
 }
 
-function setup(t: Parameters<Parameters<typeof t.test>[1]>[0], over: Partial<DeliveryOptions> & { maxBytes?: number; hardLimitBytes?: number; dir?: string } = {}) {
+function setup(t: Test, over: Partial<DeliveryOptions> & { maxBytes?: number; hardLimitBytes?: number; dir?: string } = {}) {
   const dir = over.dir ?? tempDir(t)
   const exporter = (over.exporter as FakeExporter | undefined) ?? new FakeExporter()
   const spool = new Spool({

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { verifyRecords } from '../../../src/audit/chain.ts'
@@ -41,7 +41,7 @@ interface Setup {
 }
 
 async function setup(
-  t: Parameters<Parameters<typeof t.test>[1]>[0],
+  t: Test,
   opts: { audit?: DeepPartial<AuditConfig>; env?: Record<string, string>; metricsListen?: string; redaction?: boolean; grpc?: boolean; rx?: OtlpReceiver } = {},
 ): Promise<Setup> {
   const rx = opts.rx ?? (await OtlpReceiver.start({ grpc: opts.grpc === true }))
