@@ -1,0 +1,85 @@
+import t from 'tap'
+import {
+  looksLikePlaceholder,
+  luhnValid,
+  plausiblePassword,
+  shannonEntropy,
+  validAbaRouting,
+  validBirthDate,
+  validCardNumber,
+  validDea,
+  validIban,
+  validIpv6,
+  validJwt,
+  validNpi,
+  validSsn,
+} from '../../../src/redaction/validators.ts'
+
+t.test('Luhn and card numbers: checksum, issuer prefix, one separator kind', async (t) => {
+  const cases: [string, boolean][] = [
+    ['4111 1111 1111 1111', true],
+    ['4111-1111-1111-1111', true],
+    ['4111 1111-1111 1111', false],
+    ['4111 1111 1111 1112', false],
+    ['3782 822463 10005', true],
+    ['1234 5678 9012 3456', false],
+    ['0000 0000 0000 0000', false],
+  ]
+  for (const [v, ok] of cases) t.equal(validCardNumber(v), ok, v)
+  t.ok(luhnValid('79927398713'))
+})
+
+t.test('IBAN: mod-97 and country format; a run-on match is cut back to the valid prefix', async (t) => {
+  t.equal(validIban('DE89 3704 0044 0532 0130 00'), true)
+  t.equal(validIban('DE88 3704 0044 0532 0130 00'), false)
+  t.equal(validIban('DE89 3704 0044 0532 0130 00 ABCD'), 'DE89 3704 0044 0532 0130 00'.length)
+})
+
+t.test('US SSN: SSA invalid ranges, advertising numbers and mixed delimiters are rejected', async (t) => {
+  const cases: [string, boolean][] = [
+    ['536-22-1234', true],
+    ['000-22-1234', false],
+    ['666-22-1234', false],
+    ['912-22-1234', false],
+    ['536-00-1234', false],
+    ['536-22-0000', false],
+    ['078-05-1120', false],
+    ['536-22 1234', false],
+    ['536221234', true],
+  ]
+  for (const [v, ok] of cases) t.equal(validSsn(v), ok, v)
+})
+
+t.test('entropy, placeholders and templates', async (t) => {
+  t.ok(shannonEntropy('aaaaaaaa') === 0)
+  t.ok(shannonEntropy('Zq8Xw2Lk9Vb4Nm7T') > 3.5)
+  for (const v of ['${OPENAI_API_KEY}', '{{ secrets.TOKEN }}', 'YOUR_API_KEY', 'sk-proj-xxxxxxxxxxxx', 'AKIAIOSFODNN7EXAMPLE', '<token>', '[EMAIL_1]', '********']) t.ok(looksLikePlaceholder(v), v)
+  t.notOk(looksLikePlaceholder('ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'))
+})
+
+t.test('passwords: code, types, paths and environment lookups are not passwords', async (t) => {
+  for (const v of ['string', 'os.environ', 'process.env.DB_PASS', 'getPass()', '/home/app', 'null', '$DB_PASSWORD']) t.notOk(plausiblePassword(v), v)
+  for (const v of ['hunter22', 'Tr0ub4dor&3', 'blue-horse-42!']) t.ok(plausiblePassword(v), v)
+})
+
+t.test('checksummed identifiers: ABA routing, NPI, DEA', async (t) => {
+  t.ok(validAbaRouting('011000015'))
+  t.notOk(validAbaRouting('011000016'))
+  t.ok(validNpi('1234567893'))
+  t.notOk(validNpi('1234567890'))
+  t.ok(validDea('AB1234563'))
+  t.notOk(validDea('AB1234564'))
+})
+
+t.test('dates of birth, IPv6 and JWT headers', async (t) => {
+  const now = new Date('2025-06-01T00:00:00Z')
+  t.ok(validBirthDate('1985-03-12', now))
+  t.ok(validBirthDate('March 3, 1979', now))
+  t.notOk(validBirthDate('1985-02-30', now))
+  t.notOk(validBirthDate('2031-01-01', now))
+  t.ok(validIpv6('2a01:4f8:c2c:123f::1'))
+  t.notOk(validIpv6('::1'))
+  t.notOk(validIpv6('2001:db8::1'))
+  t.ok(validJwt('eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig'))
+  t.notOk(validJwt('eyJub3RoaW5nIjoxfQ.eyJzdWIiOiIxIn0.sig'))
+})
