@@ -1,0 +1,239 @@
+/**
+ * The audit trail behind the real gRPC server on loopback, with the real
+ * identity, provider and redaction stages, exporting to a real OTLP/HTTP
+ * receiver: fields of the span, a secret in no exported byte, cancellation,
+ * the collector down for N requests, the spool-full refusal, and
+ * `modelgate audit verify` over what the collector received.
+ */
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import t, { type Test } from 'tap'
+import { startApp, type App } from '../../src/app.ts'
+import { createAuditStage, type AuditTrail } from '../../src/audit/stage.ts'
+import { run as auditCli } from '../../src/cli/audit.ts'
+import { configFromObject } from '../../src/config/config.ts'
+import { createCa, issueCertificate } from '../../src/dev/pki.ts'
+import { silentLogger } from '../../src/log.ts'
+import { createRedactionStages } from '../../src/redaction/stage.ts'
+import type { Stage } from '../../src/pipeline/stage.ts'
+import { answerKind, connectExtProc, denialJson, msg, mtlsAttributes, type ExtProcClient, type Headers } from '../helpers/grpc-client.ts'
+import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts'
+
+const TD = 'example.org'
+const CHECKOUT = `spiffe://${TD}/ns/payments/sa/checkout`
+/** An AWS access key id: the redaction stage replaces it before anything leaves. */
+const SECRET = 'AKIAZ7Q3KXN4WP2RTB5M'
+const CALLER_TRACE = '0af7651916cd43dd8448eb211c80319c'
+const CALLER_SPAN = 'b7ad6b7169203331'
+
+const dir = t.testdir()
+const ca = await createCa(dir, 'ca')
+const PEM = readFileSync((await issueCertificate(dir, ca, { name: 'checkout', uris: [CHECKOUT] })).cert, 'utf8')
+const ATTRS = mtlsAttributes(PEM, CHECKOUT)
+
+/** A stand-in for the policy stage: allows, and records a decision with owners like Cedar's. */
+const policyStage: Stage = {
+  name: 'policy',
+  requestBody(ctx) {
+    ctx.decision = {
+      effect: 'allow',
+      decisionId: `dec-${ctx.id}`,
+      policies: [{ id: 'payments-may-chat', owner: 'team-payments' }],
+      errors: [],
+      policySetHash: 'sha256:policyset',
+      cached: false,
+    }
+  },
+}
+
+interface Harness {
+  app: App
+  audit: AuditTrail
+  rx: OtlpReceiver
+  client: ExtProcClient
+}
+
+async function harness(tt: Test, opts: { audit?: Record<string, unknown> } = {}): Promise<Harness> {
+  const rx = await OtlpReceiver.start()
+  const config = configFromObject(
+    {
+      server: { listen: '127.0.0.1:0', phaseTimeoutMs: 2000, drainTimeoutMs: 2000 },
+      identity: { trustDomains: [TD] },
+      providers: { routes: { openai: { kind: 'openai' } } },
+      audit: { spool: { dir: join(tt.testdir(), 'spool'), retryInitialMs: 50, retryMaxMs: 200 }, content: { enabled: true }, ...opts.audit },
+    },
+    'audit.integration',
+  )
+  const audit = createAuditStage(config, {
+    logger: silentLogger,
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: rx.url, OTEL_BSP_SCHEDULE_DELAY: '20', OTEL_EXPORTER_OTLP_TIMEOUT: '500', OTEL_METRIC_EXPORT_INTERVAL: '3600000' },
+  })
+  const redaction = createRedactionStages(config.redaction, { logger: silentLogger })
+  const app = await startApp({ config, logger: silentLogger, extraStages: { first: [audit.stage], last: [redaction.scan, policyStage, redaction.apply] } })
+  const client = connectExtProc(app.address)
+  tt.teardown(async () => {
+    client.close()
+    await app.shutdown()
+    await audit.shutdown()
+    await rx.close()
+  })
+  return { app, audit, rx, client }
+}
+
+function headers(id: string, extra: Record<string, string> = {}): Headers {
+  return { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'llm.internal', ':scheme': 'https', 'content-type': 'application/json', 'x-request-id': id, ...extra }
+}
+
+const body = (text: string) => JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: text }], max_tokens: 32 })
+const answer = JSON.stringify({ id: 'c1', model: 'gpt-4o-mini-2024-07-18', choices: [{ message: { role: 'assistant', content: 'done' } }], usage: { prompt_tokens: 21, completion_tokens: 2 } })
+
+/** One full exchange as Envoy drives it. */
+async function exchange(h: Harness, id: string, opts: { text?: string; metadata?: Record<string, string> } = {}): Promise<void> {
+  const s = h.client.open(opts.metadata)
+  const first = await s.exchange(msg.requestHeaders(headers(id), { attributes: ATTRS }))
+  if (answerKind(first) === 'immediate_response') {
+    await s.end()
+    throw Object.assign(new Error('denied'), { code: denialJson(first).error.code, status: first.immediate_response!.status.code })
+  }
+  await s.exchange(msg.requestBody(body(opts.text ?? 'hello')))
+  await s.exchange(msg.responseHeaders({ ':status': '200', 'content-type': 'application/json' }))
+  await s.exchange(msg.responseBody(answer, true))
+  await s.end()
+}
+
+const rootOf = (rx: OtlpReceiver, id: string): ReceivedSpan | undefined => rx.records().find((s) => s.attributes['modelgate.request.id'] === id)
+
+/** What the collector received, as the JSON records `modelgate audit` reads. */
+function writeRecords(spans: readonly ReceivedSpan[], file: string): void {
+  const lines = spans.map((s) =>
+    JSON.stringify({
+      traceId: s.traceId,
+      spanId: s.spanId,
+      ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
+      name: s.name,
+      kind: Math.max(0, s.kind - 1),
+      start: s.startTimeUnixNano,
+      end: s.endTimeUnixNano,
+      status: { code: s.status.code },
+      attributes: s.attributes,
+    }),
+  )
+  writeFileSync(file, lines.join('\n') + '\n')
+}
+
+async function verify(file: string): Promise<{ code: number; out: string }> {
+  const stdout = new PassThrough()
+  let out = ''
+  stdout.on('data', (c: Buffer) => (out += c.toString()))
+  const code = await auditCli(['verify', file], { stdout, stderr: new PassThrough(), stdin: new PassThrough(), cwd: process.cwd(), env: {} })
+  return { code, out }
+}
+
+t.test('the collector receives the span of a request through the server, and no byte of the secret', async (t) => {
+  const h = await harness(t)
+  await exchange(h, 'int-1', { text: `deploy with key ${SECRET} please`, metadata: { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` } })
+  await h.audit.flush()
+  await h.rx.waitFor(() => rootOf(h.rx, 'int-1') !== undefined, 5000, 'the request span')
+  const root = rootOf(h.rx, 'int-1')!
+  t.equal(root.traceId, CALLER_TRACE, 'joined to the trace in the Process metadata')
+  t.equal(root.parentSpanId, CALLER_SPAN)
+  t.match(root.attributes, {
+    'modelgate.identity.spiffe_id': CHECKOUT,
+    'modelgate.identity.namespace': 'payments',
+    'modelgate.identity.service_account': 'checkout',
+    'modelgate.identity.source': 'mtls',
+    'gen_ai.provider.name': 'openai',
+    'gen_ai.request.model': 'gpt-4o-mini',
+    'gen_ai.response.model': 'gpt-4o-mini-2024-07-18',
+    'gen_ai.request.max_tokens': 32,
+    'gen_ai.usage.input_tokens': 21,
+    'gen_ai.usage.output_tokens': 2,
+    'modelgate.decision.effect': 'allow',
+    'modelgate.decision.policies': ['payments-may-chat'],
+    'modelgate.decision.policy_owners': ['team-payments'],
+    'modelgate.decision.policy_set_hash': 'sha256:policyset',
+    'modelgate.redaction.action': 'redact',
+    'modelgate.redaction.body_rewritten': true,
+    'http.response.status_code': 200,
+    'modelgate.upstream.reached': true,
+    'modelgate.outcome': 'allowed',
+  })
+  t.ok((root.attributes['modelgate.data.classes'] as string[]).length > 0, 'data classes recorded')
+  t.ok((root.attributes['modelgate.data.detectors'] as string[]).length > 0, 'detectors recorded')
+  t.match(root.attributes['modelgate.request.content'], /deploy with key \[[A-Z_]+_1\] please/, 'the content recorded is the redacted body')
+  for (const stage of ['audit', 'identity', 'provider', 'redaction-scan', 'policy', 'redaction-apply']) {
+    t.type(root.attributes[`modelgate.stage.${stage}.duration_ms`], 'number', `timing of ${stage}`)
+  }
+  const children = h.rx.spans.filter((s) => s.parentSpanId === root.spanId)
+  t.ok(children.some((c) => c.attributes['modelgate.stage.name'] === 'redaction-apply'), 'child span per stage')
+  t.notOk(h.rx.allBytes().includes(Buffer.from(SECRET)), 'the secret is in no exported byte')
+})
+
+t.test('a stream Envoy resets still ends its span, once', async (t) => {
+  const h = await harness(t)
+  const s = h.client.open()
+  await s.exchange(msg.requestHeaders(headers('int-reset'), { attributes: ATTRS }))
+  s.cancel()
+  await s.ended
+  await h.rx.waitFor(() => rootOf(h.rx, 'int-reset') !== undefined, 5000, 'the reset span')
+  await h.audit.flush()
+  t.equal(h.rx.records().filter((r) => r.attributes['modelgate.request.id'] === 'int-reset').length, 1)
+  t.equal(rootOf(h.rx, 'int-reset')!.attributes['modelgate.outcome'], 'cancelled')
+})
+
+t.test('collector down for N requests, then up: all N arrive and the chain verifies; a deletion or an edit does not', async (t) => {
+  const h = await harness(t)
+  await h.rx.down('refuse')
+  const N = 30
+  await Promise.all(Array.from({ length: N }, (_, i) => exchange(h, `down-${i}`)))
+  await h.audit.flush()
+  t.ok(h.audit.status().spoolBytes > 0, 'the records wait on disk')
+  t.equal(h.rx.records().length, 0)
+  await h.rx.up()
+  await h.rx.waitFor(() => h.rx.records().length >= N, 15000, `${N} records`)
+  const got = new Set(h.rx.records().map((r) => r.attributes['modelgate.request.id']))
+  t.equal(got.size, N)
+  for (let i = 0; i < N; i++) t.ok(got.has(`down-${i}`), `down-${i}`)
+
+  const file = join(t.testdir(), 'received.jsonl')
+  writeRecords(h.rx.spans, file)
+  const ok = await verify(file)
+  t.equal(ok.code, 0, ok.out)
+  t.match(ok.out, new RegExp(`: ${N} records, seq 1\\.\\.${N}, open`))
+
+  const roots = h.rx.records()
+  writeRecords(roots.filter((r) => r.attributes['modelgate.audit.seq'] !== 7), file)
+  const deleted = await verify(file)
+  t.equal(deleted.code, 1)
+  t.match(deleted.out, /FAIL seq 7\.\.7: 1 record missing/)
+
+  writeRecords(
+    roots.map((r) => (r.attributes['modelgate.audit.seq'] === 11 ? { ...r, attributes: { ...r.attributes, 'modelgate.identity.spiffe_id': `spiffe://${TD}/ns/other/sa/x` } } : r)),
+    file,
+  )
+  const edited = await verify(file)
+  t.equal(edited.code, 1)
+  t.match(edited.out, /FAIL seq 11: content does not match its hash \(record edited\)/)
+})
+
+t.test('with the spool full the server refuses new requests with 503 MG_AUDIT_UNAVAILABLE', async (t) => {
+  const h = await harness(t, { audit: { spool: { dir: join(t.testdir(), 'spool-small'), maxBytes: 8192, retryInitialMs: 50, retryMaxMs: 100 } } })
+  await h.rx.down('refuse')
+  let refusal: { code?: string; status?: number } | undefined
+  for (let i = 0; i < 100 && !refusal; i++) {
+    try {
+      await exchange(h, `fill-${i}`)
+    } catch (err) {
+      refusal = err as { code: string; status: number }
+    }
+    await h.audit.flush()
+  }
+  t.same(refusal && { code: refusal.code, status: refusal.status }, { code: 'MG_AUDIT_UNAVAILABLE', status: 503 })
+  await h.rx.up()
+  await h.rx.waitFor(() => h.audit.status().spoolBytes === 0, 15000, 'the spool to drain')
+  await exchange(h, 'after-drain')
+  await h.audit.flush()
+  await h.rx.waitFor(() => rootOf(h.rx, 'after-drain') !== undefined, 5000, 'the request after the drain')
+  t.ok(h.rx.records().some((r) => r.attributes['modelgate.denial.code'] === 'MG_AUDIT_UNAVAILABLE'), 'the refusal has its own record')
+})
