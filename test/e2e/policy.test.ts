@@ -21,7 +21,7 @@ import { copyShipped } from '../unit/policy/fixtures.ts'
 
 const GITHUB = 'ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'
 const EMAIL = 'dana.whitfield@gmail.com'
-const chat = (model: string, content = 'Summarise our refund policy in one line.') => ({ model, messages: [{ role: 'user', content }] })
+const chat = (model: string, content = 'Summarise our refund policy in one line.') => ({ model, messages: [{ role: 'user' as const, content }] })
 
 function nextReload(policy: PolicyStage, pred: (s: ReloadStatus) => boolean, timeoutMs = 10_000): Promise<ReloadStatus> {
   return new Promise((resolve, reject) => {
