@@ -50,7 +50,7 @@ export interface ScannerOptions {
 }
 
 /** More keyword hits than this for one pattern: scan the whole text instead of windows. */
-const MAX_WINDOWS = 48
+const MAX_WINDOWS = 1024
 /** Retries after a rejected candidate (shifting its start past a separator) per pattern and scan. */
 const RETRY_BUDGET = 256
 
