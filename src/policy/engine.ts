@@ -247,7 +247,7 @@ export class PolicyEngine {
   }
 
   #evaluate(active: ActiveSet, facts: RequestFacts, fk: string, q: CedarQuery): Evaluation {
-    const key = `${active.set.hash}\n${q.action}\n${q.resource.type}\n${q.resource.id}\n${fk}`
+    const key = `${active.set.hash}\n${fk}\n${q.action}\n${q.resource.type}\n${q.resource.id}`
     const hit = this.#cache?.get(key)
     if (hit) return hit
     const call = buildCall(facts, q, active.set)
