@@ -105,7 +105,8 @@ function classify(names: readonly string[], isFile: (n: string) => boolean): Lis
 
 /**
  * Reads a policy directory synchronously (start-up and the CLI). `fallback`
- * supplies the schema and entities when the directory has none (shadow sets).
+ * supplies the schema and the entities when the directory has none of its
+ * own (shadow sets).
  */
 export function readPolicyDirSync(dir: string, fallback?: PolicySources): PolicySources {
   const abs = resolve(dir)
@@ -150,7 +151,7 @@ function withFallback(src: PolicySources, fallback: PolicySources | undefined): 
     dir: src.dir,
     schemas: src.schemas.length ? src.schemas : fallback.schemas,
     policies: src.policies,
-    entities: src.entities ?? (src.schemas.length ? undefined : fallback.entities),
+    entities: src.entities ?? fallback.entities,
   }
 }
 
