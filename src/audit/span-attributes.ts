@@ -50,11 +50,16 @@ export function genAiOperation(op: Operation): string {
   }
 }
 
-/** How the request ended, from the auditor's point of view. */
-export function outcomeOf(ctx: RequestContext, stream: StreamOutcome): Outcome {
+/**
+ * How the request ended, from the auditor's point of view. Envoy resets the
+ * ext_proc stream once an exchange is over, so a reset after the whole
+ * response passed through modelgate (`responseComplete`) is a completed,
+ * allowed request; a reset before that is a cancellation.
+ */
+export function outcomeOf(ctx: RequestContext, stream: StreamOutcome, responseComplete = false): Outcome {
   if (ctx.denial) return 'denied'
   if (stream.kind === 'error') return 'error'
-  if (stream.kind === 'cancelled') return 'cancelled'
+  if (stream.kind === 'cancelled' && !responseComplete) return 'cancelled'
   return 'allowed'
 }
 
@@ -107,6 +112,8 @@ export interface RecordExtras {
   readonly durationMs: number
   /** True once the provider's response headers reached modelgate. */
   readonly upstreamReached: boolean
+  /** True once the last byte of the response (or its trailers) passed modelgate. */
+  readonly responseComplete?: boolean
   readonly requestContent?: CapturedContent | undefined
   readonly responseContent?: CapturedContent | undefined
 }
@@ -123,9 +130,10 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
 
   // The request.
   set(A.MG_REQUEST_ID, ctx.id)
-  set(A.MG_OUTCOME, outcomeOf(ctx, stream))
+  set(A.MG_OUTCOME, outcomeOf(ctx, stream, extras.responseComplete))
   set(A.MG_STREAM_OUTCOME, stream.kind)
   set(A.MG_UPSTREAM_REACHED, extras.upstreamReached)
+  if (extras.upstreamReached) set(A.MG_RESPONSE_COMPLETE, extras.responseComplete === true)
   set(A.HTTP_REQUEST_METHOD, ctx.method || undefined)
   set(A.URL_PATH, ctx.path ? pathOnly(ctx.path) : undefined)
   set(A.SERVER_ADDRESS, ctx.authority ? cap(ctx.authority, 256) : undefined)

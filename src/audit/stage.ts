@@ -81,6 +81,7 @@ interface RequestState {
   startNs: bigint
   readonly timeline: Timeline
   upstreamReached: boolean
+  responseComplete: boolean
   requestContent: CapturedContent | undefined
   responseParts: Buffer[]
   responseBytes: number
@@ -198,6 +199,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       startNs: BigInt(ctx.startedAt) * 1_000_000n,
       timeline: new Timeline(),
       upstreamReached: false,
+      responseComplete: false,
       requestContent: undefined,
       responseParts: [],
       responseBytes: 0,
@@ -255,6 +257,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     const attrs = requestAttributes(ctx, outcome, {
       durationMs,
       upstreamReached: st.upstreamReached || ctx.responseStatus !== undefined,
+      responseComplete: st.responseComplete,
       requestContent: st.requestContent,
       responseContent,
     })
@@ -287,7 +290,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     span.setAttributes(attrs)
     if (isFailure(ctx, outcome)) span.setStatus({ code: SpanStatusCode.ERROR, message: ctx.denial?.code ?? outcome.kind })
     span.end(nanosToHrTime(endNs))
-    m.record(ctx, outcomeOf(ctx, outcome), durationMs)
+    m.record(ctx, outcomeOf(ctx, outcome, st.responseComplete), durationMs)
   }
 
   const stage: Stage = {
@@ -324,13 +327,14 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     },
     responseBody(ctx, chunk) {
       const st = mark(ctx, 'responseBody')
+      if (chunk.end) st.responseComplete = true
       if (cfg.content.enabled) {
         takeChunk(st)
         st.pendingChunk = chunk
       }
     },
     responseTrailers(ctx) {
-      mark(ctx, 'responseTrailers')
+      mark(ctx, 'responseTrailers').responseComplete = true
     },
     close(ctx, outcome) {
       try {

@@ -16,6 +16,7 @@ t.test('an allowed request records who, which model, which data and which policy
     'modelgate.outcome': 'allowed',
     'modelgate.stream.outcome': 'completed',
     'modelgate.upstream.reached': true,
+    'modelgate.response.complete': false,
     'http.request.method': 'POST',
     'url.path': '/v1/chat/completions',
     'server.address': 'llm.internal',
@@ -125,6 +126,18 @@ t.test('outcome, failure and error type follow the stream and the denial', async
     t.equal(isFailure(ctx, stream), c.failure, `${c.name}: failure`)
     t.equal(requestAttributes(ctx, stream, extras)['error.type'], c.errorType, `${c.name}: error.type`)
   }
+})
+
+t.test('a stream Envoy resets after the whole response passed is an allowed request, before that a cancelled one', async (t) => {
+  const ctx = allowedContext()
+  const reset = { kind: 'cancelled' as const }
+  t.equal(outcomeOf(ctx, reset, true), 'allowed')
+  t.equal(outcomeOf(ctx, reset, false), 'cancelled')
+  const a = requestAttributes(ctx, reset, { ...extras, responseComplete: true })
+  t.equal(a['modelgate.outcome'], 'allowed')
+  t.equal(a['modelgate.stream.outcome'], 'cancelled')
+  t.equal(a['modelgate.response.complete'], true)
+  t.equal(outcomeOf(ctx, { kind: 'error' }, true), 'error', 'a server failure stays an error')
 })
 
 t.test('a request denied before anything was known records what little there is', async (t) => {
