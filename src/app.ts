@@ -10,6 +10,8 @@ import { createUserVerifier } from './identity/user.ts'
 import { Pipeline } from './pipeline/pipeline.ts'
 import type { Stage } from './pipeline/stage.ts'
 import { createProviderStage } from './providers/stage.ts'
+import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
+import { createRedactionStages } from './redaction/stage.ts'
 import { startServer, type RunningServer } from './server/server.ts'
 
 export interface AppOptions {
@@ -27,15 +29,32 @@ export interface App {
   shutdown(): Promise<void>
 }
 
-/** Builds the stages in their fixed order. Anything that can fail at start-up fails here. */
+/**
+ * Builds the stages in their fixed order. Everything that can fail at start-up
+ * (policy set, detectors, keys) fails here, before the server listens.
+ *
+ *   identity → provider → redaction-scan → policy → redaction-apply
+ *
+ * The redaction scan runs before policy so the data classes it finds are part
+ * of the Cedar context; the rewrite runs after, because policy decides which
+ * classes may leave unredacted.
+ */
 export async function buildStages(config: Config, logger: Logger): Promise<{ stages: Stage[]; closers: (() => Promise<void> | void)[] }> {
   const closers: (() => Promise<void> | void)[] = []
   const users = config.identity.users.enabled ? createUserVerifier(config.identity.users, (p) => resolveConfigPath(config, p)) : undefined
+  const engine = createPolicyEngine(config, { logger })
+  closers.push(() => engine.close())
+  const redaction = createRedactionStages(config.redaction, {
+    logger,
+    permitsUnredacted: (ctx, dataClass) => engine.permitsUnredacted(ctx, dataClass),
+  })
   const stages: Stage[] = [
     createIdentityStage({ config: config.identity, users }),
     createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes }),
+    redaction.scan,
+    createPolicyStage(config, { logger, engine }),
+    redaction.apply,
   ]
-  void logger
   return { stages, closers }
 }
 

@@ -45,7 +45,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   try {
     app = await startApp({ config, logger })
   } catch (err) {
-    logger.error('start-up failed', { error: (err as Error).message })
+    // Policy, detector and key problems are listed like configuration problems: one per line, with file and line.
+    io.stderr.write(`modelgate serve: cannot start: ${(err as Error).message}\n`)
     return 1
   }
   await new Promise<void>((resolve) => {

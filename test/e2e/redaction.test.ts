@@ -6,21 +6,18 @@
  */
 import t from 'tap'
 import { gzipSync } from 'node:zlib'
-import { silentLogger } from '../../src/log.ts'
-import { redactionConfigFrom } from '../../src/redaction/engine.ts'
-import { createRedactionStages } from '../../src/redaction/stage.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
 const EMAIL = 'dana.whitfield@gmail.com'
+const IBAN = 'DE89370400440532013000'
 const GITHUB = 'ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'
 
 function chunk(content: string): string {
   return `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`
 }
 
-t.test('with redaction stages in the pipeline', async (t) => {
-  const stages = createRedactionStages(redactionConfigFrom({ restore: { enabled: true } }), { logger: silentLogger })
-  const stack: Stack = await startStack({ extraStages: { last: [stages.scan, stages.apply] } })
+t.test('with redaction in the pipeline and placeholder restoration on', async (t) => {
+  const stack: Stack = await startStack({ config: { redaction: { restore: { enabled: true } } } })
   t.teardown(() => stack.close())
   t.beforeEach(() => stack.provider.clear())
 
@@ -29,15 +26,27 @@ t.test('with redaction stages in the pipeline', async (t) => {
       method: 'POST',
       path: '/v1/chat/completions',
       headers: { 'content-type': 'application/json' },
-      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `Mail ${EMAIL} the token ${GITHUB}, thanks` }] },
+      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `Mail ${EMAIL} the refund to ${IBAN}, thanks` }] },
     })
     t.equal(res.status, 200)
     const seen = stack.provider.requests[0]!
     const text = seen.body.toString('utf8')
     t.notOk(text.includes(EMAIL), 'the e-mail address never reached the provider')
-    t.notOk(text.includes(GITHUB), 'the token never reached the provider')
-    t.same((seen.json as { messages: { content: string }[] }).messages[0]!.content, 'Mail [EMAIL_1] the token [GITHUB_TOKEN_1], thanks')
+    t.notOk(text.includes(IBAN), 'the IBAN never reached the provider')
+    t.same((seen.json as { messages: { content: string }[] }).messages[0]!.content, 'Mail [EMAIL_1] the refund to [IBAN_1], thanks')
     t.equal(Number(seen.headers['content-length']), seen.body.length)
+    t.match(res.json().choices[0].message.content, `You said: Mail ${EMAIL} the refund to ${IBAN}, thanks`, 'the caller gets its own values back')
+  })
+
+  t.test('a secret in the prompt is refused by policy and reaches no provider', async (t) => {
+    const res = await stack.request('checkout', {
+      path: '/v1/chat/completions',
+      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `deploy with ${GITHUB}` }] },
+    })
+    t.equal(res.status, 403)
+    t.equal(res.json().error.code, 'MG_POLICY_DENIED')
+    t.notOk(res.text().includes(GITHUB), 'the denial does not echo the secret')
+    t.equal(stack.provider.requests.length, 0)
   })
 
   t.test('a secret split across two streamed chunks reaches the client redacted', async (t) => {
