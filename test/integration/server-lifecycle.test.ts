@@ -15,6 +15,7 @@ import type { RequestContext } from '../../src/pipeline/context.ts'
 import type { Stage, StreamOutcome } from '../../src/pipeline/stage.ts'
 import { EXT_PROC_SERVICE } from '../../src/server/codec.ts'
 import { answerKind, connectExtProc, connectHealth, denialJson, msg, mtlsAttributes, type ExtProcClient } from '../helpers/grpc-client.ts'
+import { permitAllPolicyDir } from '../helpers/policies.ts'
 
 const TD = 'example.org'
 const CHECKOUT = `spiffe://${TD}/ns/payments/sa/checkout`
@@ -39,7 +40,7 @@ async function start(name: string, drainTimeoutMs: number): Promise<{ app: App; 
     },
   }
   const config = configFromObject(
-    { server: { listen: `unix://${join(sockDir, name)}.sock`, drainTimeoutMs }, identity: { trustDomains: [TD] }, audit: { enabled: false }, redaction: { enabled: false } },
+    { server: { listen: `unix://${join(sockDir, name)}.sock`, drainTimeoutMs }, identity: { trustDomains: [TD] }, audit: { enabled: false }, redaction: { enabled: false }, policy: { dir: permitAllPolicyDir(), watch: false } },
     'lifecycle.test',
   )
   const app = await startApp({ config, logger: silentLogger, extraStages: { last: [probe] } })

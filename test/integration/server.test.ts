@@ -14,6 +14,7 @@ import { silentLogger } from '../../src/log.ts'
 import type { RequestContext } from '../../src/pipeline/context.ts'
 import type { BodyChunk, Phase, Stage, StreamOutcome } from '../../src/pipeline/stage.ts'
 import type { ProcessingResponseMsg } from '../../src/server/codec.ts'
+import { permitAllPolicyDir } from '../helpers/policies.ts'
 import {
   answerKind,
   connectExtProc,
@@ -105,7 +106,7 @@ const config = configFromObject(
     identity: { trustDomains: [TD] },
     providers: { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' }, 'internal-llm': { kind: 'openai' } } },
     audit: { enabled: false },
-    redaction: { enabled: false },
+    redaction: { enabled: false }, policy: { dir: permitAllPolicyDir(), watch: false },
   },
   'server.test',
 )
@@ -188,7 +189,10 @@ t.test('an allowed JSON request goes through every phase with the answers Envoy 
   t.equal(answerKind(b), 'request_body')
   t.notOk(b.request_body?.response?.body_mutation, 'the body is forwarded unchanged')
   t.notOk(b.request_body?.response?.header_mutation)
-  t.same(fromStruct(b.dynamic_metadata), { modelgate: { request_id: id, spiffe_id: CHECKOUT, model: 'gpt-4o-mini' } })
+  t.match(fromStruct(b.dynamic_metadata), {
+    modelgate: { request_id: id, spiffe_id: CHECKOUT, model: 'gpt-4o-mini', decision_id: /^[0-9a-f-]{36}$/, policy_set: /^[0-9a-f]+$/ },
+  })
+  t.same(Object.keys(fromStruct(b.dynamic_metadata).modelgate as object).sort(), ['decision_id', 'model', 'policy_set', 'request_id', 'spiffe_id'], 'facts only, never content')
 
   const rh = await s.exchange(msg.responseHeaders({ ':status': '200', 'content-type': 'application/json' }))
   t.equal(answerKind(rh), 'response_headers')
