@@ -13,7 +13,7 @@
 
 /** Root span name when the request was not parsed (no operation or model known). */
 export const SPAN_REQUEST = 'modelgate.request'
-/** Child span name prefix: `modelgate.stage <stage>`. */
+/** Child span name prefix: `modelgate.stage <stage> <request|response>`. */
 export const SPAN_STAGE = 'modelgate.stage'
 /** The last record of a chain, written when the process shuts down cleanly. */
 export const SPAN_CHAIN_END = 'modelgate.audit.chain_end'
@@ -182,9 +182,17 @@ export const MG_QUOTA_REMAINING_PREFIX = 'modelgate.quota.remaining.'
 export const MG_REQUEST_CONTENT = 'modelgate.request.content'
 /** True when the recorded request content was cut at the cap. */
 export const MG_REQUEST_CONTENT_TRUNCATED = 'modelgate.request.content_truncated'
+/**
+ * Why the request content is not recorded although content recording is on:
+ * `unredacted_data` (policy let a detected value through unredacted, so the
+ * bytes that left hold it; the audit trail never does).
+ */
+export const MG_REQUEST_CONTENT_OMITTED = 'modelgate.request.content_omitted'
 /** The response body as it left modelgate (after redaction), UTF-8, capped. */
 export const MG_RESPONSE_CONTENT = 'modelgate.response.content'
 export const MG_RESPONSE_CONTENT_TRUNCATED = 'modelgate.response.content_truncated'
+/** As `modelgate.request.content_omitted`, for the response. */
+export const MG_RESPONSE_CONTENT_OMITTED = 'modelgate.response.content_omitted'
 
 // ---- modelgate: the hash chain ---------------------------------------------------
 
@@ -205,11 +213,13 @@ export const MG_AUDIT_FINAL = 'modelgate.audit.final'
 
 /** Stage name on a stage span. */
 export const MG_STAGE_NAME = 'modelgate.stage.name'
-/** Phase on a stage span: requestHeaders, requestBody, responseHeaders, responseBody, … */
-export const MG_STAGE_PHASE = 'modelgate.stage.phase'
-/** Time the stage actually spent in that phase, in milliseconds (for streamed bodies, summed over chunks). */
+/** Direction on a stage span: `request` (headers, body, trailers) or `response` (headers, every body chunk, trailers). */
+export const MG_STAGE_DIRECTION = 'modelgate.stage.direction'
+/** The ext_proc phases the stage ran in, in order: requestHeaders, requestBody, responseHeaders, responseBody, … */
+export const MG_STAGE_PHASES = 'modelgate.stage.phases'
+/** Time the stage actually spent, in milliseconds (for streamed bodies, summed over chunks); the span itself runs from its first to its last run. */
 export const MG_STAGE_BUSY_MS = 'modelgate.stage.busy_ms'
-/** How many times the stage ran in that phase (one per chunk for streamed bodies). */
+/** How many times the stage ran in that direction (one per phase, one per chunk of a streamed body). */
 export const MG_STAGE_CALLS = 'modelgate.stage.calls'
 
 // ---- metrics ------------------------------------------------------------------------

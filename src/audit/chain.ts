@@ -33,11 +33,17 @@ export interface RecordIdentity {
 
 /** The hash of a record's content (its own hash attribute excluded). */
 export function recordHash(id: RecordIdentity, attributes: Readonly<Record<string, RecordValue | undefined>>): string {
-  const keys = Object.keys(attributes)
-    .filter((k) => k !== MG_AUDIT_HASH && attributes[k] !== undefined)
-    .sort()
-  const pairs = keys.map((k) => [k, attributes[k]])
-  const canonical = JSON.stringify([DOMAIN, id.traceId, id.spanId, id.start, id.end, pairs])
+  const keys = Object.keys(attributes).sort()
+  // The same bytes as JSON.stringify([DOMAIN, traceId, spanId, start, end, [[key, value], …]]), built in one pass.
+  let canonical = `[${JSON.stringify(DOMAIN)},${JSON.stringify(id.traceId)},${JSON.stringify(id.spanId)},${JSON.stringify(id.start)},${JSON.stringify(id.end)},[`
+  let first = true
+  for (const k of keys) {
+    const v = attributes[k]
+    if (k === MG_AUDIT_HASH || v === undefined) continue
+    canonical += `${first ? '' : ','}[${JSON.stringify(k)},${JSON.stringify(v)}]`
+    first = false
+  }
+  canonical += ']]'
   return createHash('sha256').update(canonical).digest('hex')
 }
 

@@ -114,8 +114,9 @@ export interface RecordExtras {
   readonly upstreamReached: boolean
   /** True once the last byte of the response (or its trailers) passed modelgate. */
   readonly responseComplete?: boolean
-  readonly requestContent?: CapturedContent | undefined
-  readonly responseContent?: CapturedContent | undefined
+  /** The content that left modelgate, or 'omitted' when it held a value let through unredacted. */
+  readonly requestContent?: CapturedContent | 'omitted' | undefined
+  readonly responseContent?: CapturedContent | 'omitted' | undefined
 }
 
 /** Every attribute of a request's audit record (chain attributes are added by the chain). */
@@ -242,12 +243,15 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   }
 
   // Content, only when switched on (and then only what left modelgate).
-  if (extras.requestContent) {
-    set(A.MG_REQUEST_CONTENT, extras.requestContent.text)
+  if (extras.requestContent === 'omitted') set(A.MG_REQUEST_CONTENT_OMITTED, 'unredacted_data')
+  else if (extras.requestContent) {
+    // An empty body is recorded as empty: set() would drop the empty string.
+    a[A.MG_REQUEST_CONTENT] = extras.requestContent.text
     set(A.MG_REQUEST_CONTENT_TRUNCATED, extras.requestContent.truncated)
   }
-  if (extras.responseContent) {
-    set(A.MG_RESPONSE_CONTENT, extras.responseContent.text)
+  if (extras.responseContent === 'omitted') set(A.MG_RESPONSE_CONTENT_OMITTED, 'unredacted_data')
+  else if (extras.responseContent) {
+    a[A.MG_RESPONSE_CONTENT] = extras.responseContent.text
     set(A.MG_RESPONSE_CONTENT_TRUNCATED, extras.responseContent.truncated)
   }
   return a

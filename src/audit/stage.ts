@@ -82,7 +82,6 @@ interface RequestState {
   readonly timeline: Timeline
   upstreamReached: boolean
   responseComplete: boolean
-  requestContent: CapturedContent | undefined
   responseParts: Buffer[]
   responseBytes: number
   responseTruncated: boolean
@@ -197,10 +196,9 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     ctx.local<RequestState>(STATE, () => ({
       span: undefined,
       startNs: BigInt(ctx.startedAt) * 1_000_000n,
-      timeline: new Timeline(),
+      timeline: new Timeline('audit'),
       upstreamReached: false,
       responseComplete: false,
-      requestContent: undefined,
       responseParts: [],
       responseBytes: 0,
       responseTruncated: false,
@@ -240,38 +238,45 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     st.closed = true
     const endMono = process.hrtime.bigint()
     st.timeline.settle(ctx.timings)
+    const upstreamReached = st.upstreamReached || ctx.responseStatus !== undefined
+    let requestContent: CapturedContent | 'omitted' | undefined
+    let responseContent: CapturedContent | 'omitted' | undefined
     if (cfg.content.enabled) {
       takeChunk(st)
-      // A stream that completed without response phases still sent its (final) body upstream.
-      if (!st.requestContent && !ctx.denial && outcome.kind === 'completed' && st.timeline.saw('requestBody')) {
-        st.requestContent = captureContent(ctx.requestBody, cfg.content.maxBytes)
+      // Content is what left modelgate: the request body once the request phases passed (the
+      // upstream answered, or the stream completed without a denial), the response as sent on.
+      // A value policy let through unredacted would be in those bytes, so then nothing is kept.
+      const sent = upstreamReached || (!ctx.denial && outcome.kind === 'completed' && st.timeline.saw('requestBody'))
+      if (sent) requestContent = passedUnredacted(ctx, 'request') ? 'omitted' : captureContent(ctx.requestBody, cfg.content.maxBytes)
+      if (st.responseParts.length > 0 || st.responseTruncated) {
+        if (passedUnredacted(ctx, 'response')) responseContent = 'omitted'
+        else {
+          const c = captureContent(Buffer.concat(st.responseParts), cfg.content.maxBytes)
+          responseContent = { text: c.text, truncated: c.truncated || st.responseTruncated }
+        }
       }
     }
     const span = start(ctx, st)
     const durationMs = Number(endMono - ctx.startedNs) / 1e6
-    let responseContent: CapturedContent | undefined
-    if (cfg.content.enabled && (st.responseParts.length > 0 || st.responseTruncated)) {
-      const c = captureContent(Buffer.concat(st.responseParts), cfg.content.maxBytes)
-      responseContent = { text: c.text, truncated: c.truncated || st.responseTruncated }
-    }
     const attrs = requestAttributes(ctx, outcome, {
       durationMs,
-      upstreamReached: st.upstreamReached || ctx.responseStatus !== undefined,
+      upstreamReached,
       responseComplete: st.responseComplete,
-      requestContent: st.requestContent,
+      requestContent,
       responseContent,
     })
     const parent = trace.setSpan(ROOT_CONTEXT, span)
     if (cfg.stageSpans) {
       for (const s of st.timeline.slices()) {
         const child = tracer.startSpan(
-          `${A.SPAN_STAGE} ${s.stage}`,
+          `${A.SPAN_STAGE} ${s.stage} ${s.direction}`,
           {
             kind: SpanKind.INTERNAL,
             startTime: nanosToHrTime(wall(ctx, s.startNs)),
             attributes: {
               [A.MG_STAGE_NAME]: s.stage,
-              [A.MG_STAGE_PHASE]: s.phase,
+              [A.MG_STAGE_DIRECTION]: s.direction,
+              [A.MG_STAGE_PHASES]: s.phases,
               [A.MG_STAGE_BUSY_MS]: roundMs(s.busyMs),
               [A.MG_STAGE_CALLS]: s.calls,
               [A.MG_REQUEST_ID]: ctx.id,
@@ -320,10 +325,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       mark(ctx, 'requestTrailers')
     },
     responseHeaders(ctx) {
-      const st = mark(ctx, 'responseHeaders')
-      st.upstreamReached = true
-      // The request phases are over: the body now is exactly what went upstream.
-      if (cfg.content.enabled && !st.requestContent) st.requestContent = captureContent(ctx.requestBody, cfg.content.maxBytes)
+      mark(ctx, 'responseHeaders').upstreamReached = true
     },
     responseBody(ctx, chunk) {
       const st = mark(ctx, 'responseBody')
@@ -374,6 +376,11 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       return shuttingDown
     },
   }
+}
+
+/** True when a value found in that direction was let through unredacted (so the bytes hold it). */
+function passedUnredacted(ctx: RequestContext, direction: 'request' | 'response'): boolean {
+  return ctx.findings.some((f) => f.direction === direction && f.action === 'allow')
 }
 
 /** The caller's trace: the gRPC metadata of the Process call first, then the request's traceparent header. */

@@ -6,10 +6,13 @@
  * each phase it notes the time and a copy of the timings; at the start of the
  * next phase (or at close) the difference is what each stage spent in the
  * phase just ended. Stages run one after another in pipeline order, so each
- * stage's slice starts where the previous one ended. Streamed response bodies
- * run the phase once per chunk: those runs merge into one slice per stage,
- * from its first run to its last, with the busy time and run count as
- * attributes.
+ * stage's work starts where the previous stage's ended.
+ *
+ * One slice per stage and direction: the request phases (headers, body,
+ * trailers) merge into one `request` slice, the response phases (and every
+ * chunk of a streamed body) into one `response` slice, from the first run to
+ * the last, with the busy time, the run count and the phases as attributes.
+ * The audit stage's own time is left out (it is on the request span).
  *
  * Exact to the pipeline's own measurement; positions within a phase assume
  * the order in which stages first appeared in `ctx.timings` (pipeline order
@@ -17,9 +20,13 @@
  */
 import type { Phase } from '../pipeline/stage.ts'
 
+export type Direction = 'request' | 'response'
+
 export interface StageSlice {
   readonly stage: string
-  readonly phase: Phase
+  readonly direction: Direction
+  /** The phases merged into the slice, in the order first seen. */
+  readonly phases: Phase[]
   /** Monotonic clock (process.hrtime.bigint) nanoseconds. */
   readonly startNs: bigint
   endNs: bigint
@@ -31,9 +38,15 @@ export interface StageSlice {
 const MAX_SLICES = 128
 
 export class Timeline {
+  readonly #skip: string | undefined
   #current: { phase: Phase; t0: bigint; snapshot: Map<string, number> } | undefined
   readonly #slices = new Map<string, StageSlice>()
   #phases = new Set<Phase>()
+
+  /** `skip`: a stage whose time is not sliced (the audit stage itself). */
+  constructor(skip?: string) {
+    this.#skip = skip
+  }
 
   /** A phase starts now (called by the audit stage, first in the phase). */
   mark(phase: Phase, timings: ReadonlyMap<string, number>, now: bigint): void {
@@ -54,14 +67,17 @@ export class Timeline {
       const start = cursor
       const end = cursor + BigInt(Math.round(delta * 1e6))
       cursor = end
-      const key = `${stage}\u0000${cur.phase}`
+      if (stage === this.#skip) continue
+      const direction: Direction = cur.phase.startsWith('request') ? 'request' : 'response'
+      const key = `${stage}\u0000${direction}`
       const s = this.#slices.get(key)
       if (s) {
         s.endNs = end
         s.busyMs += delta
         s.calls++
+        if (!s.phases.includes(cur.phase)) s.phases.push(cur.phase)
       } else if (this.#slices.size < MAX_SLICES) {
-        this.#slices.set(key, { stage, phase: cur.phase, startNs: start, endNs: end, busyMs: delta, calls: 1 })
+        this.#slices.set(key, { stage, direction, phases: [cur.phase], startNs: start, endNs: end, busyMs: delta, calls: 1 })
       }
     }
   }

@@ -292,7 +292,7 @@ export function story(r: SpanRecord, stages: readonly SpanRecord[] = []): string
     .filter(([k, v]) => k.startsWith(A.MG_STAGE_DURATION_PREFIX) && k.endsWith(A.MG_STAGE_DURATION_SUFFIX) && typeof v === 'number')
     .map(([k, v]) => `${k.slice(A.MG_STAGE_DURATION_PREFIX.length, -A.MG_STAGE_DURATION_SUFFIX.length)} ${v} ms`)
   if (timings.length) row('stages', timings.join(', '))
-  if (stages.length) row('', `${stages.length} stage span${stages.length === 1 ? '' : 's'}: ${stages.map((c) => `${attrString(c, A.MG_STAGE_NAME)}/${attrString(c, A.MG_STAGE_PHASE)}`).join(', ')}`)
+  if (stages.length) row('', `stage spans: ${stages.map((c) => `${attrString(c, A.MG_STAGE_NAME)}/${attrString(c, A.MG_STAGE_DIRECTION)} ${attrNumber(c, A.MG_STAGE_BUSY_MS) ?? '?'} ms`).join(', ')}`)
 
   // Content, when recorded.
   const reqContent = s(A.MG_REQUEST_CONTENT)

@@ -171,7 +171,8 @@ t.test('the audit trail through Envoy', async (t) => {
     t.equal(s.attributes['gen_ai.request.stream'], true)
     t.equal(s.attributes['modelgate.outcome'], 'allowed')
     t.equal(s.attributes['modelgate.response.complete'], true)
-    t.ok(rx.spans.some((c) => c.parentSpanId === s.spanId && c.attributes['modelgate.stage.phase'] === 'responseBody'), 'the response-body work has its span')
+    const response = rx.spans.filter((c) => c.parentSpanId === s.spanId && c.attributes['modelgate.stage.direction'] === 'response')
+    t.ok(response.some((c) => (c.attributes['modelgate.stage.phases'] as string[]).includes('responseBody')), 'the response work (every chunk) has one span per stage')
   })
 
   t.test('no exported byte holds either value', async (t) => {

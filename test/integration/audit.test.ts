@@ -1,22 +1,23 @@
 /**
- * The audit trail behind the real gRPC server on loopback, with the real
- * identity, provider and redaction stages, exporting to a real OTLP/HTTP
- * receiver: fields of the span, a secret in no exported byte, cancellation,
+ * The audit trail behind the real gRPC server on loopback, with the
+ * application's real stages (identity, provider, redaction, Cedar policy),
+ * exporting to a real OTLP/HTTP receiver: fields of the span, a secret in no exported byte, cancellation,
  * the collector down for N requests, the spool-full refusal, and
  * `modelgate audit verify` over what the collector received.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t, { type Test } from 'tap'
-import { startApp, type App } from '../../src/app.ts'
+import { buildStages } from '../../src/app.ts'
 import { createAuditStage, type AuditTrail } from '../../src/audit/stage.ts'
 import { run as auditCli } from '../../src/cli/audit.ts'
 import { configFromObject } from '../../src/config/config.ts'
 import { createCa, issueCertificate } from '../../src/dev/pki.ts'
 import { silentLogger } from '../../src/log.ts'
-import { createRedactionStages } from '../../src/redaction/stage.ts'
-import type { Stage } from '../../src/pipeline/stage.ts'
+import { REPO_ROOT } from '../../src/dev/envoy.ts'
+import { Pipeline } from '../../src/pipeline/pipeline.ts'
+import { startServer, type RunningServer } from '../../src/server/server.ts'
 import { answerKind, connectExtProc, denialJson, msg, mtlsAttributes, type ExtProcClient, type Headers } from '../helpers/grpc-client.ts'
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts'
 
@@ -32,53 +33,56 @@ const ca = await createCa(dir, 'ca')
 const PEM = readFileSync((await issueCertificate(dir, ca, { name: 'checkout', uris: [CHECKOUT] })).cert, 'utf8')
 const ATTRS = mtlsAttributes(PEM, CHECKOUT)
 
-/** A stand-in for the policy stage: allows, and records a decision with owners like Cedar's. */
-const policyStage: Stage = {
-  name: 'policy',
-  requestBody(ctx) {
-    ctx.decision = {
-      effect: 'allow',
-      decisionId: `dec-${ctx.id}`,
-      policies: [{ id: 'payments-may-chat', owner: 'team-payments' }],
-      errors: [],
-      policySetHash: 'sha256:policyset',
-      cached: false,
-    }
-  },
+/** A policy set that permits everything, with an @owner, on the shipped schema and entities. */
+function policyDir(root: string): string {
+  const d = join(root, 'policies')
+  cpSync(join(REPO_ROOT, 'policies'), d, { recursive: true, filter: (src) => !src.includes('/tests') && !src.endsWith('.cedar') })
+  // Models only: no `send_unredacted` permit, so every detected value is redacted.
+  writeFileSync(join(d, 'allow.cedar'), '@id("payments-may-chat")\n@owner("team-payments")\npermit (principal, action in ModelGate::Action::"use_model", resource);\n')
+  return d
 }
 
 interface Harness {
-  app: App
+  root: string
+  server: RunningServer
   audit: AuditTrail
   rx: OtlpReceiver
   client: ExtProcClient
 }
 
-async function harness(tt: Test, opts: { audit?: Record<string, unknown> } = {}): Promise<Harness> {
+/**
+ * The application's own stages (identity, provider, redaction, policy) behind
+ * this test's audit trail, first, as in production. The trail is built here so
+ * the test can reach it (flush, status) whatever the application wires itself.
+ */
+async function harness(tt: Test, opts: { spool?: Record<string, unknown> } = {}): Promise<Harness> {
+  const root = tt.testdir()
   const rx = await OtlpReceiver.start()
-  const config = configFromObject(
-    {
-      server: { listen: '127.0.0.1:0', phaseTimeoutMs: 2000, drainTimeoutMs: 2000 },
-      identity: { trustDomains: [TD] },
-      providers: { routes: { openai: { kind: 'openai' } } },
-      audit: { spool: { dir: join(tt.testdir(), 'spool'), retryInitialMs: 50, retryMaxMs: 200 }, content: { enabled: true }, ...opts.audit },
-    },
-    'audit.integration',
-  )
+  tt.teardown(() => rx.close())
+  const base = {
+    server: { listen: '127.0.0.1:0', phaseTimeoutMs: 2000, drainTimeoutMs: 2000 },
+    identity: { trustDomains: [TD] },
+    providers: { routes: { openai: { kind: 'openai' } } },
+    policy: { dir: policyDir(root), watch: false },
+  }
+  const auditConfig = { spool: { dir: join(root, 'spool'), retryInitialMs: 50, retryMaxMs: 200, ...opts.spool }, content: { enabled: true } }
+  const config = configFromObject({ ...base, audit: auditConfig }, 'audit.integration')
   const audit = createAuditStage(config, {
     logger: silentLogger,
     env: { OTEL_EXPORTER_OTLP_ENDPOINT: rx.url, OTEL_BSP_SCHEDULE_DELAY: '20', OTEL_EXPORTER_OTLP_TIMEOUT: '500', OTEL_METRIC_EXPORT_INTERVAL: '3600000' },
   })
-  const redaction = createRedactionStages(config.redaction, { logger: silentLogger })
-  const app = await startApp({ config, logger: silentLogger, extraStages: { first: [audit.stage], last: [redaction.scan, policyStage, redaction.apply] } })
-  const client = connectExtProc(app.address)
+  // Any audit trail the application builds itself stays without an exporter (no spool to share).
+  const { stages, closers } = await buildStages(configFromObject({ ...base, audit: { otlp: 'off', metrics: { otlp: 'off' } } }, 'audit.integration'), silentLogger)
+  const pipeline = new Pipeline([audit.stage, ...stages.filter((s) => s.name !== 'audit')], { phaseTimeoutMs: 2000 })
+  const server = await startServer({ listen: '127.0.0.1:0', maxBodyBytes: 1048576, drainTimeoutMs: 2000, pipeline, logger: silentLogger })
+  const client = connectExtProc(server.address)
   tt.teardown(async () => {
     client.close()
-    await app.shutdown()
+    await server.shutdown()
+    for (const c of closers) await c()
     await audit.shutdown()
-    await rx.close()
   })
-  return { app, audit, rx, client }
+  return { root, server, audit, rx, client }
 }
 
 function headers(id: string, extra: Record<string, string> = {}): Headers {
@@ -152,7 +156,8 @@ t.test('the collector receives the span of a request through the server, and no 
     'modelgate.decision.effect': 'allow',
     'modelgate.decision.policies': ['payments-may-chat'],
     'modelgate.decision.policy_owners': ['team-payments'],
-    'modelgate.decision.policy_set_hash': 'sha256:policyset',
+    'modelgate.decision.policy_set_hash': String,
+    'modelgate.decision.id': String,
     'modelgate.redaction.action': 'redact',
     'modelgate.redaction.body_rewritten': true,
     'http.response.status_code': 200,
@@ -196,7 +201,7 @@ t.test('collector down for N requests, then up: all N arrive and the chain verif
   t.equal(got.size, N)
   for (let i = 0; i < N; i++) t.ok(got.has(`down-${i}`), `down-${i}`)
 
-  const file = join(t.testdir(), 'received.jsonl')
+  const file = join(h.root, 'received.jsonl')
   writeRecords(h.rx.spans, file)
   const ok = await verify(file)
   t.equal(ok.code, 0, ok.out)
@@ -218,7 +223,7 @@ t.test('collector down for N requests, then up: all N arrive and the chain verif
 })
 
 t.test('with the spool full the server refuses new requests with 503 MG_AUDIT_UNAVAILABLE', async (t) => {
-  const h = await harness(t, { audit: { spool: { dir: join(t.testdir(), 'spool-small'), maxBytes: 8192, retryInitialMs: 50, retryMaxMs: 100 } } })
+  const h = await harness(t, { spool: { maxBytes: 8192, retryMaxMs: 100 } })
   await h.rx.down('refuse')
   let refusal: { code?: string; status?: number } | undefined
   for (let i = 0; i < 100 && !refusal; i++) {

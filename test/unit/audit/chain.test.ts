@@ -1,4 +1,5 @@
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import { GENESIS_HASH, HashChain, recordHash, verifyRecords } from '../../../src/audit/chain.ts'
 import { MG_AUDIT_CHAIN_ID, MG_AUDIT_FINAL, MG_AUDIT_HASH, MG_AUDIT_PREV_HASH, MG_AUDIT_SEQ, SPAN_CHAIN_END } from '../../../src/audit/attributes.ts'
 import { recordsFromOtlpJson, type RecordValue, type SpanRecord } from '../../../src/audit/record.ts'
@@ -71,6 +72,13 @@ t.test('the hash ignores attribute order and its own attribute, and covers every
   t.not(recordHash({ ...id, spanId: 'c'.repeat(16) }, { x: 1, y: 'two', z: [true] }), h, 'the span id')
   t.not(recordHash({ ...id, start: '0' }, { x: 1, y: 'two', z: [true] }), h, 'the start time')
   t.not(recordHash({ ...id, end: '3' }, { x: 1, y: 'two', z: [true] }), h, 'the end time')
+})
+
+t.test('the hash is SHA-256 over the documented canonical JSON array', async (t) => {
+  const id = { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), start: '10', end: '20' }
+  const attributes = { 'z.last': [1, 2.5], 'a.first': 'x "quoted" \u00e9', 'm.flag': false, [MG_AUDIT_HASH]: 'ignored' }
+  const canonical = JSON.stringify(['modelgate-audit-v1', id.traceId, id.spanId, id.start, id.end, [['a.first', attributes['a.first']], ['m.flag', false], ['z.last', [1, 2.5]]]])
+  t.equal(recordHash(id, attributes), createHash('sha256').update(canonical).digest('hex'))
 })
 
 t.test('the same hash comes out of the JSON record and an OTLP/JSON export', async (t) => {

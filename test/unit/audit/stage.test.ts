@@ -105,8 +105,14 @@ t.test('a real OTLP receiver gets one span per request with who, what data, whic
   // Child spans per stage and phase, under the request span.
   const children = rx.spans.filter((s) => s.parentSpanId === root!.spanId)
   t.same(
-    children.map((c) => `${c.attributes['modelgate.stage.name']}/${c.attributes['modelgate.stage.phase']}`).sort(),
-    ['audit/requestBody', 'audit/requestHeaders', 'audit/responseHeaders', 'identity/requestHeaders', 'policy/requestBody', 'provider/requestBody', 'provider/responseHeaders'],
+    children.map((c) => [c.name, c.attributes['modelgate.stage.name'], c.attributes['modelgate.stage.direction'], c.attributes['modelgate.stage.phases']]).sort(),
+    [
+      ['modelgate.stage identity request', 'identity', 'request', ['requestHeaders']],
+      ['modelgate.stage policy request', 'policy', 'request', ['requestBody']],
+      ['modelgate.stage provider request', 'provider', 'request', ['requestBody']],
+      ['modelgate.stage provider response', 'provider', 'response', ['responseHeaders']],
+    ],
+    'one span per stage and direction; the audit stage is not its own child',
   )
   for (const c of children) {
     t.equal(c.traceId, CALLER_TRACE)
@@ -115,10 +121,16 @@ t.test('a real OTLP receiver gets one span per request with who, what data, whic
   }
 })
 
+/** Every detection redacted (none let through as is), so the recorded content may be kept. */
+function allRedacted(ctx: RequestContext): RequestContext {
+  ctx.findings.forEach((f, i) => (ctx.findings[i] = { ...f, action: f.action === 'allow' ? 'redact' : f.action }))
+  return ctx
+}
+
 t.test('a secret in the prompt appears in no exported byte, content recording on or off', async (t) => {
   for (const content of [false, true]) {
     const { rx, audit } = await setup(t, { audit: { content: { enabled: content } } })
-    const ctx = allowedContext({ secret: SECRET })
+    const ctx = allRedacted(allowedContext({ secret: SECRET }))
     t.match(JSON.stringify(ctx.request!.json), SECRET, 'the parsed request still holds it')
     drive(audit.stage, ctx)
     await audit.flush()
@@ -130,9 +142,40 @@ t.test('a secret in the prompt appears in no exported byte, content recording on
   }
 })
 
+t.test('content a policy let through unredacted is never recorded', async (t) => {
+  const { rx, audit } = await setup(t, { audit: { content: { enabled: true } } })
+  // The fixture's request carries an e-mail address policy allowed as is.
+  const ctx = allowedContext({ id: 'as-is' })
+  ctx.replaceRequestBody(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'write to dana@example.org' }] })))
+  ctx.addFinding({ detector: 'email', dataClass: 'pii.email', confidence: 'high', direction: 'response', location: '$', start: 0, length: 3, hash: 'h', action: 'allow' })
+  audit.stage.requestHeaders!(ctx)
+  audit.stage.requestBody!(ctx)
+  audit.stage.responseHeaders!(ctx)
+  audit.stage.responseBody!(ctx, { data: Buffer.from('{"reply":"dana@example.org"}'), end: true })
+  audit.stage.close!(ctx, { kind: 'completed' })
+  await audit.flush()
+  await rx.waitFor(() => rx.records().length === 1)
+  const a = rx.records()[0]!.attributes
+  t.equal(a['modelgate.request.content_omitted'], 'unredacted_data')
+  t.equal(a['modelgate.response.content_omitted'], 'unredacted_data')
+  t.notOk('modelgate.request.content' in a)
+  t.notOk('modelgate.response.content' in a)
+  t.notOk(rx.allBytes().includes(Buffer.from('dana@example.org')))
+})
+
+t.test('a denied request body is not recorded: it never left', async (t) => {
+  const { rx, audit } = await setup(t, { audit: { content: { enabled: true } } })
+  drive(audit.stage, allRedacted(deniedContext('MG_POLICY_DENIED')))
+  await audit.flush()
+  await rx.waitFor(() => rx.records().length === 1)
+  const a = rx.records()[0]!.attributes
+  t.notOk('modelgate.request.content' in a)
+  t.notOk('modelgate.request.content_omitted' in a)
+})
+
 t.test('response content is what left modelgate after later stages rewrote the chunks', async (t) => {
   const { rx, audit } = await setup(t, { audit: { content: { enabled: true, maxBytes: 24 } } })
-  const ctx = allowedContext()
+  const ctx = allRedacted(allowedContext())
   audit.stage.requestHeaders!(ctx)
   audit.stage.requestBody!(ctx)
   audit.stage.responseHeaders!(ctx)
