@@ -1,7 +1,6 @@
 /** `modelgate dev-provider`: the stand-in model provider as its own process. */
-import { parseArgs } from 'node:util'
 import { StandInProvider } from '../dev/provider.ts'
-import { EXIT_USAGE, type CliIO } from './io.ts'
+import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
 
 const HELP = `usage: modelgate dev-provider [--host 127.0.0.1] [--port 0]
 
@@ -10,17 +9,9 @@ Prints one JSON line {"url": ...} once listening; stops on SIGTERM/SIGINT.
 `
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
-  let values: { host?: string; port?: string; help?: boolean }
-  try {
-    ;({ values } = parseArgs({ args: argv, options: { host: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }))
-  } catch (err) {
-    io.stderr.write(`modelgate dev-provider: ${(err as Error).message}\n\n${HELP}`)
-    return EXIT_USAGE
-  }
-  if (values.help) {
-    io.stdout.write(HELP)
-    return 0
-  }
+  const parsed = parseCommandLine('dev-provider', HELP, io, { args: argv, options: { host: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true })
+  if (typeof parsed === 'number') return parsed
+  const { values } = parsed
   const port = Number(values.port ?? '0')
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     io.stderr.write(`modelgate dev-provider: --port must be 0..65535\n`)

@@ -2,12 +2,11 @@
  * `modelgate health`: asks a running modelgate for its grpc.health.v1 status.
  * Exit 0 when SERVING, 1 otherwise: usable as a Kubernetes exec probe.
  */
-import { parseArgs } from 'node:util'
 import * as grpc from '@grpc/grpc-js'
 import { service as healthService } from 'grpc-health-check'
 import { ConfigError, loadConfigFile } from '../config/config.ts'
 import { EXT_PROC_SERVICE } from '../server/codec.ts'
-import { EXIT_USAGE, type CliIO } from './io.ts'
+import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
 
 const HELP = `usage: modelgate health [--address ADDR | --config FILE] [--timeout MS]
 
@@ -19,17 +18,9 @@ Exit status: 0 SERVING, 1 anything else.
 `
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
-  let values: { address?: string; config?: string; timeout?: string; help?: boolean }
-  try {
-    ;({ values } = parseArgs({ args: argv, options: { address: { type: 'string' }, config: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }))
-  } catch (err) {
-    io.stderr.write(`modelgate health: ${(err as Error).message}\n\n${HELP}`)
-    return EXIT_USAGE
-  }
-  if (values.help) {
-    io.stdout.write(HELP)
-    return 0
-  }
+  const parsed = parseCommandLine('health', HELP, io, { args: argv, options: { address: { type: 'string' }, config: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true })
+  if (typeof parsed === 'number') return parsed
+  const { values } = parsed
   const timeout = Number(values.timeout ?? '2000')
   if (!Number.isInteger(timeout) || timeout <= 0) {
     io.stderr.write('modelgate health: --timeout must be a positive integer\n')

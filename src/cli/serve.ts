@@ -1,9 +1,8 @@
 /** `modelgate serve`: run the ext_proc server until SIGTERM/SIGINT, then drain and exit. */
-import { parseArgs } from 'node:util'
 import { ConfigError, loadConfigFile } from '../config/config.ts'
 import { startApp } from '../app.ts'
 import { createLogger } from '../log.ts'
-import { EXIT_USAGE, type CliIO } from './io.ts'
+import { parseCommandLine, type CliIO } from './io.ts'
 
 const HELP = `usage: modelgate serve [--config FILE]
 
@@ -14,17 +13,9 @@ at start-up; every problem is listed with its file, line and field.
 `
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
-  let values: { config?: string; check?: boolean; help?: boolean }
-  try {
-    ;({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }))
-  } catch (err) {
-    io.stderr.write(`modelgate serve: ${(err as Error).message}\n\n${HELP}`)
-    return EXIT_USAGE
-  }
-  if (values.help) {
-    io.stdout.write(HELP)
-    return 0
-  }
+  const parsed = parseCommandLine('serve', HELP, io, { args: argv, options: { config: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false })
+  if (typeof parsed === 'number') return parsed
+  const { values } = parsed
   const file = values.config ?? io.env.MODELGATE_CONFIG ?? 'modelgate.yaml'
   let config
   try {

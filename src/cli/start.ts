@@ -11,11 +11,10 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { parseArgs } from 'node:util'
 import { stringify } from 'yaml'
 import { REPO_ROOT, startEnvoy, type RunningEnvoy } from '../dev/envoy.ts'
 import { createDevPki, DEV_TRUST_DOMAIN } from '../dev/identities.ts'
-import { EXIT_USAGE, type CliIO } from './io.ts'
+import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
 
 const HELP = `usage: modelgate start [--port 8443] [--dir .modelgate/dev] [--policies DIR]
 
@@ -37,17 +36,9 @@ interface Child {
 }
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
-  let values: { port?: string; dir?: string; policies?: string; help?: boolean }
-  try {
-    ;({ values } = parseArgs({ args: argv, options: { port: { type: 'string' }, dir: { type: 'string' }, policies: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }))
-  } catch (err) {
-    io.stderr.write(`modelgate start: ${(err as Error).message}\n\n${HELP}`)
-    return EXIT_USAGE
-  }
-  if (values.help) {
-    io.stdout.write(HELP)
-    return 0
-  }
+  const parsed = parseCommandLine('start', HELP, io, { args: argv, options: { port: { type: 'string' }, dir: { type: 'string' }, policies: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true })
+  if (typeof parsed === 'number') return parsed
+  const { values } = parsed
   const port = Number(values.port ?? '8443')
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     io.stderr.write('modelgate start: --port must be an integer from 0 to 65535\n')
