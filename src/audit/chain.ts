@@ -33,17 +33,12 @@ export interface RecordIdentity {
 
 /** The hash of a record's content (its own hash attribute excluded). */
 export function recordHash(id: RecordIdentity, attributes: Readonly<Record<string, RecordValue | undefined>>): string {
-  const keys = Object.keys(attributes).sort()
-  // The same bytes as JSON.stringify([DOMAIN, traceId, spanId, start, end, [[key, value], …]]), built in one pass.
-  let canonical = `[${JSON.stringify(DOMAIN)},${JSON.stringify(id.traceId)},${JSON.stringify(id.spanId)},${JSON.stringify(id.start)},${JSON.stringify(id.end)},[`
-  let first = true
-  for (const k of keys) {
+  const pairs: [string, RecordValue][] = []
+  for (const k of Object.keys(attributes).sort()) {
     const v = attributes[k]
-    if (k === MG_AUDIT_HASH || v === undefined) continue
-    canonical += `${first ? '' : ','}[${JSON.stringify(k)},${JSON.stringify(v)}]`
-    first = false
+    if (k !== MG_AUDIT_HASH && v !== undefined) pairs.push([k, v])
   }
-  canonical += ']]'
+  const canonical = JSON.stringify([DOMAIN, id.traceId, id.spanId, id.start, id.end, pairs])
   return createHash('sha256').update(canonical).digest('hex')
 }
 

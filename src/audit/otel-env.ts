@@ -195,7 +195,7 @@ export function readOtelSettings(cfg: Pick<AuditConfig, 'otlp' | 'metrics'>, env
   const metricsTimeout = int(env, 'OTEL_METRIC_EXPORT_TIMEOUT', problems, 30000, 1, 600000)
 
   const maxBatch = int(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', problems, 512, 1, 100000)
-  const maxQueue = int(env, 'OTEL_BSP_MAX_QUEUE_SIZE', problems, 2048, 1, 10000000)
+  const maxQueue = int(env, 'OTEL_BSP_MAX_QUEUE_SIZE', problems, 8192, 1, 10000000)
   const delayMs = int(env, 'OTEL_BSP_SCHEDULE_DELAY', problems, 500, 0, 600000)
   if (maxBatch > maxQueue) problems.push(`OTEL_BSP_MAX_EXPORT_BATCH_SIZE (${maxBatch}) must not exceed OTEL_BSP_MAX_QUEUE_SIZE (${maxQueue})`)
 

@@ -71,7 +71,7 @@ t.test('service name and resource attributes follow the spec precedence', async 
 })
 
 t.test('batch settings come from OTEL_BSP_* with modelgate defaults', async (t) => {
-  t.same(readOtelSettings(AUTO, {}).batch, { delayMs: 500, maxBatch: 512, maxQueue: 2048 })
+  t.same(readOtelSettings(AUTO, {}).batch, { delayMs: 500, maxBatch: 512, maxQueue: 8192 })
   t.same(readOtelSettings(AUTO, { OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '10', OTEL_BSP_MAX_QUEUE_SIZE: '100' }).batch, { delayMs: 50, maxBatch: 10, maxQueue: 100 })
 })
 
