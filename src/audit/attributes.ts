@@ -140,7 +140,11 @@ export const MG_SHADOW_DIFFERS = 'modelgate.decision.shadow.differs'
 export const MG_DENIAL_CODE = 'modelgate.denial.code'
 /** The HTTP status of that denial. */
 export const MG_DENIAL_STATUS = 'modelgate.denial.status'
-/** The denial's caller-safe details as JSON (capped); the same facts the caller was shown. */
+/**
+ * The denial's details as JSON (capped at 1 KiB): the facts the caller was
+ * shown, with every string that is not identifier-like (could quote the body)
+ * replaced by "[omitted]".
+ */
 export const MG_DENIAL_DETAILS = 'modelgate.denial.details'
 
 // ---- modelgate: data found ----------------------------------------------------

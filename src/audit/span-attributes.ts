@@ -204,15 +204,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   if (denial) {
     set(A.MG_DENIAL_CODE, denial.code)
     set(A.MG_DENIAL_STATUS, denial.status)
-    if (Object.keys(denial.details).length > 0) {
-      let json: string
-      try {
-        json = JSON.stringify(denial.details)
-      } catch {
-        json = '"(unserialisable)"'
-      }
-      set(A.MG_DENIAL_DETAILS, cap(json, MAX_DETAILS))
-    }
+    if (Object.keys(denial.details).length > 0) set(A.MG_DENIAL_DETAILS, cap(JSON.stringify(safeDetails(denial.details, 0)), MAX_DETAILS))
   }
   if (isFailure(ctx, stream)) {
     if (denial && FAILURE_CODES.has(denial.code)) set(A.ERROR_TYPE, denial.code)
@@ -293,6 +285,25 @@ function addFindings(ctx: RequestContext, set: (k: string, v: RecordValue | unde
   set(A.MG_REDACTION_REDACTED, sorted(redacted))
   set(A.MG_REDACTION_BLOCKED, sorted(blocked))
   set(A.MG_REDACTION_ALLOWED, sorted(allowed))
+}
+
+/** Identifier-like strings: data classes, rule names, codes, encodings. Nothing that could be free text. */
+const SAFE_STRING = /^[A-Za-z0-9_.:/@+-]{0,128}$/
+
+/**
+ * A denial's details with every value that could carry request text replaced:
+ * stages put caller-safe facts there, but "caller-safe" is not "audit-safe" —
+ * a JSON parse error, for one, quotes the body around the error. Numbers,
+ * booleans and identifier-like strings stay; other strings become "[omitted]".
+ */
+export function safeDetails(v: unknown, depth: number): unknown {
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return v
+  if (typeof v === 'string') return SAFE_STRING.test(v) ? v : '[omitted]'
+  if (depth >= 3 || typeof v !== 'object') return '[omitted]'
+  if (Array.isArray(v)) return v.slice(0, 32).map((x) => safeDetails(x, depth + 1))
+  const out: Record<string, unknown> = {}
+  for (const [k, x] of Object.entries(v as Record<string, unknown>).slice(0, 32)) out[SAFE_STRING.test(k) ? k : '[omitted]'] = safeDetails(x, depth + 1)
+  return out
 }
 
 function errorName(err: unknown): string {

@@ -98,6 +98,26 @@ t.test('a denial records its code, status and caller-safe details, never the int
   t.notMatch(JSON.stringify(a), SECRET)
 })
 
+t.test('denial details never carry free text that could quote the body', async (t) => {
+  let problem = ''
+  try {
+    JSON.parse(`{"messages": ${SECRET}}`)
+  } catch (err) {
+    problem = (err as Error).message
+  }
+  t.match(problem, SECRET.slice(0, 8), 'a JSON parse error quotes the body')
+  const ctx = deniedContext('MG_BODY_MALFORMED', { details: { problem, data_classes: ['secret', 'pii.email'], limit: 1024, retry: false, nested: { rule: 'team-a/daily', text: 'two words' } } })
+  const a = requestAttributes(ctx, { kind: 'completed' }, { durationMs: 1, upstreamReached: false })
+  t.same(JSON.parse(a['modelgate.denial.details'] as string), {
+    problem: '[omitted]',
+    data_classes: ['secret', 'pii.email'],
+    limit: 1024,
+    retry: false,
+    nested: { rule: 'team-a/daily', text: '[omitted]' },
+  })
+  t.notMatch(JSON.stringify(a), SECRET.slice(0, 8))
+})
+
 t.test('outcome, failure and error type follow the stream and the denial', async (t) => {
   const cases: { name: string; ctx: () => RequestContext; kind: 'completed' | 'cancelled' | 'error'; error?: unknown; outcome: string; failure: boolean; errorType?: string }[] = [
     { name: 'completed', ctx: () => allowedContext(), kind: 'completed', outcome: 'allowed', failure: false },
