@@ -4,13 +4,12 @@
  * story, verify the hash chain, and summarise a time window.
  */
 import { existsSync } from 'node:fs'
-import { parseArgs } from 'node:util'
 import * as A from '../audit/attributes.ts'
 import { ChainVerifier, isChainEnd, isChained } from '../audit/chain.ts'
 import { auditPaths } from '../audit/paths.ts'
 import { readRecords, type SourceProblem } from '../audit/read.ts'
 import { attrBool, attrNumber, attrString, attrStrings, nanosToMs, type SpanRecord } from '../audit/record.ts'
-import { EXIT_USAGE, type CliIO } from './io.ts'
+import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
 
 const HELP = `usage: modelgate audit <command> [options] [SOURCE...]
 
@@ -59,32 +58,24 @@ interface Options {
 }
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
-  let values: Options
-  let positionals: string[]
-  try {
-    ;({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' },
-        json: { type: 'boolean' },
-        since: { type: 'string' },
-        until: { type: 'string' },
-        top: { type: 'string' },
-        partial: { type: 'boolean' },
-        'require-end': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: true,
-    }))
-  } catch (err) {
-    io.stderr.write(`modelgate audit: ${(err as Error).message}\n\n${HELP}`)
-    return EXIT_USAGE
-  }
-  if (values.help) {
-    io.stdout.write(HELP)
-    return 0
-  }
+  const parsed = parseCommandLine('audit', HELP, io, {
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      json: { type: 'boolean' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      top: { type: 'string' },
+      partial: { type: 'boolean' },
+      'require-end': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: true,
+  })
+  if (typeof parsed === 'number') return parsed
+  const values: Options = parsed.values
+  const positionals = parsed.positionals
   const [command, ...rest] = positionals
   if (!command) {
     io.stderr.write(HELP)
