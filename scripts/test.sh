@@ -10,14 +10,23 @@ export MODELGATE_LOG_LEVEL="${MODELGATE_LOG_LEVEL:-error}"
 echo "[test] type-check"
 tsc -p tsconfig.json
 
-targets=("$@")
-if (( ${#targets[@]} == 0 )); then
-  targets=(test/unit test/integration test/e2e)
+args=("$@")
+if (( ${#args[@]} == 0 )); then
+  args=(test/unit test/integration test/e2e)
 fi
+# Directories stand for the *.test.ts files below them (helpers and fixtures are not tests).
+targets=()
+for a in "${args[@]}"; do
+  if [[ -d $a ]]; then
+    while IFS= read -r f; do targets+=("$f"); done < <(find "$a" -name '*.test.ts' | sort)
+  else
+    targets+=("$a")
+  fi
+done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-echo "[test] tap ${targets[*]}"
+echo "[test] tap: ${#targets[@]} test files in ${args[*]}"
 set +e
 tap --reporter=tap "${targets[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

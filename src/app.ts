@@ -10,6 +10,7 @@ import { createUserVerifier } from './identity/user.ts'
 import { Pipeline } from './pipeline/pipeline.ts'
 import type { Stage } from './pipeline/stage.ts'
 import { createProviderStage } from './providers/stage.ts'
+import { createAuditStage } from './audit/stage.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
 import { startServer, type RunningServer } from './server/server.ts'
@@ -31,31 +32,43 @@ export interface App {
 
 /**
  * Builds the stages in their fixed order. Everything that can fail at start-up
- * (policy set, detectors, keys) fails here, before the server listens.
+ * (policy set, detectors, keys, exporters, the audit spool) fails here, before
+ * the server listens.
  *
- *   identity → provider → redaction-scan → policy → redaction-apply
+ *   audit → identity → provider → redaction-scan → policy → redaction-apply
  *
- * The redaction scan runs before policy so the data classes it finds are part
- * of the Cedar context; the rewrite runs after, because policy decides which
- * classes may leave unredacted.
+ * Audit comes first so that even a request refused for its identity has a
+ * record, and (closing in reverse order) it ends the span after every other
+ * stage is done. The redaction scan runs before policy so the data classes it
+ * finds are part of the Cedar context; the rewrite runs after, because policy
+ * decides which classes may leave unredacted.
  */
 export async function buildStages(config: Config, logger: Logger): Promise<{ stages: Stage[]; closers: (() => Promise<void> | void)[] }> {
   const closers: (() => Promise<void> | void)[] = []
   const users = config.identity.users.enabled ? createUserVerifier(config.identity.users, (p) => resolveConfigPath(config, p)) : undefined
   const engine = createPolicyEngine(config, { logger })
   closers.push(() => engine.close())
-  const redaction = createRedactionStages(config.redaction, {
-    logger,
-    permitsUnredacted: (ctx, dataClass) => engine.permitsUnredacted(ctx, dataClass),
-  })
-  const stages: Stage[] = [
-    createIdentityStage({ config: config.identity, users }),
-    createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes }),
-    redaction.scan,
-    createPolicyStage(config, { logger, engine }),
-    redaction.apply,
-  ]
-  return { stages, closers }
+  try {
+    const redaction = createRedactionStages(config.redaction, {
+      logger,
+      permitsUnredacted: (ctx, dataClass) => engine.permitsUnredacted(ctx, dataClass),
+    })
+    const stages: Stage[] = [
+      createIdentityStage({ config: config.identity, users }),
+      createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes }),
+      redaction.scan,
+      createPolicyStage(config, { logger, engine }),
+      redaction.apply,
+    ]
+    // Last to be built: it takes the spool lock and binds the metrics port.
+    const audit = createAuditStage(config, { logger })
+    closers.push(() => audit.shutdown())
+    await audit.ready()
+    return { stages: [audit.stage, ...stages], closers }
+  } catch (err) {
+    for (const c of closers.reverse()) await c()
+    throw err
+  }
 }
 
 export async function startApp(opts: AppOptions): Promise<App> {

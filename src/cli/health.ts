@@ -35,20 +35,27 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       return 1
     }
   }
+  try {
+    const status = await checkHealth(address, timeout)
+    io.stdout.write(`${status}\n`)
+    return status === 'SERVING' ? 0 : 1
+  } catch (err) {
+    io.stderr.write(`modelgate health: ${address}: ${(err as Error).message}\n`)
+    return 1
+  }
+}
+
+/** The grpc.health.v1 status of modelgate's ext_proc service at `address` (rejects when unreachable). */
+export async function checkHealth(address: string, timeoutMs: number): Promise<string> {
   const Client = grpc.makeGenericClientConstructor(healthService, 'Health')
   const client = new Client(address, grpc.credentials.createInsecure()) as unknown as {
     Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void
     close(): void
   }
   try {
-    const status = await new Promise<string>((resolve, reject) =>
-      client.Check({ service: EXT_PROC_SERVICE }, { deadline: Date.now() + timeout }, (err, res) => (err ? reject(err) : resolve(res?.status ?? 'UNKNOWN'))),
+    return await new Promise<string>((resolve, reject) =>
+      client.Check({ service: EXT_PROC_SERVICE }, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res?.status ?? 'UNKNOWN'))),
     )
-    io.stdout.write(`${status}\n`)
-    return status === 'SERVING' ? 0 : 1
-  } catch (err) {
-    io.stderr.write(`modelgate health: ${address}: ${(err as Error).message}\n`)
-    return 1
   } finally {
     client.close()
   }

@@ -14,6 +14,7 @@ import { createInterface } from 'node:readline'
 import { stringify } from 'yaml'
 import { REPO_ROOT, startEnvoy, type RunningEnvoy } from '../dev/envoy.ts'
 import { createDevPki, DEV_TRUST_DOMAIN } from '../dev/identities.ts'
+import { checkHealth } from './health.ts'
 import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
 
 const HELP = `usage: modelgate start [--port 8443] [--dir .modelgate/dev] [--policies DIR]
@@ -99,6 +100,17 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       })
     })
 
+  /** Resolves once modelgate answers SERVING on its health service; rejects if it exits or takes too long. */
+  const waitForHealth = async (child: Child, address: string, timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      if (child.exited) throw new Error(`${child.name} exited during start-up`)
+      if ((await checkHealth(address, 500).catch(() => 'UNREACHABLE')) === 'SERVING') return
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    throw new Error(`${child.name} was not serving within ${timeoutMs} ms`)
+  }
+
   const onSignal = () => void stopAll().then(() => process.exit(0))
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
@@ -126,11 +138,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
           identity: { trustDomains: [DEV_TRUST_DOMAIN] },
           providers: { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' } } },
           policy: { dir: policies, watch: true },
+          audit: { file: join(dir, 'audit.jsonl'), spool: { dir: join(dir, 'audit-spool') } },
         }),
     )
     say('starting modelgate')
     const mg = spawnChild('modelgate', ['serve', '--config', configFile], join(dir, 'modelgate.log'))
-    await waitForLine(mg, 'stderr', (l) => l.includes('"msg":"listening"'))
+    await waitForHealth(mg, `unix://${socket}`)
 
     say('starting envoy')
     envoy = await startEnvoy({
@@ -172,6 +185,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       policies,
       processes: { envoy: envoy.process.pid, modelgate: mg.proc.pid, provider: provider.proc.pid, start: process.pid },
       logs: { envoy: join(dir, 'envoy.log'), modelgate: join(dir, 'modelgate.log'), provider: join(dir, 'provider.log') },
+      audit: join(dir, 'audit.jsonl'),
     }
     await writeFile(join(dir, 'stack.json'), JSON.stringify(stack, null, 2) + '\n')
     const rel = (p: string) => relative(io.cwd, p) || p
@@ -185,6 +199,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         `  curl --cacert ${rel(pki.ca.cert)} --cert ${rel(id.cert)} --key ${rel(id.key)} \\`,
         `    ${url}/v1/chat/completions -H 'content-type: application/json' \\`,
         `    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`,
+        '',
+        `Every decision is recorded in ${rel(join(dir, 'audit.jsonl'))}: modelgate audit show <request-id> ${rel(join(dir, 'audit.jsonl'))}`,
         '',
         'Press Ctrl-C to stop.',
         '',

@@ -84,6 +84,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       server: { listen: `unix://${socket}`, phaseTimeoutMs: 1500, drainTimeoutMs: 2000 },
       identity: { trustDomains: [DEV_TRUST_DOMAIN] },
       policy: { dir: join(REPO_ROOT, 'policies'), watch: false },
+      // Each stack has its own spool and record file: stacks in parallel test processes never share a lock.
+      audit: { file: join(dir, 'audit.jsonl'), spool: { dir: join(dir, 'spool') } },
     },
     opts.config,
   )
