@@ -90,6 +90,14 @@ t.test('with a running stack', async (t) => {
     })
   }
 
+  t.test('the caller gets the request id its decision is recorded under', async (t) => {
+    const res = await stack.request('checkout', { path: '/v1/chat/completions', headers: { 'x-request-id': 'chosen-by-the-client' }, body: chat })
+    t.equal(res.status, 200)
+    const id = res.headers['x-request-id']
+    t.match(id, /^[0-9a-f-]{36}$/, 'Envoy generates the id; a client cannot choose it')
+    t.equal(stack.provider.requests[0]!.headers['x-request-id'], id, 'the provider sees the same id')
+  })
+
   t.test('forged identity headers from the client have no effect and never reach the provider', async (t) => {
     const res = await stack.request('checkout', {
       path: '/v1/chat/completions',

@@ -37,6 +37,8 @@ static_resources:
           set_current_client_cert_details: { uri: true }
           generate_request_id: true
           preserve_external_request_id: false
+          # The caller learns the id its audit record is filed under.
+          always_set_request_id_in_response: true
           stream_idle_timeout: 300s
           request_timeout: 0s
           access_log:
