@@ -35,6 +35,13 @@ static_resources:
           stat_prefix: workloads
           forward_client_cert_details: SANITIZE_SET
           set_current_client_cert_details: { uri: true }
+          use_remote_address: true
+          early_header_mutation_extensions:
+          - name: envoy.http.early_header_mutation.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation
+              mutations:
+              - remove: x-request-id
           generate_request_id: true
           preserve_external_request_id: false
           # The caller learns the id its audit record is filed under.
