@@ -54,6 +54,12 @@ class StreamSession {
   /** An ImmediateResponse went out: Envoy sends nothing more that needs an answer. */
   #answeredFinal = false
   #closed = false
+  /**
+   * Every message of the exchange has been answered (the last response message,
+   * or a denial). Envoy often resets the gRPC stream instead of half-closing it
+   * once the HTTP exchange is over; such a reset is a completed request.
+   */
+  #exchangeAnswered = false
   #requestChunks: Buffer[] = []
   #requestBytes = 0
 
@@ -90,8 +96,8 @@ class StreamSession {
           call.end()
         })
     })
-    call.on('cancelled', () => this.#close({ kind: 'cancelled' }))
-    call.on('error', (err) => this.#close({ kind: 'cancelled', error: err }))
+    call.on('cancelled', () => this.#close({ kind: this.#exchangeAnswered ? 'completed' : 'cancelled' }))
+    call.on('error', (err) => this.#close(this.#exchangeAnswered ? { kind: 'completed' } : { kind: 'cancelled', error: err }))
   }
 
   async #handle(msg: ProcessingRequestMsg): Promise<void> {
@@ -117,6 +123,7 @@ class StreamSession {
           return await this.#responseBody(msg.response_body ?? {})
         case 'response_trailers':
           await this.#deps.pipeline.run('responseTrailers', ctx)
+          this.#exchangeAnswered = true
           return this.#send({ response_trailers: {} })
         default:
           throw new GateError('MG_INTERNAL', { internal: `unknown ext_proc message ${String(msg.request)}` })
@@ -187,6 +194,7 @@ class StreamSession {
     const res: ProcessingResponseMsg = { response_headers: { response: common } }
     // SSE is scanned chunk by chunk as it passes; everything else stays BUFFERED (the static mode).
     if (ctx.responseStreaming) res.mode_override = { response_body_mode: 'STREAMED' }
+    if (h.end_of_stream) this.#exchangeAnswered = true
     this.#send(res)
   }
 
@@ -210,6 +218,7 @@ class StreamSession {
       if (hm) common.header_mutation = hm
       ctx.responseHeaderChanges.clear()
     }
+    if (chunk.end) this.#exchangeAnswered = true
     this.#send({ response_body: { response: common } })
   }
 
@@ -225,6 +234,7 @@ class StreamSession {
     })
     const body = denialBody(err, { requestId: ctx.id, decisionId: ctx.decision?.decisionId })
     this.#answeredFinal = true
+    this.#exchangeAnswered = true
     this.#send({
       immediate_response: {
         status: { code: err.status },

@@ -101,13 +101,15 @@ t.test('the audit trail through Envoy', async (t) => {
   t.test('an allowed request with personal data: who, which data, which model, which policy, and no byte of the value', async (t) => {
     const res = await stack.request('checkout', {
       path: '/v1/chat/completions',
-      headers: { 'x-request-id': 'e2e-allowed', traceparent: `00-${TRACE}-${CALLER}-01` },
+      headers: { traceparent: `00-${TRACE}-${CALLER}-01` },
       body: chat('gpt-4o-mini', `Write to ${EMAIL} about the refund`),
     })
     t.equal(res.status, 200)
+    // The record is filed under the request id Envoy returned to the caller.
+    const id = String(res.headers['x-request-id'])
     t.notOk(stack.provider.requests[0]!.body.includes(EMAIL), 'the provider never saw the address')
-    await rx.waitFor(() => rootOf(rx, 'e2e-allowed') !== undefined, 10000, 'the allowed request')
-    const s = rootOf(rx, 'e2e-allowed')!
+    await rx.waitFor(() => rootOf(rx, id) !== undefined, 10000, 'the allowed request')
+    const s = rootOf(rx, id)!
     t.equal(s.traceId, TRACE, "joined to the caller's trace")
     t.equal(s.parentSpanId, CALLER)
     t.match(s.attributes, {
@@ -143,12 +145,16 @@ t.test('the audit trail through Envoy', async (t) => {
     for (const name of ['identity', 'provider', 'redaction-scan', 'policy', 'redaction-apply']) t.ok(stageNames.has(name), `child span for ${name}`)
   })
 
+  let deniedId = ''
   t.test('a request denied for its data records the decision, and the token appears in no exported byte', async (t) => {
-    const res = await stack.request('notebook', { path: '/v1/chat/completions', headers: { 'x-request-id': 'e2e-denied' }, body: chat('gpt-4o-mini', `Why does ${GITHUB} not work?`) })
+    const res = await stack.request('notebook', { path: '/v1/chat/completions', body: chat('gpt-4o-mini', `Why does ${GITHUB} not work?`) })
     t.equal(res.status, 403)
     t.equal(stack.provider.requests.length, 0)
-    await rx.waitFor(() => rootOf(rx, 'e2e-denied') !== undefined, 10000, 'the denied request')
-    const s = rootOf(rx, 'e2e-denied')!
+    const id = res.json().error.request_id as string
+    deniedId = id
+    t.equal(res.headers['x-request-id'], id, 'the same id in the header and the error body')
+    await rx.waitFor(() => rootOf(rx, id) !== undefined, 10000, 'the denied request')
+    const s = rootOf(rx, id)!
     t.match(s.attributes, {
       'modelgate.identity.spiffe_id': NOTEBOOK,
       'modelgate.outcome': 'denied',
@@ -164,10 +170,11 @@ t.test('the audit trail through Envoy', async (t) => {
   })
 
   t.test('a streamed answer is recorded as a stream', async (t) => {
-    const stream = await stack.openai('checkout').chat.completions.create({ ...chat('gpt-4o-mini', 'stream please'), stream: true }, { headers: { 'x-request-id': 'e2e-stream' } })
+    const { data: stream, response: http } = await stack.openai('checkout').chat.completions.create({ ...chat('gpt-4o-mini', 'stream please'), stream: true }).withResponse()
     for await (const _ of stream) void _
-    await rx.waitFor(() => rootOf(rx, 'e2e-stream') !== undefined, 10000, 'the streamed request')
-    const s = rootOf(rx, 'e2e-stream')!
+    const id = String(http.headers.get('x-request-id'))
+    await rx.waitFor(() => rootOf(rx, id) !== undefined, 10000, 'the streamed request')
+    const s = rootOf(rx, id)!
     t.equal(s.attributes['gen_ai.request.stream'], true)
     t.equal(s.attributes['modelgate.outcome'], 'allowed')
     t.equal(s.attributes['modelgate.response.complete'], true)
@@ -185,12 +192,12 @@ t.test('the audit trail through Envoy', async (t) => {
   t.test('collector down for N requests through Envoy, then up: all N arrive; verify accepts them and catches a deletion and an edit', async (t) => {
     await rx.down('refuse')
     const N = 12
-    const statuses = await Promise.all(
-      Array.from({ length: N }, (_, i) => stack.request('checkout', { path: '/v1/chat/completions', headers: { 'x-request-id': `e2e-down-${i}` }, body: chat('gpt-4o-mini', `request ${i}`) }).then((r) => r.status)),
-    )
-    t.same(new Set(statuses), new Set([200]), 'requests are served while the records wait in the spool')
+    const answers = await Promise.all(Array.from({ length: N }, (_, i) => stack.request('checkout', { path: '/v1/chat/completions', body: chat('gpt-4o-mini', `request ${i}`) })))
+    t.same(new Set(answers.map((r) => r.status)), new Set([200]), 'requests are served while the records wait in the spool')
+    const ids = answers.map((r) => String(r.headers['x-request-id']))
+    t.equal(new Set(ids).size, N, 'each request has its own id')
     await rx.up()
-    await rx.waitFor(() => Array.from({ length: N }, (_, i) => rootOf(rx, `e2e-down-${i}`)).every(Boolean), 20000, `all ${N} records`)
+    await rx.waitFor(() => ids.every((id) => rootOf(rx, id)), 20000, `all ${N} records`)
     t.pass(`all ${N} records arrived`)
 
     const file = join(t.testdir(), 'received.jsonl')
@@ -199,20 +206,20 @@ t.test('the audit trail through Envoy', async (t) => {
     t.equal(ok.code, 0, ok.out)
 
     const roots = rx.records()
-    const victim = rootOf(rx, 'e2e-down-3')!.attributes['modelgate.audit.seq']
+    const victim = rootOf(rx, ids[3]!)!.attributes['modelgate.audit.seq']
     writeRecords(roots.filter((r) => r.attributes['modelgate.audit.seq'] !== victim), file)
     const deleted = await cli(['verify', file])
     t.equal(deleted.code, 1)
     t.match(deleted.out, new RegExp(`FAIL seq ${victim}\\.\\.${victim}: 1 record missing`))
 
-    const edited = roots.map((r) => (r.attributes['modelgate.request.id'] === 'e2e-denied' ? { ...r, attributes: { ...r.attributes, 'modelgate.outcome': 'allowed' } } : r))
+    const edited = roots.map((r) => (r.attributes['modelgate.request.id'] === deniedId ? { ...r, attributes: { ...r.attributes, 'modelgate.outcome': 'allowed' } } : r))
     writeRecords(edited, file)
     const changed = await cli(['verify', file])
     t.equal(changed.code, 1)
     t.match(changed.out, /content does not match its hash \(record edited\)/)
 
     writeRecords(rx.spans, file)
-    const story = await cli(['show', 'e2e-denied', file])
+    const story = await cli(['show', deniedId, file])
     t.match(story.out, /who       spiffe:\/\/modelgate\.local\/ns\/research\/sa\/notebook/)
   })
 })
