@@ -76,14 +76,15 @@ export async function startApp(opts: AppOptions): Promise<App> {
   const logger = opts.logger ?? createLogger()
   const { stages, closers } = await buildStages(config, logger)
   const all = [...(opts.extraStages?.first ?? []), ...stages, ...(opts.extraStages?.last ?? [])]
-  const pipeline = new Pipeline(all, {
-    phaseTimeoutMs: config.server.phaseTimeoutMs,
-    onStageError: (stage, phase, err) => {
-      if (err.code === 'MG_INTERNAL' || err.code === 'MG_TIMEOUT') logger.error('stage failed', { stage, phase, code: err.code, reason: err.internal })
-    },
-  })
+  let pipeline: Pipeline
   let server: RunningServer
   try {
+    pipeline = new Pipeline(all, {
+      phaseTimeoutMs: config.server.phaseTimeoutMs,
+      onStageError: (stage, phase, err) => {
+        if (err.code === 'MG_INTERNAL' || err.code === 'MG_TIMEOUT') logger.error('stage failed', { stage, phase, code: err.code, reason: err.internal })
+      },
+    })
     server = await startServer({
       listen: config.server.listen,
       maxBodyBytes: config.server.maxBodyBytes,
@@ -92,6 +93,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       logger,
     })
   } catch (err) {
+    // Release what the stages hold (watchers, the spool lock, the metrics port) before giving up.
     for (const c of closers) await c()
     throw err
   }
