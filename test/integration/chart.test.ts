@@ -109,6 +109,16 @@ t.test('the rendered manifests are valid Kubernetes objects', async (t) => {
   t.equal(deployment.spec.template.spec.securityContext.runAsNonRoot, true)
 })
 
+t.test('on termination modelgate outlives Envoy and both fit in the grace period', async (t) => {
+  const docs = await renderedDocs()
+  const pod = docs.find((d) => d.kind === 'Deployment').spec.template.spec
+  const pause = (name: string) => pod.containers.find((c: { name: string }) => c.name === name).lifecycle.preStop.sleep.seconds as number
+  t.ok(pause('modelgate') > pause('envoy'), 'modelgate keeps deciding after Envoy stops taking requests')
+  const cm = docs.find((d) => d.kind === 'ConfigMap' && d.data?.['modelgate.yaml'])
+  const drainSeconds = parseConfig(cm.data['modelgate.yaml'], 'modelgate.yaml').server.drainTimeoutMs / 1000
+  t.ok(pod.terminationGracePeriodSeconds >= pause('modelgate') + drainSeconds, 'the grace period covers the pause and the drain')
+})
+
 t.test('the rendered modelgate configuration is accepted by modelgate', async (t) => {
   const cm = (await renderedDocs()).find((d) => d.kind === 'ConfigMap' && d.data?.['modelgate.yaml'])
   const cfg = parseConfig(cm.data['modelgate.yaml'], 'modelgate.yaml')
