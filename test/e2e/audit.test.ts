@@ -20,7 +20,7 @@ import type { Stage } from '../../src/pipeline/stage.ts'
 import { createPolicyStage } from '../../src/policy/stage.ts'
 import { redactionConfigFrom } from '../../src/redaction/engine.ts'
 import { createRedactionStages } from '../../src/redaction/stage.ts'
-import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts'
+import { OtlpReceiver, writeRecords } from '../helpers/otlp-receiver.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
 const EMAIL = 'dana.whitfield@gmail.com'
@@ -31,25 +31,6 @@ const CHECKOUT = 'spiffe://modelgate.local/ns/payments/sa/checkout'
 const NOTEBOOK = 'spiffe://modelgate.local/ns/research/sa/notebook'
 
 const chat = (model: string, content: string) => ({ model, messages: [{ role: 'user' as const, content }] })
-
-const rootOf = (rx: OtlpReceiver, id: string): ReceivedSpan | undefined => rx.records().find((s) => s.attributes['modelgate.request.id'] === id)
-
-function writeRecords(spans: readonly ReceivedSpan[], file: string): void {
-  const lines = spans.map((s) =>
-    JSON.stringify({
-      traceId: s.traceId,
-      spanId: s.spanId,
-      ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
-      name: s.name,
-      kind: Math.max(0, s.kind - 1),
-      start: s.startTimeUnixNano,
-      end: s.endTimeUnixNano,
-      status: { code: s.status.code },
-      attributes: s.attributes,
-    }),
-  )
-  writeFileSync(file, lines.join('\n') + '\n')
-}
 
 async function cli(args: string[]): Promise<{ code: number; out: string }> {
   const stdout = new PassThrough()
@@ -108,8 +89,8 @@ t.test('the audit trail through Envoy', async (t) => {
     // The record is filed under the request id Envoy returned to the caller.
     const id = String(res.headers['x-request-id'])
     t.notOk(stack.provider.requests[0]!.body.includes(EMAIL), 'the provider never saw the address')
-    await rx.waitFor(() => rootOf(rx, id) !== undefined, 10000, 'the allowed request')
-    const s = rootOf(rx, id)!
+    await rx.waitFor(() => rx.recordFor(id) !== undefined, 10000, 'the allowed request')
+    const s = rx.recordFor(id)!
     t.equal(s.traceId, TRACE, "joined to the caller's trace")
     t.equal(s.parentSpanId, CALLER)
     t.match(s.attributes, {
@@ -153,8 +134,8 @@ t.test('the audit trail through Envoy', async (t) => {
     const id = res.json().error.request_id as string
     deniedId = id
     t.equal(res.headers['x-request-id'], id, 'the same id in the header and the error body')
-    await rx.waitFor(() => rootOf(rx, id) !== undefined, 10000, 'the denied request')
-    const s = rootOf(rx, id)!
+    await rx.waitFor(() => rx.recordFor(id) !== undefined, 10000, 'the denied request')
+    const s = rx.recordFor(id)!
     t.match(s.attributes, {
       'modelgate.identity.spiffe_id': NOTEBOOK,
       'modelgate.outcome': 'denied',
@@ -173,8 +154,8 @@ t.test('the audit trail through Envoy', async (t) => {
     const { data: stream, response: http } = await stack.openai('checkout').chat.completions.create({ ...chat('gpt-4o-mini', 'stream please'), stream: true }).withResponse()
     for await (const _ of stream) void _
     const id = String(http.headers.get('x-request-id'))
-    await rx.waitFor(() => rootOf(rx, id) !== undefined, 10000, 'the streamed request')
-    const s = rootOf(rx, id)!
+    await rx.waitFor(() => rx.recordFor(id) !== undefined, 10000, 'the streamed request')
+    const s = rx.recordFor(id)!
     t.equal(s.attributes['gen_ai.request.stream'], true)
     t.equal(s.attributes['modelgate.outcome'], 'allowed')
     t.equal(s.attributes['modelgate.response.complete'], true)
@@ -197,7 +178,7 @@ t.test('the audit trail through Envoy', async (t) => {
     const ids = answers.map((r) => String(r.headers['x-request-id']))
     t.equal(new Set(ids).size, N, 'each request has its own id')
     await rx.up()
-    await rx.waitFor(() => ids.every((id) => rootOf(rx, id)), 20000, `all ${N} records`)
+    await rx.waitFor(() => ids.every((id) => rx.recordFor(id)), 20000, `all ${N} records`)
     t.pass(`all ${N} records arrived`)
 
     const file = join(t.testdir(), 'received.jsonl')
@@ -206,7 +187,7 @@ t.test('the audit trail through Envoy', async (t) => {
     t.equal(ok.code, 0, ok.out)
 
     const roots = rx.records()
-    const victim = rootOf(rx, ids[3]!)!.attributes['modelgate.audit.seq']
+    const victim = rx.recordFor(ids[3]!)!.attributes['modelgate.audit.seq']
     writeRecords(roots.filter((r) => r.attributes['modelgate.audit.seq'] !== victim), file)
     const deleted = await cli(['verify', file])
     t.equal(deleted.code, 1)

@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
 import * as grpc from '@grpc/grpc-js'
 import protobuf from 'protobufjs'
+import { writeFileSync } from 'node:fs'
+import type { RecordValue, SpanRecord } from '../../src/audit/record.ts'
 
 const PROTO = fileURLToPath(new URL('../fixtures/otlp/otlp.proto', import.meta.url))
 const root = protobuf.loadSync(PROTO)
@@ -140,6 +142,11 @@ export class OtlpReceiver {
   /** Root audit records (those carrying a chain position). */
   records(): ReceivedSpan[] {
     return this.spans.filter((s) => typeof s.attributes['modelgate.audit.seq'] === 'number')
+  }
+
+  /** The root audit record of one request, by its request id. */
+  recordFor(requestId: string): ReceivedSpan | undefined {
+    return this.records().find((s) => s.attributes['modelgate.request.id'] === requestId)
   }
 
   /** Metric points by name, latest export last. */
@@ -476,4 +483,24 @@ function attributesOf(kvs: KeyValueObj[] | undefined): Record<string, AttributeV
   const out: Record<string, AttributeValue> = {}
   for (const kv of kvs ?? []) out[kv.key] = valueOf(kv.value)
   return out
+}
+
+/** A received span as the record `modelgate audit` and the chain verifier read. */
+export function toRecord(s: ReceivedSpan): SpanRecord {
+  return {
+    traceId: s.traceId,
+    spanId: s.spanId,
+    ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
+    name: s.name,
+    kind: Math.max(0, s.kind - 1),
+    start: s.startTimeUnixNano,
+    end: s.endTimeUnixNano,
+    status: { code: s.status.code },
+    attributes: s.attributes as Record<string, RecordValue>,
+  }
+}
+
+/** Writes received spans as a JSON-lines record file. */
+export function writeRecords(spans: readonly ReceivedSpan[], file: string): void {
+  writeFileSync(file, spans.map((s) => JSON.stringify(toRecord(s))).join('\n') + '\n')
 }

@@ -19,7 +19,7 @@ import { REPO_ROOT } from '../../src/dev/envoy.ts'
 import { Pipeline } from '../../src/pipeline/pipeline.ts'
 import { startServer, type RunningServer } from '../../src/server/server.ts'
 import { answerKind, connectExtProc, denialJson, msg, mtlsAttributes, type ExtProcClient, type Headers } from '../helpers/grpc-client.ts'
-import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts'
+import { OtlpReceiver, writeRecords } from '../helpers/otlp-receiver.ts'
 
 const TD = 'example.org'
 const CHECKOUT = `spiffe://${TD}/ns/payments/sa/checkout`
@@ -106,26 +106,6 @@ async function exchange(h: Harness, id: string, opts: { text?: string; metadata?
   await s.end()
 }
 
-const rootOf = (rx: OtlpReceiver, id: string): ReceivedSpan | undefined => rx.records().find((s) => s.attributes['modelgate.request.id'] === id)
-
-/** What the collector received, as the JSON records `modelgate audit` reads. */
-function writeRecords(spans: readonly ReceivedSpan[], file: string): void {
-  const lines = spans.map((s) =>
-    JSON.stringify({
-      traceId: s.traceId,
-      spanId: s.spanId,
-      ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
-      name: s.name,
-      kind: Math.max(0, s.kind - 1),
-      start: s.startTimeUnixNano,
-      end: s.endTimeUnixNano,
-      status: { code: s.status.code },
-      attributes: s.attributes,
-    }),
-  )
-  writeFileSync(file, lines.join('\n') + '\n')
-}
-
 async function verify(file: string): Promise<{ code: number; out: string }> {
   const stdout = new PassThrough()
   let out = ''
@@ -138,8 +118,8 @@ t.test('the collector receives the span of a request through the server, and no 
   const h = await harness(t)
   await exchange(h, 'int-1', { text: `deploy with key ${SECRET} please`, metadata: { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` } })
   await h.audit.flush()
-  await h.rx.waitFor(() => rootOf(h.rx, 'int-1') !== undefined, 5000, 'the request span')
-  const root = rootOf(h.rx, 'int-1')!
+  await h.rx.waitFor(() => h.rx.recordFor('int-1') !== undefined, 5000, 'the request span')
+  const root = h.rx.recordFor('int-1')!
   t.equal(root.traceId, CALLER_TRACE, 'joined to the trace in the Process metadata')
   t.equal(root.parentSpanId, CALLER_SPAN)
   t.match(root.attributes, {
@@ -181,10 +161,10 @@ t.test('a stream Envoy resets still ends its span, once', async (t) => {
   await s.exchange(msg.requestHeaders(headers('int-reset'), { attributes: ATTRS }))
   s.cancel()
   await s.ended
-  await h.rx.waitFor(() => rootOf(h.rx, 'int-reset') !== undefined, 5000, 'the reset span')
+  await h.rx.waitFor(() => h.rx.recordFor('int-reset') !== undefined, 5000, 'the reset span')
   await h.audit.flush()
   t.equal(h.rx.records().filter((r) => r.attributes['modelgate.request.id'] === 'int-reset').length, 1)
-  t.equal(rootOf(h.rx, 'int-reset')!.attributes['modelgate.outcome'], 'cancelled')
+  t.equal(h.rx.recordFor('int-reset')!.attributes['modelgate.outcome'], 'cancelled')
 })
 
 t.test('collector down for N requests, then up: all N arrive and the chain verifies; a deletion or an edit does not', async (t) => {
@@ -239,6 +219,6 @@ t.test('with the spool full the server refuses new requests with 503 MG_AUDIT_UN
   await h.rx.waitFor(() => h.audit.status().spoolBytes === 0, 15000, 'the spool to drain')
   await exchange(h, 'after-drain')
   await h.audit.flush()
-  await h.rx.waitFor(() => rootOf(h.rx, 'after-drain') !== undefined, 5000, 'the request after the drain')
+  await h.rx.waitFor(() => h.rx.recordFor('after-drain') !== undefined, 5000, 'the request after the drain')
   t.ok(h.rx.records().some((r) => r.attributes['modelgate.denial.code'] === 'MG_AUDIT_UNAVAILABLE'), 'the refusal has its own record')
 })

@@ -2,14 +2,14 @@ import t, { type Test } from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { verifyRecords } from '../../../src/audit/chain.ts'
-import type { SpanRecord, RecordValue } from '../../../src/audit/record.ts'
+import type { SpanRecord } from '../../../src/audit/record.ts'
 import { createAuditStage, parentContext, type AuditTrail } from '../../../src/audit/stage.ts'
 import type { Config } from '../../../src/config/config.ts'
 import { GateError } from '../../../src/errors.ts'
 import { RequestContext } from '../../../src/pipeline/context.ts'
 import type { BodyChunk } from '../../../src/pipeline/stage.ts'
 import { trace } from '@opentelemetry/api'
-import { OtlpReceiver, type ReceivedSpan } from '../../helpers/otlp-receiver.ts'
+import { OtlpReceiver, toRecord } from '../../helpers/otlp-receiver.ts'
 import { allowedContext, deniedContext, drive, memoryLogger, SECRET, tempDir, testConfig, type DeepPartial } from './fixtures.ts'
 import type { AuditConfig } from '../../../src/config/sections/audit.ts'
 
@@ -17,20 +17,6 @@ const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const CALLER_SPAN = '00f067aa0ba902b7'
 const TRACEPARENT = `00-${CALLER_TRACE}-${CALLER_SPAN}-01`
 
-/** A received span as the record the CLI and the verifier read. */
-export function toRecord(s: ReceivedSpan): SpanRecord {
-  return {
-    traceId: s.traceId,
-    spanId: s.spanId,
-    ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
-    name: s.name,
-    kind: Math.max(0, s.kind - 1),
-    start: s.startTimeUnixNano,
-    end: s.endTimeUnixNano,
-    status: { code: s.status.code },
-    attributes: s.attributes as Record<string, RecordValue>,
-  }
-}
 
 interface Setup {
   rx: OtlpReceiver
