@@ -10,6 +10,13 @@ export MODELGATE_LOG_LEVEL="${MODELGATE_LOG_LEVEL:-error}"
 echo "[test] type-check"
 tsc -p tsconfig.json
 
+if (( $# == 0 )); then
+  echo "[test] shipped policies: validate, format, ALLOW/DENY cases with full coverage"
+  node src/cli/main.ts policy validate --dir policies
+  node src/cli/main.ts policy format --check --dir policies
+  node src/cli/main.ts policy test --dir policies --require-coverage
+fi
+
 args=("$@")
 if (( ${#args[@]} == 0 )); then
   args=(test/unit test/integration test/e2e)
