@@ -12,7 +12,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { stringify } from 'yaml'
-import { REPO_ROOT, startEnvoy, type RunningEnvoy } from '../dev/envoy.ts'
+import { localStackVars, REPO_ROOT, startEnvoy, type RunningEnvoy } from '../dev/envoy.ts'
+import { stopProcess } from '../dev/process.ts'
 import { createDevPki, DEV_TRUST_DOMAIN } from '../dev/identities.ts'
 import { checkHealth } from './health.ts'
 import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
@@ -57,14 +58,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     stopping = true
     say('stopping')
     if (envoy) await envoy.stop()
-    for (const c of [...children].reverse()) {
-      if (c.exited) continue
-      const done = new Promise<void>((r) => c.proc.once('exit', () => r()))
-      c.proc.kill('SIGTERM')
-      const t = setTimeout(() => c.proc.kill('SIGKILL'), 12_000)
-      await done
-      clearTimeout(t)
-    }
+    for (const c of [...children].reverse()) await stopProcess(c.proc, 12_000)
   }
 
   const spawnChild = (name: string, args: string[], logFile: string): Child => {
@@ -148,21 +142,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     say('starting envoy')
     envoy = await startEnvoy({
       workDir: dir,
-      vars: {
-        LISTEN_ADDRESS: '127.0.0.1',
-        LISTEN_PORT: port,
-        ADMIN_PORT: 0,
-        SERVER_CERT: pki.server.cert,
-        SERVER_KEY: pki.server.key,
-        TRUST_BUNDLE: pki.ca.cert,
-        MODELGATE_SOCKET: socket,
-        MESSAGE_TIMEOUT: '2s',
-        MAX_BODY_BYTES: 1048576,
-        OPENAI_ADDRESS: providerAddr.host,
-        OPENAI_PORT: providerAddr.port,
-        ANTHROPIC_ADDRESS: providerAddr.host,
-        ANTHROPIC_PORT: providerAddr.port,
-      },
+      vars: localStackVars({ pki, socket, provider: providerAddr, listenPort: port }),
     })
     const envoyLog = createWriteStream(join(dir, 'envoy.log'), { flags: 'a' })
     envoy.process.stdout!.pipe(envoyLog)

@@ -7,6 +7,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { DevPki } from './identities.ts'
+import { stopProcess } from './process.ts'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const ENVOY_TEMPLATE = join(REPO_ROOT, 'envoy', 'envoy.template.yaml')
@@ -44,6 +46,35 @@ export interface EnvoyVars {
   OPENAI_PORT: number
   ANTHROPIC_ADDRESS: string
   ANTHROPIC_PORT: number
+}
+
+/**
+ * The variables for a stack on this machine: the listener on 127.0.0.1,
+ * certificates from the development PKI, both provider routes pointing at the
+ * stand-in provider. Used by `modelgate start` and the end-to-end tests.
+ */
+export function localStackVars(o: {
+  pki: DevPki
+  socket: string
+  provider: { host: string; port: number }
+  listenPort: number
+  messageTimeout?: string | undefined
+}): EnvoyVars {
+  return {
+    LISTEN_ADDRESS: '127.0.0.1',
+    LISTEN_PORT: o.listenPort,
+    ADMIN_PORT: 0,
+    SERVER_CERT: o.pki.server.cert,
+    SERVER_KEY: o.pki.server.key,
+    TRUST_BUNDLE: o.pki.ca.cert,
+    MODELGATE_SOCKET: o.socket,
+    MESSAGE_TIMEOUT: o.messageTimeout ?? '2s',
+    MAX_BODY_BYTES: 1048576,
+    OPENAI_ADDRESS: o.provider.host,
+    OPENAI_PORT: o.provider.port,
+    ANTHROPIC_ADDRESS: o.provider.host,
+    ANTHROPIC_PORT: o.provider.port,
+  }
 }
 
 export function renderEnvoyConfig(vars: EnvoyVars): string {
@@ -89,14 +120,7 @@ export async function startEnvoy(opts: { workDir: string; vars: EnvoyVars; logLe
   child.stderr.on('data', keep)
   let exited: number | null | undefined
   child.once('exit', (code) => (exited = code))
-  const stop = async () => {
-    if (exited !== undefined) return
-    const done = new Promise<void>((r) => child.once('exit', () => r()))
-    child.kill('SIGTERM')
-    const t = setTimeout(() => child.kill('SIGKILL'), 5000)
-    await done
-    clearTimeout(t)
-  }
+  const stop = () => stopProcess(child, 5000)
 
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000)
   let adminUrl = ''

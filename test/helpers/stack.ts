@@ -16,7 +16,7 @@ import { startApp, type App } from '../../src/app.ts'
 import { configFromObject } from '../../src/config/config.ts'
 import { silentLogger, type Logger } from '../../src/log.ts'
 import type { Stage } from '../../src/pipeline/stage.ts'
-import { startEnvoy, type RunningEnvoy } from '../../src/dev/envoy.ts'
+import { localStackVars, startEnvoy, type RunningEnvoy } from '../../src/dev/envoy.ts'
 import { DEV_TRUST_DOMAIN, type DevPki } from '../../src/dev/identities.ts'
 import type { KeyPair } from '../../src/dev/pki.ts'
 import { sharedTestPki, type ClientName } from './pki.ts'
@@ -112,21 +112,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   try {
     envoy = await startEnvoy({
       workDir: dir,
-      vars: {
-        LISTEN_ADDRESS: '127.0.0.1',
-        LISTEN_PORT: 0,
-        ADMIN_PORT: 0,
-        SERVER_CERT: pki.server.cert,
-        SERVER_KEY: pki.server.key,
-        TRUST_BUNDLE: pki.ca.cert,
-        MODELGATE_SOCKET: socket,
-        MESSAGE_TIMEOUT: opts.messageTimeout ?? '2s',
-        MAX_BODY_BYTES: 1048576,
-        OPENAI_ADDRESS: p.host,
-        OPENAI_PORT: p.port,
-        ANTHROPIC_ADDRESS: p.host,
-        ANTHROPIC_PORT: p.port,
-      },
+      vars: localStackVars({ pki, socket, provider: p, listenPort: 0, messageTimeout: opts.messageTimeout }),
     })
   } catch (err) {
     await stopModelgate()
