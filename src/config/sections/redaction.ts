@@ -68,6 +68,8 @@ export interface RedactionConfig {
 const action = { enum: ['allow', 'redact', 'block'] } as const
 const CLASS_NAME = '^[a-z][a-z0-9_-]{0,31}$'
 const DEFAULT_ACTIONS = { secret: 'redact', pii: 'redact', financial: 'redact', health: 'redact', internal: 'redact' }
+/** Action per data class; the same shape for requests and responses. */
+const classActions = { type: 'object', propertyNames: { pattern: CLASS_NAME }, additionalProperties: action, default: DEFAULT_ACTIONS } as const
 
 export const redactionSchema = {
   type: 'object',
@@ -77,12 +79,7 @@ export const redactionSchema = {
     enabled: { type: 'boolean', default: true },
     disabledDetectors: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
     minConfidence: { enum: ['low', 'medium', 'high'], default: 'low' },
-    actions: {
-      type: 'object',
-      propertyNames: { pattern: CLASS_NAME },
-      additionalProperties: action,
-      default: DEFAULT_ACTIONS,
-    },
+    actions: classActions,
     defaultAction: { ...action, default: 'redact' },
     detectorActions: { type: 'object', additionalProperties: action, default: {} },
     scanAllStrings: { type: 'boolean', default: true },
@@ -104,12 +101,7 @@ export const redactionSchema = {
       default: {},
       properties: {
         enabled: { type: 'boolean', default: true },
-        actions: {
-          type: 'object',
-          propertyNames: { pattern: CLASS_NAME },
-          additionalProperties: action,
-          default: DEFAULT_ACTIONS,
-        },
+        actions: classActions,
         defaultAction: { ...action, default: 'redact' },
         maxDecodedBytes: { type: 'integer', minimum: 1024, maximum: 1073741824, default: 16777216 },
       },
