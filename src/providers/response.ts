@@ -34,7 +34,7 @@ export class SseFactsReader {
   readonly facts: ResponseFacts = { model: undefined, usage: { input: undefined, output: undefined } }
   readonly #decoder = new TextDecoder('utf-8')
   readonly #parser: EventSourceParser
-  /** Stop parsing after this many bytes of one event (no usage block is that large). */
+  /** Events seen so far (complete SSE events, including [DONE]). */
   #events = 0
 
   constructor() {
