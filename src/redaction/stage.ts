@@ -12,17 +12,15 @@
  * stay in memory for the request's lifetime only and are never logged.
  */
 import type { RedactionConfig } from '../config/sections/redaction.ts'
-import { ERRORS, GateError } from '../errors.ts'
+import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Finding, RequestContext } from '../pipeline/context.ts'
-import type { BodyChunk, Stage } from '../pipeline/stage.ts'
+import type { Stage } from '../pipeline/stage.ts'
 import type { TextField } from '../providers/types.ts'
 import { rewriteDocument, scanDocument, type DocumentScan, type TextSite } from './document.ts'
-import { decodeBuffered, DecodeError, parseContentEncoding, StreamDecoder, type Coding } from './encoding.ts'
 import { compileRedaction, type RedactionEngine } from './engine.ts'
 import { findPlaceholders, PlaceholderBook } from './placeholders.ts'
-import { errorEvent } from './sse.ts'
-import { SseRedactor } from './stream.ts'
+import { createResponseRedaction } from './response.ts'
 import type { Detection, RedactionAction, ScanSubject } from './types.ts'
 
 export interface RedactionStageDeps {
@@ -48,8 +46,6 @@ const TEXT_BODY = Symbol('redaction.text-body')
 export function treatBodyAsText(ctx: RequestContext): void {
   ctx.local(TEXT_BODY, () => true)
 }
-const RESPONSE = Symbol('redaction.response')
-
 interface RequestState {
   scan: DocumentScan | undefined
   /** Index in ctx.findings of each recorded request detection. */
@@ -57,13 +53,6 @@ interface RequestState {
   book: PlaceholderBook | undefined
   restore: boolean
   dropped: number
-}
-
-interface ResponseState {
-  mode: 'skip' | 'buffered' | 'sse'
-  codings: Coding[]
-  decoder: StreamDecoder | undefined
-  sse: SseRedactor | undefined
 }
 
 /**
@@ -84,6 +73,18 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
     ctx.addFinding(f)
     return ctx.findings.length - 1
   }
+
+  const response = createResponseRedaction({
+    engine,
+    logger,
+    placeholders(ctx) {
+      const st = requestState(ctx)
+      st.book ??= new PlaceholderBook()
+      return { book: st.book, restore: st.restore }
+    },
+    record: (ctx, f) => void record(ctx, f),
+    subject: subjectOf,
+  })
 
   const scan: Stage = {
     name: 'redaction-scan',
@@ -160,121 +161,16 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       }
     },
 
-    responseHeaders(ctx) {
-      const rs = ctx.local<ResponseState>(RESPONSE, () => ({ mode: 'skip', codings: [], decoder: undefined, sse: undefined }))
-      if (!config.enabled || !config.responses.enabled) return
-      const type = (ctx.responseHeaders.get('content-type') ?? '').toLowerCase()
-      if (!ctx.responseStreaming && !isTextual(type)) return
-      const codings = parseContentEncoding(ctx.responseHeaders.get('content-encoding'))
-      if (!codings) {
-        throw new GateError('MG_RESPONSE_UNREADABLE', {
-          details: { content_encoding: (ctx.responseHeaders.get('content-encoding') ?? '').slice(0, 64) },
-          internal: 'response content-encoding cannot be decoded for inspection',
-        })
-      }
-      rs.codings = codings
-      // The body leaves identity-encoded; its length changes.
-      if (codings.length > 0) ctx.responseHeaderChanges.removeHeader('content-encoding')
-      if (ctx.responseStreaming) {
-        rs.mode = 'sse'
-        ctx.responseHeaderChanges.removeHeader('content-length')
-        if (codings.length > 0) rs.decoder = new StreamDecoder(codings, config.responses.maxDecodedBytes)
-      } else rs.mode = 'buffered'
-    },
-
-    async responseBody(ctx, chunk) {
-      const rs = ctx.local<ResponseState>(RESPONSE, () => ({ mode: 'skip', codings: [], decoder: undefined, sse: undefined }))
-      if (rs.mode === 'skip') return
-      const st = requestState(ctx)
-      const book = (st.book ??= new PlaceholderBook())
-      const restore = st.restore
-      const subject = subjectOf(ctx)
-      const onDetection = (d: Detection, location: string, start: number, action: RedactionAction) =>
-        record(ctx, {
-          detector: d.detector,
-          dataClass: d.dataClass,
-          confidence: d.confidence,
-          direction: 'response',
-          location,
-          start,
-          length: d.end - d.start,
-          hash: engine.hash(d.value),
-          action,
-        })
-      const action = (d: Detection) => engine.action('response', d.dataClass, d.detector)
-      if (rs.mode === 'buffered') return redactBuffered(engine, chunk, rs, { book, restore, subject, onDetection, action })
-
-      rs.sse ??= new SseRedactor({ scanner: engine.scanner, subject, book, restore, action, onDetection: (d, loc, start, a) => void onDetection(d, loc, start, a) })
-      let data = chunk.data
-      try {
-        if (rs.decoder) data = await rs.decoder.push(data, chunk.end)
-      } catch (err) {
-        logger.warn('response stream cannot be decoded; ending it', { request_id: ctx.id, error: (err as Error).message })
-        rs.decoder?.destroy()
-        return terminate(ctx, chunk, 'MG_RESPONSE_UNREADABLE', {})
-      }
-      const res = rs.sse.push(data, chunk.end)
-      if (res.blocked) {
-        logger.info('response stream blocked', { request_id: ctx.id, data_classes: res.blocked })
-        return terminate(ctx, chunk, 'MG_RESPONSE_BLOCKED', { data_classes: res.blocked })
-      }
-      chunk.data = res.out
-    },
+    ...response.phases,
 
     close(ctx) {
-      const rs = ctx.local<ResponseState | undefined>(RESPONSE, () => undefined)
-      rs?.decoder?.destroy()
+      response.close(ctx)
       const st = ctx.local<RequestState | undefined>(REQUEST, () => undefined)
       if (st && st.dropped > 0) logger.warn('findings over the per-request limit were counted but not recorded', { request_id: ctx.id, dropped: st.dropped })
     },
   }
 
   return { scan, apply, engine }
-}
-
-interface ResponseDeps {
-  readonly book: PlaceholderBook
-  readonly restore: boolean
-  readonly subject: ScanSubject | undefined
-  onDetection(d: Detection, location: string, start: number, action: RedactionAction): void
-  action(d: Detection): RedactionAction
-}
-
-/** A buffered (JSON or text) response: decode, scan every string, rewrite, or refuse. */
-function redactBuffered(engine: RedactionEngine, chunk: BodyChunk, rs: ResponseState, deps: ResponseDeps): void {
-  let body = chunk.data
-  if (rs.codings.length > 0) {
-    try {
-      body = decodeBuffered(body, rs.codings, engine.config.responses.maxDecodedBytes)
-    } catch (err) {
-      if (!(err instanceof DecodeError)) throw err
-      throw new GateError('MG_RESPONSE_UNREADABLE', { internal: err.message })
-    }
-  }
-  const doc = scanDocument(engine, body, undefined, deps.subject)
-  const blocked = new Set<string>()
-  const actions = new Map<Detection, RedactionAction>()
-  for (const site of doc.sites) {
-    for (const d of site.detections) {
-      const a = deps.action(d)
-      actions.set(d, a)
-      deps.onDetection(d, site.location, d.start, a)
-      if (a === 'block') blocked.add(d.dataClass)
-    }
-  }
-  if (blocked.size > 0) {
-    const classes = [...blocked].sort()
-    throw new GateError('MG_RESPONSE_BLOCKED', { details: { data_classes: classes }, internal: `response carried blocked data classes: ${classes.join(', ')}` })
-  }
-  const result = rewriteDocument(doc, (_s, d) => actions.get(d)!, deps.book, deps.restore)
-  if (result.changed) chunk.data = Buffer.from(result.raw, 'utf8')
-  else if (body !== chunk.data) chunk.data = body
-}
-
-/** Ends a stream with an SSE error event; the server clears every later chunk. */
-function terminate(ctx: RequestContext, chunk: BodyChunk, code: 'MG_RESPONSE_BLOCKED' | 'MG_RESPONSE_UNREADABLE', details: Record<string, unknown>): void {
-  chunk.data = errorEvent({ code, message: ERRORS[code].message, requestId: ctx.id, details })
-  ctx.responseTerminated = true
 }
 
 function subjectOf(ctx: RequestContext): ScanSubject | undefined {
@@ -288,8 +184,3 @@ function reservedPlaceholders(doc: DocumentScan): string[] {
   return out
 }
 
-function isTextual(contentType: string): boolean {
-  if (contentType === '') return true
-  const media = contentType.split(';')[0]!.trim()
-  return media.startsWith('text/') || media.includes('json') || media === 'application/xml' || media === 'application/x-ndjson'
-}
