@@ -88,8 +88,10 @@ export class SseFramer {
     let lineEnded = true
     if (this.#partialBytes > 0) {
       const text = stripBom(decode(this.#take(Buffer.alloc(0))))
-      lineEnded = false
-      this.#lines.push(text)
+      if (text.length > 0) {
+        lineEnded = false
+        this.#lines.push(text)
+      }
     }
     const lines = this.#lines
     this.#lines = []

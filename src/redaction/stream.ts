@@ -21,8 +21,9 @@
  * has been scanned; a placeholder or a match spanning two events is written
  * into the event where it starts.
  *
- * Cost: a channel is scanned only when a step of its text can be released
- * (RELEASE_STEP characters, or the end), and then only its unreleased text
+ * Cost: a channel is scanned only when some of its text can be released and
+ * a step of text (RELEASE_STEP characters) arrived since its last scan, or at
+ * the end, and then only its unreleased text
  * (the hold-back plus what arrived since) with a little released text before
  * it as context. Open markers are followed
  * incrementally, each character looked at once, so a long PEM block streamed
@@ -46,9 +47,9 @@ import type { Detection, RedactionAction, ScanSubject } from './types.ts'
 /** Characters of released text kept as left context for word boundaries and context words. */
 const CONTEXT = 64
 /**
- * Text a channel releases at a time (unless the stream ends or one delta is
- * longer): each scan covers the hold-back plus this much new text, so a
- * larger step scans each character fewer times and holds text a little longer.
+ * New text a channel waits for between scans (unless the stream ends): each
+ * scan covers the hold-back plus at least this much new text, so a larger
+ * step scans each character fewer times and holds text a little longer.
  */
 const RELEASE_STEP = 128
 /** Scan results kept per stream (by text), and the longest text cached. */
@@ -88,8 +89,9 @@ interface Channel {
   readonly slots: Slot[]
   /** Open long-match markers in the unreleased text. */
   marks: Mark[]
-  /** Absolute length of the text when markers were last looked for. */
+  /** Absolute length of the text when markers were last looked for, and when it was last scanned. */
   marked: number
+  scanned: number
 }
 
 interface Mark {
@@ -180,7 +182,7 @@ export class SseRedactor {
     if (!ch) {
       const n = (this.#ordinals.get(family) ?? 0) + 1
       this.#ordinals.set(family, n)
-      ch = { label: n === 1 ? family : `${family}#${n}`, json, text: '', base: 0, tail: '', slots: [], marks: [], marked: 0 }
+      ch = { label: n === 1 ? family : `${family}#${n}`, json, text: '', base: 0, tail: '', slots: [], marks: [], marked: 0, scanned: 0 }
       this.#channels.set(key, ch)
     }
     return ch
@@ -372,16 +374,10 @@ export class SseRedactor {
       if (len > 0 && isHighSurrogate(ch.text.charCodeAt(len - 1))) r = Math.min(r, len - 1)
       if (r < 0) r = 0
     }
-    // Scan only when some slot can be released, and (before the end) once there is a step of text to release.
+    // Scan only when some slot can be released and (before the end) a step of text arrived since the last scan.
     if (ch.slots[0]!.end - ch.base > r) return
-    if (!end && ch.slots[0]!.end > ch.base) {
-      let cut0 = 0
-      for (const s of ch.slots) {
-        if (s.end - ch.base > r) break
-        cut0 = s.end - ch.base
-      }
-      if (cut0 < RELEASE_STEP) return
-    }
+    if (!end && ch.slots[0]!.end > ch.base && ch.base + len - ch.scanned < RELEASE_STEP) return
+    ch.scanned = ch.base + len
     let dets: Detection[] = []
     if (ch.slots[0]!.end > ch.base || len > 0) {
       const ctx = ch.tail
