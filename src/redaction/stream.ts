@@ -40,7 +40,7 @@ import { binaryPayloadKind, isEnumeratedValue } from './exempt.ts'
 import { formatPath } from './json.ts'
 import { jsonTokens, type JsonToken } from './json-tokens.ts'
 import { applyEdits, findPlaceholders, type Edit, type PlaceholderBook } from './placeholders.ts'
-import type { Scanner } from './scanner.ts'
+import { resolveOverlaps, type Scanner } from './scanner.ts'
 import { otherLines, SseFramer, serializeEvent, type SseEvent } from './sse.ts'
 import type { Detection, RedactionAction, ScanSubject } from './types.ts'
 
@@ -92,6 +92,8 @@ interface Channel {
   /** Absolute length of the text when markers were last looked for, and when it was last scanned. */
   marked: number
   scanned: number
+  /** Whether `base` lies inside a JSON string literal (for the decoded view of the text). */
+  inString: boolean
 }
 
 interface Mark {
@@ -182,7 +184,7 @@ export class SseRedactor {
     if (!ch) {
       const n = (this.#ordinals.get(family) ?? 0) + 1
       this.#ordinals.set(family, n)
-      ch = { label: n === 1 ? family : `${family}#${n}`, json, text: '', base: 0, tail: '', slots: [], marks: [], marked: 0, scanned: 0 }
+      ch = { label: n === 1 ? family : `${family}#${n}`, json, text: '', base: 0, tail: '', slots: [], marks: [], marked: 0, scanned: 0, inString: false }
       this.#channels.set(key, ch)
     }
     return ch
@@ -272,7 +274,7 @@ export class SseRedactor {
   /** Scans and rewrites one self-contained text. */
   #standalone(value: string, location: string, blocked: Set<string>): string {
     const { book, restore } = this.#deps
-    const dets = this.#scan(value)
+    const dets = this.#scanValue(value, this.#scan(value))
     const actions = new Map<Detection, RedactionAction>()
     for (const d of dets) {
       const a = this.#deps.action(d)
@@ -292,12 +294,12 @@ export class SseRedactor {
     const res: Detection[][] = texts.map(() => [])
     if (texts.length === 0) return res
     if (texts.length === 1) {
-      res[0] = this.#scan(texts[0]!)
+      res[0] = this.#scanValue(texts[0]!, this.#scan(texts[0]!))
       return res
     }
     const joined = texts.join('\n')
     const dets = this.#scan(joined)
-    if (dets.length === 0) return res
+    if (dets.length === 0) return res.map((d, k) => this.#scanValue(texts[k]!, d))
     const offsets: number[] = []
     let o = 0
     for (const t of texts) {
@@ -315,7 +317,20 @@ export class SseRedactor {
       for (let j = k; j < texts.length && offsets[j]! < d.end; j++) alone.add(j)
     }
     for (const k of alone) res[k] = this.#scan(texts[k]!)
-    return res
+    return res.map((dets, k) => this.#scanValue(texts[k]!, dets))
+  }
+
+  /**
+   * The detections of a self-contained text, also read decoded when it
+   * carries escapes (a string holding JSON, such as complete tool-call
+   * arguments, is parsed again by the caller).
+   */
+  #scanValue(text: string, dets: Detection[]): Detection[] {
+    if (!text.includes('\\')) return dets
+    const view = decodeFragment(text, false)
+    if (view.text === text) return dets
+    const more = this.#scan(view.text).map((d) => ({ ...d, start: view.starts[d.start]!, end: view.ends[d.end - 1]! }))
+    return more.length === 0 ? dets : resolveOverlaps([...dets, ...more])
   }
 
   /** One scan; lone surrogates are read as U+FFFD (same length, so offsets hold), as a client prints them. */
@@ -378,26 +393,42 @@ export class SseRedactor {
     if (ch.slots[0]!.end - ch.base > r) return
     if (!end && ch.slots[0]!.end > ch.base && ch.base + len - ch.scanned < RELEASE_STEP) return
     ch.scanned = ch.base + len
+    // A JSON fragment (tool arguments) is scanned as the caller's JSON.parse will read it, escapes decoded;
+    // a text that carries escapes (a JSON answer, structured output) both as it is and decoded.
+    const view = ch.json || ch.text.includes('\\') ? decodeFragment(ch.text, ch.inString) : undefined
     let dets: Detection[] = []
     if (ch.slots[0]!.end > ch.base || len > 0) {
       const ctx = ch.tail
-      dets = this.#scan(ctx + ch.text)
-        .filter((d) => d.end > ctx.length)
-        .map((d) => ({ ...d, start: Math.max(0, d.start - ctx.length), end: d.end - ctx.length }))
+      const grows: Detection[] = []
+      const collect = (scanned: string, mapped: boolean) => {
+        for (const f of this.#scan(ctx + scanned)) {
+          if (f.end <= ctx.length) continue
+          let d: Detection = { ...f, start: Math.max(0, f.start - ctx.length), end: f.end - ctx.length }
+          const atEnd = d.end >= scanned.length - 1
+          if (mapped) d = { ...d, start: view!.starts[d.start]!, end: view!.ends[d.end - 1]! }
+          dets.push(d)
+          if (atEnd) grows.push(d)
+        }
+      }
+      if (!ch.json) collect(ch.text, false)
+      if (view && (ch.json || view.text !== ch.text)) collect(view.text, true)
+      if (!ch.json && view) dets = resolveOverlaps(dets)
+      // A match that reaches the end of what has arrived may still grow.
+      if (!end) for (const d of grows) if (d.start < r) r = d.start
     }
     const places = restore && book.size > 0 ? findPlaceholders(ch.text).filter((p) => book.original(p.text) !== undefined) : []
-    // A match that reaches the end of what has arrived may still grow.
-    if (!end) for (const d of dets) if (d.end >= len - 1 && d.start < r) r = d.start
+    // In a JSON fragment no cut falls inside an escape sequence.
+    const escapes = view ? view.escapes : []
     // Round down to a slot boundary that no match or placeholder crosses.
     let cut = 0
-    for (let guard = 0; guard <= dets.length + places.length + 1; guard++) {
+    for (let guard = 0; guard <= dets.length + places.length + escapes.length + 1; guard++) {
       cut = 0
       for (const s of ch.slots) {
         const e = s.end - ch.base
         if (e <= r) cut = e
         else break
       }
-      const crossing = dets.find((d) => d.start < cut && d.end > cut) ?? places.find((p) => p.start < cut && p.end > cut)
+      const crossing = dets.find((d) => d.start < cut && d.end > cut) ?? places.find((p) => p.start < cut && p.end > cut) ?? escapes.find((e) => e.start < cut && e.end > cut)
       if (!crossing) break
       r = crossing.start
     }
@@ -437,7 +468,13 @@ export class SseRedactor {
       s.output = out
       ch.slots.shift()
     }
-    let tail = (ch.tail + region).slice(-CONTEXT)
+    let released = region
+    if (ch.json) {
+      const v = decodeFragment(region, ch.inString)
+      released = v.text
+      ch.inString = v.inString
+    } else ch.inString = stringStateAfter(region, ch.inString)
+    let tail = (ch.tail + released).slice(-CONTEXT)
     if (tail.length > 0 && isLowSurrogate(tail.charCodeAt(0))) tail = tail.slice(1)
     ch.tail = tail
     ch.text = ch.text.slice(cut)
@@ -532,6 +569,63 @@ function stillOpen(mk: Mark, ch: Channel, abs: number, closes: ReadonlyMap<strin
   }
   mk.checked = abs
   return true
+}
+
+const SIMPLE_ESCAPES: Readonly<Record<string, string>> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' }
+
+/** Whether a JSON string literal is open after `raw`, given whether one was open before it. */
+function stringStateAfter(raw: string, inString: boolean): boolean {
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i)
+    if (inString && c === 0x5c) i++
+    else if (c === 0x22) inString = !inString
+  }
+  return inString
+}
+
+/**
+ * A piece of JSON text (a stream of tool-call argument fragments) as JSON.parse
+ * will read its strings: escapes inside string literals decoded, everything
+ * else as it is. `starts[j]`/`ends[j]` are the span in the piece of decoded
+ * unit j; `escapes` the spans of escape sequences (an incomplete one at the
+ * end included); `inString` the state after the piece.
+ */
+export function decodeFragment(raw: string, inString: boolean): { text: string; starts: number[]; ends: number[]; escapes: { start: number; end: number }[]; inString: boolean } {
+  let text = ''
+  const starts: number[] = []
+  const ends: number[] = []
+  const escapes: { start: number; end: number }[] = []
+  const emit = (u: string, a: number, b: number) => {
+    text += u
+    starts.push(a)
+    ends.push(b)
+  }
+  let i = 0
+  while (i < raw.length) {
+    const c = raw[i]!
+    if (inString && c === '\\') {
+      const e = raw[i + 1]
+      if (e === undefined || (e === 'u' && i + 6 > raw.length)) {
+        escapes.push({ start: i, end: raw.length })
+        break
+      }
+      if (e === 'u') {
+        const code = Number.parseInt(raw.slice(i + 2, i + 6), 16)
+        emit(Number.isNaN(code) ? raw.slice(i, i + 6) : String.fromCharCode(code), i, i + 6)
+        escapes.push({ start: i, end: i + 6 })
+        i += 6
+      } else {
+        emit(SIMPLE_ESCAPES[e] ?? e, i, i + 2)
+        escapes.push({ start: i, end: i + 2 })
+        i += 2
+      }
+      continue
+    }
+    if (c === '"') inString = !inString
+    emit(c, i, i + 1)
+    i++
+  }
+  return { text, starts, ends, escapes, inString }
 }
 
 /**
