@@ -9,7 +9,8 @@
  *   at once), then the output is scanned once more as one text, for a client
  *   that reads it as the plain text it may be declared as;
  * - other text goes to the document scan (JSON string by string, anything
- *   else as one text);
+ *   else as one text); in JSON, whatever that scan passed over (keys,
+ *   numbers, strings it does not scan) is scanned as in a stream event;
  * - binary content (not valid UTF-8, NUL bytes or mostly control characters,
  *   or a declared charset other than UTF-8) is withheld (MG_RESPONSE_BINARY)
  *   unless `redaction.responses.binaryProviders` names the provider; a body
@@ -29,7 +30,10 @@ import type { RedactionEngine } from './engine.ts'
 import { applyEdits, PlaceholderBook } from './placeholders.ts'
 import { carriesSseFields, errorEvent } from './sse.ts'
 import { SseRedactor } from './stream.ts'
+import type { JsonPath } from '../providers/types.ts'
+import { jsonTokens } from './json-tokens.ts'
 import type { Detection, RedactionAction, ScanSubject } from './types.ts'
+import { isExempt, ValueScanner } from './values.ts'
 
 const RESPONSE = Symbol('redaction.response')
 
@@ -208,8 +212,36 @@ function redactBuffered(engine: RedactionEngine, chunk: BodyChunk, rs: ResponseS
   }
   if (blocked.size > 0) throw blockedError(blocked)
   const result = rewriteDocument(doc, (_s, d) => actions.get(d)!, deps.book, deps.restore)
-  if (result.changed) chunk.data = Buffer.from(result.raw, 'utf8')
+  let raw = result.raw
+  if (doc.mode === 'json') raw = redactUnscanned(engine, raw, doc.sites, deps) ?? raw
+  if (raw !== doc.raw) chunk.data = Buffer.from(raw, 'utf8')
   else if (body !== chunk.data) chunk.data = body
+}
+
+/**
+ * What a client decodes from a JSON body that the document scan did not
+ * scan (keys, numbers, strings it passed over) is scanned here, as in a
+ * stream event: every key, string and number, exempt only by exempt.ts.
+ * Strings at the paths the document scan covered are not scanned again.
+ * Returns the new text, or undefined when nothing changed.
+ */
+function redactUnscanned(engine: RedactionEngine, raw: string, sites: readonly { readonly path: JsonPath }[], deps: ResponseDeps): string | undefined {
+  const bom = raw.charCodeAt(0) === 0xfeff ? 1 : 0
+  const text = bom ? raw.slice(1) : raw
+  try {
+    JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  const covered = new Set(sites.map((s) => JSON.stringify(s.path)))
+  const rest = jsonTokens(text).filter((t) => !(t.kind === 'string' && covered.has(JSON.stringify(t.path))) && !isExempt(t))
+  if (rest.length === 0) return undefined
+  const blocked = new Set<string>()
+  const values = new ValueScanner({ scanner: engine.scanner, subject: deps.subject, action: deps.action, book: deps.book, restore: deps.restore, onDetection: deps.onDetection })
+  const edits = values.tokenEdits(rest, blocked, '')
+  if (blocked.size > 0) throw blockedError(blocked)
+  if (edits.length === 0) return undefined
+  return raw.slice(0, bom) + applyEdits(text, edits)
 }
 
 /**

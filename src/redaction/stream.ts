@@ -36,13 +36,13 @@
  */
 import type { JsonPath } from '../providers/types.ts'
 import { siteEdits } from './document.ts'
-import { binaryPayloadKind, isEnumeratedValue } from './exempt.ts'
-import { formatPath } from './json.ts'
+import { isEnumeratedValue } from './exempt.ts'
 import { jsonTokens, type JsonToken } from './json-tokens.ts'
 import { applyEdits, findPlaceholders, type Edit, type PlaceholderBook } from './placeholders.ts'
 import { resolveOverlaps, type Scanner } from './scanner.ts'
 import { otherLines, SseFramer, serializeEvent, type SseEvent } from './sse.ts'
-import type { Detection, RedactionAction, ScanSubject } from './types.ts'
+import type { Detection, RedactionAction } from './types.ts'
+import { decodeFragment, isExempt, ValueScanner, type ValueDeps } from './values.ts'
 
 /** Characters of released text kept as left context for word boundaries and context words. */
 const CONTEXT = 64
@@ -52,20 +52,8 @@ const CONTEXT = 64
  * step scans each character fewer times and holds text a little longer.
  */
 const RELEASE_STEP = 128
-/** Scan results kept per stream (by text), and the longest text cached. */
-const CACHE_ENTRIES = 256
-const CACHE_MAX_TEXT = 4096
-
-export interface StreamDeps {
-  readonly scanner: Scanner
-  readonly subject: ScanSubject | undefined
-  /** The action for a detection in the response. */
-  action(d: Detection): RedactionAction
-  readonly book: PlaceholderBook
-  readonly restore: boolean
-  /** Called once per final detection, with its location and offset. Locations never quote response text. */
-  onDetection(d: Detection, location: string, start: number, action: RedactionAction): void
-}
+/** What the redactor needs: the scanner, the caller, actions, the placeholder book, and where findings go. */
+export type StreamDeps = ValueDeps
 
 export interface PushResult {
   readonly out: Buffer
@@ -150,11 +138,12 @@ export class SseRedactor {
   readonly #channels = new Map<string, Channel>()
   readonly #ordinals = new Map<string, number>()
   readonly #queue: Queued[] = []
-  readonly #cache = new Map<string, Detection[]>()
+  readonly #values: ValueScanner
   #terminated = false
 
   constructor(deps: StreamDeps) {
     this.#deps = deps
+    this.#values = new ValueScanner(deps)
   }
 
   get terminated(): boolean {
@@ -195,7 +184,7 @@ export class SseRedactor {
     const others = otherLines(ev)
     if (others.length > 0) {
       const joined = others.join('\n')
-      const out = this.#standalone(joined, 'sse:fields', blocked)
+      const out = this.#values.rewrite(joined, 'sse:fields', blocked)
       if (out !== joined) newOthers = out.split('\n')
     }
     const data = ev.data
@@ -208,7 +197,7 @@ export class SseRedactor {
       parsed = JSON.parse(data)
     } catch {
       // Not JSON: the data is one text.
-      const value = this.#standalone(data, 'sse:data', blocked)
+      const value = this.#values.rewrite(data, 'sse:data', blocked)
       this.#queue.push({ ev, slots: [], edits: [], newData: value === data ? undefined : value, newOthers })
       return
     }
@@ -237,116 +226,9 @@ export class SseRedactor {
         inSlot.add(token)
       }
     }
-    const standalone = tokens.filter((t) => !inSlot.has(t) && !exempt(t))
-    const edits = this.#standaloneTokens(standalone, blocked)
+    const standalone = tokens.filter((t) => !inSlot.has(t) && !isExempt(t))
+    const edits = this.#values.tokenEdits(standalone, blocked, 'sse:')
     this.#queue.push({ ev, slots, edits, newData: undefined, newOthers })
-  }
-
-  /** Scans the keys, strings and numbers of one event together; returns the rewrites of their spans. */
-  #standaloneTokens(tokens: readonly JsonToken[], blocked: Set<string>): Edit[] {
-    const { book, restore } = this.#deps
-    const found = this.#scanTexts(tokens.map((t) => t.value))
-    // Locations print a key only when nothing was found in it.
-    const flagged = new Set<string>()
-    tokens.forEach((t, k) => {
-      if (t.kind === 'key' && found[k]!.length > 0) flagged.add(t.value)
-    })
-    const edits: Edit[] = []
-    tokens.forEach((t, k) => {
-      const dets = found[k]!
-      if (dets.length === 0 && !(restore && book.size > 0 && t.kind !== 'number')) return
-      const actions = new Map<Detection, RedactionAction>()
-      if (dets.length > 0) {
-        const location = `sse:${t.kind === 'key' ? 'key:' : ''}${formatPath(t.path.map((p) => (typeof p === 'string' && flagged.has(p) ? '*' : p)))}`
-        for (const d of dets) {
-          const a = this.#deps.action(d)
-          actions.set(d, a)
-          this.#deps.onDetection(d, location, d.start, a)
-          if (a === 'block') blocked.add(d.dataClass)
-        }
-      }
-      const value = applyEdits(t.value, siteEdits(t.value, dets, (d) => actions.get(d)!, book, restore))
-      if (value !== t.value) edits.push({ start: t.start, end: t.end, text: JSON.stringify(value) })
-    })
-    return edits
-  }
-
-  /** Scans and rewrites one self-contained text. */
-  #standalone(value: string, location: string, blocked: Set<string>): string {
-    const { book, restore } = this.#deps
-    const dets = this.#scanValue(value, this.#scan(value))
-    const actions = new Map<Detection, RedactionAction>()
-    for (const d of dets) {
-      const a = this.#deps.action(d)
-      actions.set(d, a)
-      this.#deps.onDetection(d, location, d.start, a)
-      if (a === 'block') blocked.add(d.dataClass)
-    }
-    return applyEdits(value, siteEdits(value, dets, (d) => actions.get(d)!, book, restore))
-  }
-
-  /**
-   * The detections of each text, as if each were scanned alone: the texts
-   * are scanned as one (joined by line feeds); a detection that runs across
-   * two of them is discarded and the texts it touches are scanned alone.
-   */
-  #scanTexts(texts: readonly string[]): Detection[][] {
-    const res: Detection[][] = texts.map(() => [])
-    if (texts.length === 0) return res
-    if (texts.length === 1) {
-      res[0] = this.#scanValue(texts[0]!, this.#scan(texts[0]!))
-      return res
-    }
-    const joined = texts.join('\n')
-    const dets = this.#scan(joined)
-    if (dets.length === 0) return res.map((d, k) => this.#scanValue(texts[k]!, d))
-    const offsets: number[] = []
-    let o = 0
-    for (const t of texts) {
-      offsets.push(o)
-      o += t.length + 1
-    }
-    const alone = new Set<number>()
-    for (const d of dets) {
-      const k = lastAtOrBelow(offsets, d.start)
-      const endOf = offsets[k]! + texts[k]!.length
-      if (d.end <= endOf && d.start < endOf) {
-        res[k]!.push({ ...d, start: d.start - offsets[k]!, end: d.end - offsets[k]! })
-        continue
-      }
-      for (let j = k; j < texts.length && offsets[j]! < d.end; j++) alone.add(j)
-    }
-    for (const k of alone) res[k] = this.#scan(texts[k]!)
-    return res.map((dets, k) => this.#scanValue(texts[k]!, dets))
-  }
-
-  /**
-   * The detections of a self-contained text, also read decoded when it
-   * carries escapes (a string holding JSON, such as complete tool-call
-   * arguments, is parsed again by the caller).
-   */
-  #scanValue(text: string, dets: Detection[]): Detection[] {
-    if (!text.includes('\\')) return dets
-    const view = decodeFragment(text, false)
-    if (view.text === text) return dets
-    const more = this.#scan(view.text).map((d) => ({ ...d, start: view.starts[d.start]!, end: view.ends[d.end - 1]! }))
-    return more.length === 0 ? dets : resolveOverlaps([...dets, ...more])
-  }
-
-  /** One scan; lone surrogates are read as U+FFFD (same length, so offsets hold), as a client prints them. */
-  #scan(text: string): Detection[] {
-    if (text.length === 0) return []
-    const cacheable = text.length <= CACHE_MAX_TEXT
-    if (cacheable) {
-      const hit = this.#cache.get(text)
-      if (hit) return hit
-    }
-    const dets = this.#deps.scanner.scan(text.isWellFormed() ? text : text.toWellFormed(), { subject: this.#deps.subject })
-    if (cacheable) {
-      if (this.#cache.size >= CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!)
-      this.#cache.set(text, dets)
-    }
-    return dets
   }
 
   /** Follows the channel's open markers over the text that arrived since the last look. */
@@ -401,7 +283,7 @@ export class SseRedactor {
       const ctx = ch.tail
       const grows: Detection[] = []
       const collect = (scanned: string, mapped: boolean) => {
-        for (const f of this.#scan(ctx + scanned)) {
+        for (const f of this.#values.scan(ctx + scanned)) {
           if (f.end <= ctx.length) continue
           let d: Detection = { ...f, start: Math.max(0, f.start - ctx.length), end: f.end - ctx.length }
           const atEnd = d.end >= scanned.length - 1
@@ -506,24 +388,6 @@ function render(q: Queued): Buffer {
   return serializeEvent(q.ev, data, q.newOthers)
 }
 
-/** Exempt by positive identification only: an enumerated field's own value, or a base64 image or audio payload. */
-function exempt(t: JsonToken): boolean {
-  if (t.kind !== 'string') return false
-  return isEnumeratedValue(t.path[t.path.length - 1], t.value) || binaryPayloadKind(t.value) !== undefined
-}
-
-/** Index of the last offset ≤ x (offsets ascending, offsets[0] = 0). */
-function lastAtOrBelow(offsets: readonly number[], x: number): number {
-  let lo = 0
-  let hi = offsets.length - 1
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1
-    if (offsets[mid]! <= x) lo = mid
-    else hi = mid - 1
-  }
-  return lo
-}
-
 function isHighSurrogate(c: number): boolean {
   return c >= 0xd800 && c <= 0xdbff
 }
@@ -571,8 +435,6 @@ function stillOpen(mk: Mark, ch: Channel, abs: number, closes: ReadonlyMap<strin
   return true
 }
 
-const SIMPLE_ESCAPES: Readonly<Record<string, string>> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' }
-
 /** Whether a JSON string literal is open after `raw`, given whether one was open before it. */
 function stringStateAfter(raw: string, inString: boolean): boolean {
   for (let i = 0; i < raw.length; i++) {
@@ -581,51 +443,6 @@ function stringStateAfter(raw: string, inString: boolean): boolean {
     else if (c === 0x22) inString = !inString
   }
   return inString
-}
-
-/**
- * A piece of JSON text (a stream of tool-call argument fragments) as JSON.parse
- * will read its strings: escapes inside string literals decoded, everything
- * else as it is. `starts[j]`/`ends[j]` are the span in the piece of decoded
- * unit j; `escapes` the spans of escape sequences (an incomplete one at the
- * end included); `inString` the state after the piece.
- */
-export function decodeFragment(raw: string, inString: boolean): { text: string; starts: number[]; ends: number[]; escapes: { start: number; end: number }[]; inString: boolean } {
-  let text = ''
-  const starts: number[] = []
-  const ends: number[] = []
-  const escapes: { start: number; end: number }[] = []
-  const emit = (u: string, a: number, b: number) => {
-    text += u
-    starts.push(a)
-    ends.push(b)
-  }
-  let i = 0
-  while (i < raw.length) {
-    const c = raw[i]!
-    if (inString && c === '\\') {
-      const e = raw[i + 1]
-      if (e === undefined || (e === 'u' && i + 6 > raw.length)) {
-        escapes.push({ start: i, end: raw.length })
-        break
-      }
-      if (e === 'u') {
-        const code = Number.parseInt(raw.slice(i + 2, i + 6), 16)
-        emit(Number.isNaN(code) ? raw.slice(i, i + 6) : String.fromCharCode(code), i, i + 6)
-        escapes.push({ start: i, end: i + 6 })
-        i += 6
-      } else {
-        emit(SIMPLE_ESCAPES[e] ?? e, i, i + 2)
-        escapes.push({ start: i, end: i + 2 })
-        i += 2
-      }
-      continue
-    }
-    if (c === '"') inString = !inString
-    emit(c, i, i + 1)
-    i++
-  }
-  return { text, starts, ends, escapes, inString }
 }
 
 /**
