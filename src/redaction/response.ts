@@ -147,6 +147,11 @@ export function createResponseRedaction(deps: ResponseRedactionDeps): ResponseRe
         logger.info('response stream blocked', { request_id: ctx.id, data_classes: res.blocked })
         return terminate(ctx, chunk, 'MG_RESPONSE_BLOCKED', { data_classes: res.blocked })
       }
+      if (rs.sse.pendingBytes > config.responses.maxDecodedBytes) {
+        // An event that never ends would be held without bound: it cannot be inspected whole.
+        logger.warn('response stream event exceeds the decoded-size limit; ending it', { request_id: ctx.id, bytes: rs.sse.pendingBytes })
+        return terminate(ctx, chunk, 'MG_RESPONSE_UNREADABLE', {})
+      }
       chunk.data = res.out
     },
   }

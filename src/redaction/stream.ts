@@ -150,6 +150,11 @@ export class SseRedactor {
     return this.#terminated
   }
 
+  /** Bytes of an event not yet complete (held by the framer). */
+  get pendingBytes(): number {
+    return this.#framer.pendingBytes
+  }
+
   /** Feeds decoded bytes; returns the bytes that may be released now. */
   push(data: Buffer, end: boolean): PushResult {
     if (this.#terminated) return { out: Buffer.alloc(0) }

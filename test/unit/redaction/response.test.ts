@@ -122,3 +122,19 @@ t.test('a streamed response is framed per event whatever its chunks, and a block
   t.match(out, /event: error\ndata: \{"type":"error","error":\{"type":"modelgate_error","code":"MG_RESPONSE_BLOCKED"/)
   t.ok(ctx.responseTerminated)
 })
+
+t.test('a streamed event that never ends is not held without bound: the stream ends with an error event', async (t) => {
+  const stages = createRedactionStages(redactionConfigFrom({ responses: { maxDecodedBytes: 4096 } }), { logger: silentLogger })
+  const ctx = ctxFor()
+  ctx.responseHeaders.set('content-type', 'text/event-stream')
+  ctx.responseStreaming = true
+  await stages.apply.responseHeaders!(ctx)
+  const outs: Buffer[] = []
+  for (let i = 0; i < 10 && !ctx.responseTerminated; i++) {
+    const chunk: BodyChunk = { data: Buffer.from(i === 0 ? 'data: ' : 'x'.repeat(1000)), end: false }
+    await stages.apply.responseBody!(ctx, chunk)
+    outs.push(chunk.data)
+  }
+  t.ok(ctx.responseTerminated)
+  t.match(Buffer.concat(outs).toString(), /"code":"MG_RESPONSE_UNREADABLE"/)
+})
