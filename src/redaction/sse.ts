@@ -184,7 +184,8 @@ export function serializeEvent(ev: SseEvent, data?: string, others?: readonly st
   let othersPlaced = false
   const placeData = () => {
     if (data === undefined) return
-    for (const d of data.split('\n')) out.push(`data: ${d}`)
+    // Any line break (a restored value may hold a CR) starts a new data line, as every reader would split it.
+    for (const d of data.split(/\r\n|\r|\n/)) out.push(`data: ${d}`)
     dataPlaced = true
   }
   for (const line of ev.lines) {

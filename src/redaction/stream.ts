@@ -189,8 +189,9 @@ export class SseRedactor {
     const others = otherLines(ev)
     if (others.length > 0) {
       const joined = others.join('\n')
-      const out = this.#values.rewrite(joined, 'sse:fields', blocked)
-      if (out !== joined) newOthers = out.split('\n')
+      // No restoration here: a restored value with a line break would add lines to the event.
+      const out = this.#values.rewrite(joined, 'sse:fields', blocked, false)
+      if (out !== joined) newOthers = out.split(/\r\n|\r|\n/)
     }
     const data = ev.data
     if (data === undefined || data === '') {

@@ -66,9 +66,9 @@ export class ValueScanner {
     return edits
   }
 
-  /** Scans and rewrites one self-contained text; records findings. */
-  rewrite(value: string, location: string, blocked: Set<string>): string {
-    const { book, restore } = this.#deps
+  /** Scans and rewrites one self-contained text; records findings. `restore: false` leaves placeholders as they are. */
+  rewrite(value: string, location: string, blocked: Set<string>, restore = this.#deps.restore): string {
+    const { book } = this.#deps
     const dets = this.scanValue(value, this.scan(value))
     const actions = new Map<Detection, RedactionAction>()
     for (const d of dets) {

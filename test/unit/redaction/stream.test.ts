@@ -228,3 +228,14 @@ t.test('finding locations never quote response text', async (t) => {
   t.ok(findings.length >= 4)
   for (const f of findings) t.notOk(/ghp_|gho_|4539/.test(f), f)
 })
+
+t.test('restored values never add lines to an event: data keeps its meaning, other lines are not restored', async (t) => {
+  const book = new PlaceholderBook()
+  book.placeholder('SECRET', 'a\rdata: injected\nb')
+  const { r } = redactor({ restore: true, book })
+  const { out } = feed(r, ': note [SECRET_1]\ndata: plain [SECRET_1] text\n\n', 4096)
+  const evs = events(out)
+  t.equal(evs.length, 1)
+  t.equal(evs[0]!.data, 'plain a\ndata: injected\nb text', 'every reader splits the restored value into data lines and joins them back')
+  t.match(out, /^: note \[SECRET_1\]\n/, 'the comment keeps its placeholder')
+})
