@@ -82,6 +82,38 @@ interface Channel {
   scanned: number
   /** Whether `base` lies inside a JSON string literal (for the decoded view of the text). */
   inString: boolean
+  /** The unreleased text as JSON.parse reads it, kept for JSON fragments and for texts that carry escapes. */
+  view: View | undefined
+  /** Relative offset up to which the text has been looked at for a backslash. */
+  escapesChecked: number
+}
+
+/**
+ * A channel's unreleased text, escapes decoded, built as text arrives. Its
+ * own open markers are followed on it (an escaped `-----BEGIN` is a marker
+ * too); `base` counts decoded units released.
+ */
+interface View {
+  text: string
+  base: number
+  marks: Mark[]
+  marked: number
+  /** Span in the channel's unreleased text (relative to the channel's base) of each decoded unit. */
+  starts: number[]
+  ends: number[]
+  /** Complete escape sequences, relative to the channel's base. */
+  escapes: { start: number; end: number }[]
+  /** Relative offset up to which the text is decoded, and the string state there. */
+  done: number
+  inString: boolean
+}
+
+/** Text whose open markers are followed: a channel's text, or its decoded view. */
+interface Track {
+  readonly text: string
+  readonly base: number
+  marks: Mark[]
+  marked: number
 }
 
 interface Mark {
@@ -178,7 +210,7 @@ export class SseRedactor {
     if (!ch) {
       const n = (this.#ordinals.get(family) ?? 0) + 1
       this.#ordinals.set(family, n)
-      ch = { label: n === 1 ? family : `${family}#${n}`, json, text: '', base: 0, tail: '', slots: [], marks: [], marked: 0, scanned: 0, inString: false }
+      ch = { label: n === 1 ? family : `${family}#${n}`, json, text: '', base: 0, tail: '', slots: [], marks: [], marked: 0, scanned: 0, inString: false, view: undefined, escapesChecked: 0 }
       this.#channels.set(key, ch)
     }
     return ch
@@ -237,29 +269,54 @@ export class SseRedactor {
     this.#queue.push({ ev, slots, edits, newData: undefined, newOthers })
   }
 
-  /** Follows the channel's open markers over the text that arrived since the last look. */
-  #trackMarkers(ch: Channel): void {
+  /** Follows a track's open markers over the text that arrived since the last look. */
+  #trackMarkers(t: Track): void {
     const search = markersOf(this.#deps.scanner)
-    const abs = ch.base + ch.text.length
-    if (!search || abs === ch.marked) return
-    const text = ch.text
-    const prev = ch.marked
+    const abs = t.base + t.text.length
+    if (!search || abs === t.marked) return
+    const text = t.text
+    const prev = t.marked
     // New markers: those that end in the new text.
     const re = search.re
-    re.lastIndex = Math.max(0, prev - (search.longest - 1) - ch.base)
+    re.lastIndex = Math.max(0, prev - (search.longest - 1) - t.base)
     let m: RegExpExecArray | null
     while ((m = re.exec(text)) !== null) {
       const p = m.index
       for (const marker of this.#deps.scanner.openMarkers) {
-        const e = ch.base + p + marker.marker.length
+        const e = t.base + p + marker.marker.length
         if (e > prev && e <= abs && startsWithAscii(text, p, marker.marker)) {
-          ch.marks.push({ pos: ch.base + p, marker, checked: ch.base + p + marker.marker.length, inToken: false })
+          t.marks.push({ pos: t.base + p, marker, checked: t.base + p + marker.marker.length, inToken: false })
         }
       }
       re.lastIndex = p + 1
     }
-    ch.marks = ch.marks.filter((mk) => stillOpen(mk, ch, abs, search.closes))
-    ch.marked = abs
+    t.marks = t.marks.filter((mk) => stillOpen(mk, t, abs, search.closes))
+    t.marked = abs
+  }
+
+  /** Brings the channel's decoded view up to date (creating it once the text needs one). */
+  #updateView(ch: Channel): void {
+    if (!ch.view) {
+      if (!ch.json) {
+        if (ch.text.indexOf('\\', ch.escapesChecked) < 0) {
+          ch.escapesChecked = ch.text.length
+          return
+        }
+      }
+      ch.view = { text: '', base: 0, marks: [], marked: 0, starts: [], ends: [], escapes: [], done: 0, inString: ch.inString }
+    }
+    const v = ch.view
+    if (v.done === ch.text.length) return
+    const d = decodeFragment(ch.text.slice(v.done), v.inString)
+    v.text += d.text
+    for (let j = 0; j < d.starts.length; j++) {
+      v.starts.push(d.starts[j]! + v.done)
+      v.ends.push(d.ends[j]! + v.done)
+    }
+    for (const e of d.escapes) if (e.end <= d.consumed) v.escapes.push({ start: e.start + v.done, end: e.end + v.done })
+    v.done += d.consumed
+    v.inString = d.inString
+    this.#trackMarkers(v)
   }
 
   /** Makes the releasable prefix of a channel final: scan, decide, compute each slot's output. */
@@ -268,11 +325,16 @@ export class SseRedactor {
     const scanner = this.#deps.scanner
     const { book, restore } = this.#deps
     this.#trackMarkers(ch)
+    this.#updateView(ch)
+    const view = ch.view
     const len = ch.text.length
     let r = len
     if (!end) {
       r = len - scanner.holdback
       for (const mk of ch.marks) r = Math.min(r, mk.pos - ch.base)
+      if (view) for (const mk of view.marks) r = Math.min(r, view.starts[mk.pos - view.base] ?? len)
+      // An escape sequence still arriving at the end waits too.
+      if (view && view.done < len) r = Math.min(r, view.done)
       // A high surrogate at the end waits for its pair.
       if (len > 0 && isHighSurrogate(ch.text.charCodeAt(len - 1))) r = Math.min(r, len - 1)
       if (r < 0) r = 0
@@ -283,7 +345,6 @@ export class SseRedactor {
     ch.scanned = ch.base + len
     // A JSON fragment (tool arguments) is scanned as the caller's JSON.parse will read it, escapes decoded;
     // a text that carries escapes (a JSON answer, structured output) both as it is and decoded.
-    const view = ch.json || ch.text.includes('\\') ? decodeFragment(ch.text, ch.inString) : undefined
     let dets: Detection[] = []
     if (ch.slots[0]!.end > ch.base || len > 0) {
       const ctx = ch.tail
@@ -305,8 +366,8 @@ export class SseRedactor {
       if (!end) for (const d of grows) if (d.start < r) r = d.start
     }
     const places = restore && book.size > 0 ? findPlaceholders(ch.text).filter((p) => book.original(p.text) !== undefined) : []
-    // In a JSON fragment no cut falls inside an escape sequence.
-    const escapes = view ? view.escapes : []
+    // No cut falls inside an escape sequence (one still arriving included).
+    const escapes = view ? (view.done < len ? [...view.escapes, { start: view.done, end: len }] : view.escapes) : []
     // Round down to a slot boundary that no match or placeholder crosses.
     let cut = 0
     for (let guard = 0; guard <= dets.length + places.length + escapes.length + 1; guard++) {
@@ -357,11 +418,21 @@ export class SseRedactor {
       ch.slots.shift()
     }
     let released = region
-    if (ch.json) {
-      const v = decodeFragment(region, ch.inString)
-      released = v.text
-      ch.inString = v.inString
-    } else ch.inString = stringStateAfter(region, ch.inString)
+    ch.inString = stringStateAfter(region, ch.inString)
+    if (view) {
+      // Drop the decoded units of the released text (no cut falls inside an escape).
+      let k = 0
+      while (k < view.starts.length && view.starts[k]! < cut) k++
+      if (ch.json) released = view.text.slice(0, k)
+      view.text = view.text.slice(k)
+      view.starts = view.starts.slice(k).map((x) => x - cut)
+      view.ends = view.ends.slice(k).map((x) => x - cut)
+      view.escapes = view.escapes.filter((e) => e.start >= cut).map((e) => ({ start: e.start - cut, end: e.end - cut }))
+      view.done -= cut
+      view.base += k
+      view.marks = view.marks.filter((mk) => mk.pos >= view.base)
+    }
+    ch.escapesChecked = Math.max(0, ch.escapesChecked - cut)
     let tail = (ch.tail + released).slice(-CONTEXT)
     if (tail.length > 0 && isLowSurrogate(tail.charCodeAt(0))) tail = tail.slice(1)
     ch.tail = tail
@@ -418,7 +489,7 @@ function startsWithAscii(text: string, p: number, lower: string): boolean {
  * when the token after it (after one run of spaces, tabs or colons) ends. A
  * marker older than its detector's longest match no longer holds text back.
  */
-function stillOpen(mk: Mark, ch: Channel, abs: number, closes: ReadonlyMap<string, RegExp>): boolean {
+function stillOpen(mk: Mark, ch: Track, abs: number, closes: ReadonlyMap<string, RegExp>): boolean {
   if (abs - mk.pos > mk.marker.maxLength) return false
   const text = ch.text
   const close = mk.marker.close

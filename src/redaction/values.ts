@@ -170,9 +170,13 @@ const SIMPLE_ESCAPES: Readonly<Record<string, string>> = { '"': '"', '\\': '\\',
  * will read its strings: escapes inside string literals decoded, everything
  * else as it is. `starts[j]`/`ends[j]` are the span in the piece of decoded
  * unit j; `escapes` the spans of escape sequences (an incomplete one at the
- * end included); `inString` the state after the piece.
+ * end included); `consumed` how much of the piece was decoded (all of it but
+ * an incomplete escape at the end) and `inString` the state there.
  */
-export function decodeFragment(raw: string, inString: boolean): { text: string; starts: number[]; ends: number[]; escapes: { start: number; end: number }[]; inString: boolean } {
+export function decodeFragment(
+  raw: string,
+  inString: boolean,
+): { text: string; starts: number[]; ends: number[]; escapes: { start: number; end: number }[]; inString: boolean; consumed: number } {
   let text = ''
   const starts: number[] = []
   const ends: number[] = []
@@ -207,6 +211,6 @@ export function decodeFragment(raw: string, inString: boolean): { text: string; 
     emit(c, i, i + 1)
     i++
   }
-  return { text, starts, ends, escapes, inString }
+  return { text, starts, ends, escapes, inString, consumed: i }
 }
 

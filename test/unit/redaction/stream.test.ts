@@ -239,3 +239,21 @@ t.test('restored values never add lines to an event: data keeps its meaning, oth
   t.equal(evs[0]!.data, 'plain a\ndata: injected\nb text', 'every reader splits the restored value into data lines and joins them back')
   t.match(out, /^: note \[SECRET_1\]\n/, 'the comment keeps its placeholder')
 })
+
+t.test('a JWT in tool-call arguments whose marker is written with an escape is held until it ends, then redacted whole', async (t) => {
+  const b64 = (v: string) => Buffer.from(v).toString('base64url')
+  const jwt = `${b64('{"alg":"HS256","typ":"JWT"}')}.${b64(JSON.stringify({ sub: '1234567890', pad: 'x'.repeat(1500) }))}.${b64('a-signature-of-thirty-two-bytes!')}`
+  // The fragment as a provider may write it: the JWT's first letter escaped, so `eyJ` appears only decoded.
+  const args = JSON.stringify({ token: jwt, note: 'ok' }).replace('"eyJ', '"\\u0065yJ')
+  const ev = (a: string) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: a } }] } }] })}\n\n`
+  const { r, findings } = redactor()
+  const outs: string[] = []
+  for (let i = 0; i < args.length; i += 3) outs.push(r.push(Buffer.from(ev(args.slice(i, i + 3))), false).out.toString())
+  outs.push(r.push(Buffer.alloc(0), true).out.toString())
+  const joined = events(outs.join(''))
+    .map((e) => (e.json as any)?.choices?.[0]?.delta?.tool_calls?.[0]?.function?.arguments ?? '')
+    .join('')
+  t.same(JSON.parse(joined), { token: '[JWT_1]', note: 'ok' })
+  t.notOk(outs.join('').includes(jwt.slice(40, 80)), 'no part of the token left before it ended')
+  t.same(findings, ['jwt@sse:chat.0.tool.0:10'])
+})
