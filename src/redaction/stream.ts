@@ -21,15 +21,20 @@
  * has been scanned; a placeholder or a match spanning two events is written
  * into the event where it starts.
  *
+ * Tool-call argument fragments (and any channel text that carries escapes,
+ * such as structured JSON output) are also scanned as the reader's JSON.parse
+ * will decode them, through a decoded view kept as the text arrives; markers
+ * written with escapes hold text back as well, and no cut falls inside an
+ * escape sequence.
+ *
  * Cost: a channel is scanned only when some of its text can be released and
  * a step of text (RELEASE_STEP characters) arrived since its last scan, or at
- * the end, and then only its unreleased text
- * (the hold-back plus what arrived since) with a little released text before
- * it as context. Open markers are followed
- * incrementally, each character looked at once, so a long PEM block streamed
- * in tiny deltas costs one scan when it closes, not one per delta. Scans of
- * the other strings of an event are cached per stream by text (ids, model
- * names and keys repeat in every event).
+ * the end, and then only its unreleased text (the hold-back plus what arrived
+ * since) with a little released text before it as context. Open markers are
+ * followed incrementally, each character looked at once, so a long PEM block
+ * streamed in tiny deltas costs one scan when it closes, not one per delta.
+ * Scans of the other strings of an event are cached per stream by text (ids,
+ * model names and keys repeat in every event).
  *
  * Every event goes out in canonical SSE form (sse.ts), so every client reads
  * from the output the events that were scanned.
