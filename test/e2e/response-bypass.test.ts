@@ -9,6 +9,8 @@
  * the planted value never reaches the caller and the SDK decodes the redacted
  * text.
  */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
@@ -225,4 +227,25 @@ t.test('responses read by the SDKs never carry a planted value', async (t) => {
     stack.provider.enqueue({ sse: batched, chunkDelayMs: 1 })
     t.equal(await chatText(stack), 'Here: [PRIVATE_KEY_1] done')
   })
+})
+
+t.test('a provider allowed to return binary bodies gets them through, and the audit record says so', async (t) => {
+  const stack: Stack = await startStack({ config: { redaction: { responses: { binaryProviders: ['openai'] } } } })
+  t.teardown(() => stack.close())
+  const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(64, 0)])
+  stack.provider.enqueue({ headers: { 'content-type': 'image/png' }, body: png })
+  const res = await stack.request('checkout', { path: '/v1/chat/completions', body: chatBody })
+  t.equal(res.status, 200)
+  t.same(res.body, png, 'the body passed as it came')
+  const id = String(res.headers['x-request-id'])
+  const file = join(stack.dir, 'audit.jsonl')
+  let record: { attributes: Record<string, unknown> } | undefined
+  for (let i = 0; i < 100 && !record; i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean)
+    record = lines.map((l) => JSON.parse(l) as { attributes: Record<string, unknown> }).find((r) => r.attributes['modelgate.request.id'] === id && typeof r.attributes['modelgate.audit.seq'] === 'number')
+  }
+  t.ok(record, 'the request has its record')
+  t.same(record!.attributes['modelgate.redaction.allowed_classes'], ['binary'])
+  t.same(record!.attributes['modelgate.data.detectors'], ['binary-body'])
 })
