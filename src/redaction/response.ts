@@ -66,6 +66,7 @@ export interface ResponseRedaction {
 export function createResponseRedaction(deps: ResponseRedactionDeps): ResponseRedaction {
   const { engine, logger } = deps
   const config = engine.config
+  const binaryProviders = new Set(config.responses.binaryProviders)
   const phases = {
     responseHeaders(ctx: RequestContext): void {
       const rs = ctx.local<ResponseState>(RESPONSE, () => ({ mode: 'skip', codings: [], decoder: undefined, sse: undefined }))
@@ -115,7 +116,7 @@ export function createResponseRedaction(deps: ResponseRedactionDeps): ResponseRe
           onDetection,
           action,
           contentType: (ctx.responseHeaders.get('content-type') ?? '').toLowerCase(),
-          binaryAllowed: provider !== undefined && config.responses.binaryProviders.includes(provider),
+          binaryAllowed: provider !== undefined && binaryProviders.has(provider),
           onBinaryPassed(body) {
             logger.info('binary response passed unscanned', { request_id: ctx.id, provider, bytes: body.length })
             deps.record(ctx, {
