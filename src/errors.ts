@@ -25,6 +25,7 @@ export const ERRORS = {
   MG_DATA_BLOCKED: { status: 403, message: 'The request carries data that policy does not allow to leave.' },
   MG_RESPONSE_BLOCKED: { status: 502, message: 'The response carried data that policy does not allow to be returned.' },
   MG_RESPONSE_UNREADABLE: { status: 502, message: 'The response could not be inspected (unsupported or corrupt content-encoding), so it is withheld.' },
+  MG_RESPONSE_BINARY: { status: 502, message: 'The response is binary (not UTF-8 text) and cannot be inspected, so it is withheld.' },
   MG_QUOTA_EXCEEDED: { status: 429, message: 'The request would exceed a quota.' },
   MG_AUDIT_UNAVAILABLE: { status: 503, message: 'The audit trail cannot record this request, so it is refused.' },
   MG_TIMEOUT: { status: 504, message: 'modelgate did not reach a decision in time, so the request is refused.' },

@@ -10,7 +10,7 @@ import type { ProvidersConfig } from '../config/sections/providers.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { parseProviderRequest } from './parse.ts'
-import { absorbResponseObject, SseFactsReader } from './response.ts'
+import { bodyFacts, SseFactsReader } from './response.ts'
 import { matchRoute, type ApiRoute } from './routes.ts'
 
 /** The gRPC metadata key Envoy routes set (grpc_initial_metadata) to name their provider. */
@@ -107,15 +107,13 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
         if (reader.facts.usage.output !== undefined) ctx.usage.output = reader.facts.usage.output
         return
       }
-      const type = (ctx.responseHeaders.get('content-type') ?? '').toLowerCase()
-      if (!chunk.end || !type.includes('json') || chunk.data.length === 0) return
-      try {
-        const facts = { model: undefined as string | undefined, usage: ctx.usage }
-        absorbResponseObject(facts, JSON.parse(chunk.data.toString('utf8')))
-        if (facts.model) ctx.responseModel = facts.model
-      } catch {
-        // A provider's non-JSON answer carries no usage; later stages still inspect it.
-      }
+      // A buffered body: JSON, or SSE frames declared as another type. Its content decides, as for redaction.
+      if (!chunk.end) return
+      const facts = bodyFacts(chunk.data)
+      if (!facts) return
+      if (facts.model) ctx.responseModel = facts.model
+      if (facts.usage.input !== undefined) ctx.usage.input = facts.usage.input
+      if (facts.usage.output !== undefined) ctx.usage.output = facts.usage.output
     },
   }
 }

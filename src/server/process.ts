@@ -192,7 +192,9 @@ class StreamSession {
     if (hm) common.header_mutation = hm
     ctx.responseHeaderChanges.clear()
     const res: ProcessingResponseMsg = { response_headers: { response: common } }
-    // SSE is scanned chunk by chunk as it passes; everything else stays BUFFERED (the static mode).
+    // Only a declared text/event-stream is switched to STREAMED and scanned chunk by chunk as it passes.
+    // Everything else stays BUFFERED (the static mode) and redaction classifies it by its content:
+    // SSE frames under another type are redacted whole, as a stream, before any byte leaves.
     if (ctx.responseStreaming) res.mode_override = { response_body_mode: 'STREAMED' }
     if (h.end_of_stream) this.#exchangeAnswered = true
     this.#send(res)

@@ -273,7 +273,7 @@ t.test('one stage instance keeps requests apart', async (t) => {
   t.equal(b.request?.api, 'anthropic.messages')
 })
 
-t.test('response body: model and usage from a buffered JSON response', async (t) => {
+t.test('response body: model and usage from a buffered response, whatever type it declares', async (t) => {
   const respond = async (contentType: string | undefined, body: string, end = true) => {
     const ctx = request()
     if (contentType !== undefined) ctx.responseHeaders.set('content-type', contentType)
@@ -286,9 +286,18 @@ t.test('response body: model and usage from a buffered JSON response', async (t)
   const anthropic = await respond('application/json; charset=utf-8', JSON.stringify({ type: 'message', model: 'claude', usage: { input_tokens: 4, output_tokens: 2 } }))
   t.equal(anthropic.responseModel, 'claude')
   t.same(anthropic.usage, { input: 4, output: 2 })
+  // The content decides, as it does for redaction: JSON under another type, and SSE frames in a buffered body.
+  for (const [name, type, body] of [
+    ['JSON under a non-JSON content type', 'text/html', '{"model":"x","usage":{"prompt_tokens":1}}'],
+    ['JSON without a content type', undefined, '{"model":"x","usage":{"prompt_tokens":1}}'],
+    ['SSE frames declared as JSON', 'application/json', 'data: {"model":"x","choices":[]}\n\ndata: {"model":"x","usage":{"prompt_tokens":1}}\n\ndata: [DONE]\n\n'],
+  ] as const) {
+    const ctx = await respond(type, body)
+    t.equal(ctx.responseModel, 'x', name)
+    t.same(ctx.usage, { input: 1, output: undefined }, name)
+  }
   for (const [name, type, body, end] of [
-    ['a non-JSON content type', 'text/html', '{"model":"x","usage":{"prompt_tokens":1}}', true],
-    ['no content type', undefined, '{"model":"x","usage":{"prompt_tokens":1}}', true],
+    ['plain text', 'text/plain', 'model: x, prompt_tokens: 1', true],
     ['a chunk that is not the end', 'application/json', '{"model":"x","usage":{"prompt_tokens":1}}', false],
     ['an empty body', 'application/json', '', true],
     ['invalid JSON', 'application/json', '{"model":', true],
