@@ -196,7 +196,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     ctx.local<RequestState>(STATE, () => ({
       span: undefined,
       startNs: BigInt(ctx.startedAt) * 1_000_000n,
-      timeline: new Timeline('audit'),
+      timeline: new Timeline('audit', { slicing: cfg.stageSpans }),
       upstreamReached: false,
       responseComplete: false,
       responseParts: [],

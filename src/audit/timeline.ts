@@ -39,19 +39,26 @@ const MAX_SLICES = 128
 
 export class Timeline {
   readonly #skip: string | undefined
+  readonly #slicing: boolean
   #current: { phase: Phase; t0: bigint; snapshot: Map<string, number> } | undefined
   readonly #slices = new Map<string, StageSlice>()
   #phases = new Set<Phase>()
 
-  /** `skip`: a stage whose time is not sliced (the audit stage itself). */
-  constructor(skip?: string) {
+  /**
+   * `skip`: a stage whose time is not sliced (the audit stage itself).
+   * `slicing: false` keeps only which phases were seen: no snapshot of the
+   * timings per phase or chunk, no slices (stage spans are off).
+   */
+  constructor(skip?: string, opts: { slicing?: boolean } = {}) {
     this.#skip = skip
+    this.#slicing = opts.slicing ?? true
   }
 
   /** A phase starts now (called by the audit stage, first in the phase). */
   mark(phase: Phase, timings: ReadonlyMap<string, number>, now: bigint): void {
-    this.settle(timings)
     this.#phases.add(phase)
+    if (!this.#slicing) return
+    this.settle(timings)
     this.#current = { phase, t0: now, snapshot: new Map(timings) }
   }
 

@@ -50,40 +50,65 @@ export class Pipeline {
     return (this.#byPhase.get(phase)?.length ?? 0) > 0
   }
 
-  /** Runs one phase through every stage, in order. Throws a GateError to deny. */
+  /**
+   * Runs one phase through every stage, in order. Throws a GateError to deny.
+   *
+   * The phase deadline holds for synchronous and asynchronous work alike: a
+   * stage that returns a promise races a timer (armed only then), and after
+   * every stage the elapsed time is checked, so a synchronous overrun also
+   * ends in MG_TIMEOUT instead of a late answer. A phase whose stages are all
+   * synchronous allocates no timer.
+   */
   async run(phase: Phase, ctx: RequestContext, chunk?: BodyChunk): Promise<void> {
     const list = this.#byPhase.get(phase)
     if (!list || list.length === 0) return
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new GateError('MG_TIMEOUT', { internal: `phase ${phase} exceeded ${this.#options.phaseTimeoutMs} ms` })),
-        this.#options.phaseTimeoutMs,
-      )
-      timer.unref()
-    })
-    try {
-      await Promise.race([this.#runStages(list, phase, ctx, chunk), deadline])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-
-  async #runStages(list: readonly { name: string; fn: PhaseFn }[], phase: Phase, ctx: RequestContext, chunk?: BodyChunk): Promise<void> {
+    const budget = this.#options.phaseTimeoutMs
+    const t0 = performance.now()
     for (const { name, fn } of list) {
-      const t0 = process.hrtime.bigint()
+      const s0 = performance.now()
       try {
         const r = fn(ctx, chunk)
-        if (r !== undefined && typeof (r as Promise<void>).then === 'function') await r
+        if (r !== undefined && typeof (r as Promise<void>).then === 'function') await this.#withinDeadline(r as Promise<void>, phase, t0 + budget - performance.now())
       } catch (err) {
+        if (err instanceof DeadlineError) throw err.gate
         const ge = toGateError(err)
         this.#options.onStageError?.(name, phase, ge)
         throw ge
       } finally {
-        const ms = Number(process.hrtime.bigint() - t0) / 1e6
-        ctx.timings.set(name, (ctx.timings.get(name) ?? 0) + ms)
+        ctx.timings.set(name, (ctx.timings.get(name) ?? 0) + (performance.now() - s0))
       }
+      if (performance.now() - t0 > budget) throw this.#timeout(phase, name)
     }
+  }
+
+  #timeout(phase: Phase, stage?: string): GateError {
+    const by = stage === undefined ? '' : ` (${stage} finished after the deadline)`
+    return new GateError('MG_TIMEOUT', { internal: `phase ${phase} exceeded ${this.#options.phaseTimeoutMs} ms${by}` })
+  }
+
+  /** Awaits a stage's promise, or rejects with a DeadlineError once the phase's time is up. */
+  #withinDeadline(work: Promise<void>, phase: Phase, remainingMs: number): Promise<void> {
+    if (remainingMs <= 0) {
+      work.catch(() => {}) // its outcome no longer matters; never an unhandled rejection
+      return Promise.reject(new DeadlineError(this.#timeout(phase)))
+    }
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        work.catch(() => {})
+        reject(new DeadlineError(this.#timeout(phase)))
+      }, remainingMs)
+      timer.unref()
+      work.then(
+        () => {
+          clearTimeout(timer)
+          resolve()
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          reject(err)
+        },
+      )
+    })
   }
 
   /** Tells every stage the stream ended. Stage failures here are swallowed (and reported). */
@@ -97,5 +122,14 @@ export class Pipeline {
         this.#options.onStageError?.(s.name, 'responseTrailers', toGateError(err))
       }
     }
+  }
+}
+
+/** The phase deadline passed while a stage was awaited: not a stage failure. */
+class DeadlineError extends Error {
+  readonly gate: GateError
+  constructor(gate: GateError) {
+    super(gate.message)
+    this.gate = gate
   }
 }

@@ -63,3 +63,15 @@ t.test('settling twice, or without a mark, adds nothing', async (t) => {
   t.equal(tl.slices().length, 1)
   t.equal(tl.slices()[0]!.busyMs, 1)
 })
+
+t.test('without slicing, a timeline only notes the phases it saw and keeps no slices', async (t) => {
+  const tl = new Timeline('audit', { slicing: false })
+  const timings = new Map<string, number>([['identity', 0.5]])
+  tl.mark('requestHeaders', timings, ms(0))
+  timings.set('provider', 1)
+  tl.mark('requestBody', timings, ms(5))
+  tl.settle(timings)
+  t.ok(tl.saw('requestHeaders'))
+  t.ok(tl.saw('requestBody'))
+  t.same(tl.slices(), [])
+})

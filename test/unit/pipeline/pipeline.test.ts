@@ -170,6 +170,55 @@ t.test('a stage that fails after its deadline passed does not cause an unhandled
   t.same(unhandled, [])
 })
 
+t.test('a synchronous stage that overruns the deadline ends the phase in MG_TIMEOUT, and later stages do not run', async (t) => {
+  const log: string[] = []
+  const busy = (ms: number) => {
+    const until = performance.now() + ms
+    while (performance.now() < until) {
+      /* burn CPU without yielding */
+    }
+  }
+  const p = new Pipeline(
+    [
+      { name: 'spin', requestBody: () => busy(40) },
+      { name: 'after', requestBody: () => void log.push('after') },
+    ],
+    { phaseTimeoutMs: 20 },
+  )
+  const err = await rejection(p.run('requestBody', new RequestContext()))
+  t.equal(err?.code, 'MG_TIMEOUT')
+  t.equal(err?.internal, 'phase requestBody exceeded 20 ms (spin finished after the deadline)')
+  t.same(log, [])
+})
+
+t.test('a stage denial wins over a deadline it also overran', async (t) => {
+  const p = new Pipeline(
+    [
+      {
+        name: 'slow-deny',
+        requestBody: () => {
+          const until = performance.now() + 30
+          while (performance.now() < until) {
+            /* spin */
+          }
+          throw new GateError('MG_POLICY_DENIED')
+        },
+      },
+    ],
+    { phaseTimeoutMs: 10 },
+  )
+  t.equal((await rejection(p.run('requestBody', new RequestContext())))?.code, 'MG_POLICY_DENIED')
+})
+
+t.test('a phase whose stages are all synchronous arms no timer', async (t) => {
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+  const p = new Pipeline([{ name: 'a', responseBody: () => {} }, { name: 'b', responseBody: () => {} }], { phaseTimeoutMs: 10_000 })
+  const before = timers()
+  const pending = p.run('responseBody', new RequestContext(), { data: Buffer.alloc(0), end: false })
+  t.equal(timers(), before, 'no timer while the phase runs')
+  await pending
+})
+
 t.test('a phase without stages resolves at once and arms no timer', async (t) => {
   const p = new Pipeline([], { phaseTimeoutMs: 10 })
   await p.run('responseTrailers', new RequestContext())
