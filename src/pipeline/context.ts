@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { GateError } from '../errors.ts'
+import type { Dialect, GateError } from '../errors.ts'
 import type { DelegatedUser, WorkloadIdentity } from '../identity/types.ts'
 import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
 
@@ -101,6 +101,12 @@ export class RequestContext {
   method = ''
   path = ''
   authority = ''
+  /**
+   * The error format the caller's SDK reads (OpenAI's or Anthropic's), set once
+   * from the path when the request headers arrive (`dialectForPath`). Denials
+   * and the SSE error event that ends a stream use it.
+   */
+  dialect: Dialect = 'openai'
 
   identity: WorkloadIdentity | undefined
   user: DelegatedUser | undefined
