@@ -98,7 +98,7 @@ export const MG_STAGE_DURATION_SUFFIX = '.duration_ms'
 
 // ---- modelgate: the caller ----------------------------------------------------
 
-/** The caller's SPIFFE ID (normalised). */
+/** The caller's SPIFFE ID. */
 export const MG_IDENTITY_SPIFFE_ID = 'modelgate.identity.spiffe_id'
 /** Trust domain of the SPIFFE ID. */
 export const MG_IDENTITY_TRUST_DOMAIN = 'modelgate.identity.trust_domain'
