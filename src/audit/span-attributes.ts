@@ -108,8 +108,58 @@ export function captureContent(body: Buffer, maxBytes: number): CapturedContent 
   return { text: body.subarray(0, end).toString('utf8'), truncated: true }
 }
 
+/**
+ * Settles what happened to the request's findings once the stream is over: a
+ * request refused before it reached the model sent nothing, so values that
+ * redaction-apply had already decided to redact or allow (before a later stage
+ * refused the request) were withheld. A request that reached the model keeps
+ * the actions redaction applied. Replaces the entries of `ctx.findings`.
+ */
+export function settleFindings(ctx: RequestContext, upstreamReached: boolean): void {
+  if (!ctx.denial || upstreamReached) return
+  const f = ctx.findings
+  for (let i = 0; i < f.length; i++) {
+    const x = f[i]!
+    if (x.direction === 'request' && (x.action === 'redact' || x.action === 'allow')) f[i] = { ...x, action: 'withheld' }
+  }
+}
+
+/** Envoy's `request.time` attribute (RFC 3339, e.g. `2025-05-01T12:03:11.482117+00:00`) as nanoseconds since the epoch. */
+export function parseEnvoyTime(v: unknown): bigint | undefined {
+  if (typeof v !== 'string') return undefined
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(v)
+  if (!m) return undefined
+  const ms = Date.parse(`${m[1]}${m[3]}`)
+  if (!Number.isFinite(ms)) return undefined
+  return BigInt(ms) * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'))
+}
+
+/** Envoy's request start is used only when it lies before modelgate saw the stream, by at most this much. */
+const MAX_STREAM_WAIT_NS = 3_600_000_000_000n
+
+/**
+ * When the request started (wall clock, ns since the epoch) and how long before
+ * modelgate saw its stream. modelgate only learns of a request when it reads
+ * the ext_proc stream, which can be long after Envoy opened it if modelgate
+ * was stalled or stopped (SIGSTOP, a debugger, a starved CPU): Envoy's
+ * `request.time` attribute is the start then. Without it (or when it is not
+ * plausibly earlier), the moment the stream was seen.
+ */
+export function requestStart(ctx: RequestContext): { startNs: bigint; waitNs: bigint | undefined } {
+  const seen = BigInt(ctx.startedAt) * 1_000_000n
+  const envoy = parseEnvoyTime(ctx.attributes.get('request.time'))
+  if (envoy === undefined) return { startNs: seen, waitNs: undefined }
+  const wait = seen - envoy
+  // Date.now() has millisecond resolution: Envoy's microsecond time may lie just after it.
+  if (wait < 0n) return { startNs: seen, waitNs: 0n }
+  if (wait > MAX_STREAM_WAIT_NS) return { startNs: seen, waitNs: undefined }
+  return { startNs: envoy, waitNs: wait }
+}
+
 export interface RecordExtras {
   readonly durationMs: number
+  /** Milliseconds between Envoy's request start and modelgate seeing the stream, when Envoy said when it started. */
+  readonly streamWaitMs?: number | undefined
   /** True once the provider's response headers reached modelgate. */
   readonly upstreamReached: boolean
   /** True once the last byte of the response (or its trailers) passed modelgate. */
@@ -140,6 +190,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   set(A.SERVER_ADDRESS, ctx.authority ? cap(ctx.authority, 256) : undefined)
   set(A.HTTP_RESPONSE_STATUS_CODE, ctx.responseStatus)
   set(A.MG_DURATION_MS, roundMs(extras.durationMs))
+  set(A.MG_STREAM_WAIT_MS, extras.streamWaitMs === undefined ? undefined : roundMs(extras.streamWaitMs))
   if (ctx.requestBody.length > 0) set(A.MG_REQUEST_BODY_BYTES, ctx.requestBody.length)
 
   // Who.
@@ -249,7 +300,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   return a
 }
 
-/** Counts per class and detector, the redaction action, and salted hashes. Never a matched value. */
+/** Counts per class and detector, what happened to the data, and salted hashes. Never a matched value. */
 function addFindings(ctx: RequestContext, set: (k: string, v: RecordValue | undefined) => void): void {
   if (ctx.findings.length === 0) {
     set(A.MG_REDACTION_ACTION, 'none')
@@ -259,6 +310,7 @@ function addFindings(ctx: RequestContext, set: (k: string, v: RecordValue | unde
   const detectors = new Map<string, number>()
   const redacted = new Set<string>()
   const blocked = new Set<string>()
+  const withheld = new Set<string>()
   const allowed = new Set<string>()
   const hashes = new Set<string>()
   let requestFindings = 0
@@ -268,6 +320,7 @@ function addFindings(ctx: RequestContext, set: (k: string, v: RecordValue | unde
     detectors.set(f.detector, (detectors.get(f.detector) ?? 0) + 1)
     if (f.action === 'redact') redacted.add(f.dataClass)
     else if (f.action === 'block') blocked.add(f.dataClass)
+    else if (f.action === 'withheld') withheld.add(f.dataClass)
     else allowed.add(f.dataClass)
     if (f.direction === 'request') requestFindings++
     else responseFindings++
@@ -281,9 +334,10 @@ function addFindings(ctx: RequestContext, set: (k: string, v: RecordValue | unde
   for (const c of sorted(classes.keys())) set(A.itemKey(A.MG_DATA_CLASS_PREFIX, c, A.MG_COUNT_SUFFIX), classes.get(c))
   for (const d of sorted(detectors.keys())) set(A.itemKey(A.MG_DATA_DETECTOR_PREFIX, d, A.MG_COUNT_SUFFIX), detectors.get(d))
   set(A.MG_DATA_HASHES, [...hashes])
-  set(A.MG_REDACTION_ACTION, blocked.size > 0 ? 'block' : redacted.size > 0 ? 'redact' : 'allow')
+  set(A.MG_REDACTION_ACTION, blocked.size > 0 ? 'block' : withheld.size > 0 ? 'withheld' : redacted.size > 0 ? 'redact' : 'allow')
   set(A.MG_REDACTION_REDACTED, sorted(redacted))
   set(A.MG_REDACTION_BLOCKED, sorted(blocked))
+  set(A.MG_REDACTION_WITHHELD, sorted(withheld))
   set(A.MG_REDACTION_ALLOWED, sorted(allowed))
 }
 

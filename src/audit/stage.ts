@@ -40,7 +40,7 @@ import { createAuditMetrics, type AuditMetrics } from './metrics.ts'
 import { describeUrl, readOtelSettings } from './otel-env.ts'
 import { auditPaths } from './paths.ts'
 import { nanosToHrTime, type RecordValue } from './record.ts'
-import { captureContent, isFailure, outcomeOf, requestAttributes, roundMs, spanName, type CapturedContent } from './span-attributes.ts'
+import { captureContent, isFailure, outcomeOf, requestAttributes, requestStart, roundMs, settleFindings, spanName, type CapturedContent } from './span-attributes.ts'
 import { Spool } from './spool.ts'
 import { Timeline } from './timeline.ts'
 
@@ -78,7 +78,10 @@ const STATE = Symbol('audit')
 
 interface RequestState {
   span: ApiSpan | undefined
-  startNs: bigint
+  /** The request's start, wall clock ns since the epoch (see requestStart). */
+  readonly startNs: bigint
+  /** How long before modelgate saw the stream Envoy started the request, when Envoy said. */
+  readonly waitNs: bigint | undefined
   readonly timeline: Timeline
   upstreamReached: boolean
   responseComplete: boolean
@@ -190,12 +193,23 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
 
   let refusing = false
   let shuttingDown: Promise<void> | undefined
+  /**
+   * Times on the wall clock, measured on the monotonic one: the wall-clock time
+   * modelgate saw the stream, plus the monotonic time elapsed since. The
+   * monotonic clock (CLOCK_MONOTONIC, process.hrtime) keeps counting while the
+   * process is stopped (SIGSTOP, a debugger, CPU starvation) and never jumps
+   * when the wall clock is set, so a duration is the real time that passed; the
+   * wall clock is read once per request, for the anchor. What a pause does hide
+   * is the wait before modelgate saw the stream at all: Envoy's request start
+   * covers that (requestStart).
+   */
   const wall = (ctx: RequestContext, mono: bigint): bigint => BigInt(ctx.startedAt) * 1_000_000n + (mono - ctx.startedNs)
 
   const state = (ctx: RequestContext): RequestState =>
     ctx.local<RequestState>(STATE, () => ({
       span: undefined,
-      startNs: BigInt(ctx.startedAt) * 1_000_000n,
+      // First called when the request headers arrive, with Envoy's attributes (request.time) in place.
+      ...requestStart(ctx),
       timeline: new Timeline('audit', { slicing: cfg.stageSpans }),
       upstreamReached: false,
       responseComplete: false,
@@ -257,9 +271,13 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       }
     }
     const span = start(ctx, st)
-    const durationMs = Number(endMono - ctx.startedNs) / 1e6
+    let endNs = wall(ctx, endMono)
+    if (endNs < st.startNs) endNs = st.startNs
+    const durationMs = Number(endNs - st.startNs) / 1e6
+    settleFindings(ctx, upstreamReached)
     const attrs = requestAttributes(ctx, outcome, {
       durationMs,
+      streamWaitMs: st.waitNs === undefined ? undefined : Number(st.waitNs) / 1e6,
       upstreamReached,
       responseComplete: st.responseComplete,
       requestContent,
@@ -287,8 +305,6 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
         child.end(nanosToHrTime(wall(ctx, s.endNs)))
       }
     }
-    let endNs = wall(ctx, endMono)
-    if (endNs < st.startNs) endNs = st.startNs
     const sc = span.spanContext()
     chain.append({ traceId: sc.traceId, spanId: sc.spanId, start: st.startNs.toString(), end: endNs.toString() }, attrs)
     span.updateName(spanName(ctx))

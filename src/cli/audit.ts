@@ -238,7 +238,13 @@ export function story(r: SpanRecord, stages: readonly SpanRecord[] = []): string
   if (classes.length === 0) row('data', 'no sensitive data found')
   else {
     const actionOf = (c: string) =>
-      attrStrings(r, A.MG_REDACTION_BLOCKED).includes(c) ? 'blocked' : attrStrings(r, A.MG_REDACTION_REDACTED).includes(c) ? 'redacted' : 'allowed'
+      attrStrings(r, A.MG_REDACTION_BLOCKED).includes(c)
+        ? 'blocked'
+        : attrStrings(r, A.MG_REDACTION_WITHHELD).includes(c)
+          ? 'withheld: not sent, the request was refused'
+          : attrStrings(r, A.MG_REDACTION_REDACTED).includes(c)
+            ? 'redacted'
+            : 'allowed: sent as is'
     row('data', classes.map((c) => `${c} ×${n(A.itemKey(A.MG_DATA_CLASS_PREFIX, c, A.MG_COUNT_SUFFIX)) ?? '?'} (${actionOf(c)})`).join(', '))
     row('', `detectors ${attrStrings(r, A.MG_DATA_DETECTORS).join(', ')}; redaction: ${s(A.MG_REDACTION_ACTION)}`)
   }
@@ -351,7 +357,8 @@ export interface Summary {
   readonly outcomes: Record<string, number>
   readonly identities: { identity: string; requests: number; denied: number }[]
   readonly denials: { code: string; requests: number }[]
-  readonly dataClasses: { dataClass: string; detections: number; requests: number; blocked: number; redacted: number }[]
+  /** Per class: requests and detections, and in how many requests it was blocked, withheld (request refused otherwise), redacted, or sent as is. */
+  readonly dataClasses: { dataClass: string; detections: number; requests: number; blocked: number; withheld: number; redacted: number; allowed: number }[]
   readonly models: { model: string; requests: number }[]
   readonly denyingPolicies: { policy: string; owner: string; requests: number }[]
   readonly users: { user: string; requests: number }[]
@@ -367,7 +374,9 @@ async function summary(sources: string[], w: { since: number | undefined; until:
   const classDetections = new Counter()
   const classRequests = new Counter()
   const classBlocked = new Counter()
+  const classWithheld = new Counter()
   const classRedacted = new Counter()
+  const classAllowed = new Counter()
   const models = new Counter()
   const policies = new Counter()
   const owners = new Map<string, string>()
@@ -399,12 +408,17 @@ async function summary(sources: string[], w: { since: number | undefined; until:
       }
     }
     const blocked = attrStrings(r, A.MG_REDACTION_BLOCKED)
+    const withheld = attrStrings(r, A.MG_REDACTION_WITHHELD)
     const redacted = attrStrings(r, A.MG_REDACTION_REDACTED)
+    const allowed = attrStrings(r, A.MG_REDACTION_ALLOWED)
     for (const c of attrStrings(r, A.MG_DATA_CLASSES)) {
       classRequests.add(c)
       classDetections.add(c, attrNumber(r, A.itemKey(A.MG_DATA_CLASS_PREFIX, c, A.MG_COUNT_SUFFIX)) ?? 1)
+      // One fate per request and class, the strongest (a class may be found in the request and the response).
       if (blocked.includes(c)) classBlocked.add(c)
-      if (redacted.includes(c)) classRedacted.add(c)
+      else if (withheld.includes(c)) classWithheld.add(c)
+      else if (redacted.includes(c)) classRedacted.add(c)
+      else if (allowed.includes(c)) classAllowed.add(c)
     }
     const model = attrString(r, A.GEN_AI_REQUEST_MODEL)
     if (model) models.add(model)
@@ -426,7 +440,9 @@ async function summary(sources: string[], w: { since: number | undefined; until:
       detections: classDetections.get(dataClass),
       requests,
       blocked: classBlocked.get(dataClass),
+      withheld: classWithheld.get(dataClass),
       redacted: classRedacted.get(dataClass),
+      allowed: classAllowed.get(dataClass),
     })),
     models: models.top(top).map(([model, requests]) => ({ model, requests })),
     denyingPolicies: policies.top(top).map(([policy, requests]) => ({ policy, owner: owners.get(policy) ?? '', requests })),
@@ -453,7 +469,7 @@ export function formatSummary(s: Summary): string {
   out.push(`tokens    input ${s.tokens.input}, output ${s.tokens.output}`)
   table('top identities', s.identities.map((i) => [String(i.requests), i.identity, i.denied ? `(${i.denied} denied)` : '']))
   table('denials by reason', s.denials.map((d) => [String(d.requests), d.code]))
-  table('data classes (requests, detections)', s.dataClasses.map((c) => [String(c.requests), c.dataClass, `${c.detections} detections`, [c.blocked ? `${c.blocked} blocked` : '', c.redacted ? `${c.redacted} redacted` : ''].filter(Boolean).join(', ')]))
+  table('data classes (requests, detections)', s.dataClasses.map((c) => [String(c.requests), c.dataClass, `${c.detections} detections`, [c.blocked ? `${c.blocked} blocked` : '', c.withheld ? `${c.withheld} withheld` : '', c.redacted ? `${c.redacted} redacted` : '', c.allowed ? `${c.allowed} sent as is` : ''].filter(Boolean).join(', ')]))
   table('models', s.models.map((m) => [String(m.requests), m.model]))
   table('policies behind denials', s.denyingPolicies.map((p) => [String(p.requests), p.policy, p.owner ? `(owner ${p.owner})` : '']))
   if (s.users.length) table('delegated users', s.users.map((u) => [String(u.requests), u.user]))

@@ -3,6 +3,7 @@
  * `modelgate <command>`: the single entry point. Each command lives in its own
  * module under src/cli/ and is loaded only when used.
  */
+import { readFileSync } from 'node:fs'
 import { EXIT_USAGE, type CliIO, type Command } from './io.ts'
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Command }> }> = {
@@ -23,12 +24,22 @@ export function usage(): string {
     'commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run `modelgate <command> --help` for the options of one command.',
+    'Run `modelgate <command> --help` for the options of one command, `modelgate version` for the version.',
   ].join('\n')
+}
+
+/** `modelgate <version> (Node.js <version>)`: the runtime matters, modelgate needs Node.js 24. */
+export function versionLine(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return `modelgate ${pkg.version} (Node.js ${process.version})`
 }
 
 export async function main(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv
+  if (name === '--version' || name === '-v' || name === 'version') {
+    io.stdout.write(versionLine() + '\n')
+    return 0
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     ;(name ? io.stdout : io.stderr).write(usage() + '\n')
     return name ? 0 : EXIT_USAGE
@@ -43,6 +54,8 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
 }
 
 if (import.meta.main) {
+  // A child of `modelgate start` (or of bin/modelgate.js) stops when its parent is gone.
+  if (process.env.MODELGATE_EXIT_WITH_PARENT === '1') (await import('../dev/process.ts')).exitWithParent()
   const code = await main(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,

@@ -2,7 +2,13 @@
  * `modelgate start`: the local stack. Generates a development CA and workload
  * SVIDs, starts the stand-in provider, modelgate and Envoy as child processes,
  * writes .modelgate/dev/stack.json, prints a request to try, and stops
- * everything on Ctrl-C / SIGTERM (or when any part exits).
+ * everything on Ctrl-C / SIGTERM / SIGHUP (or when any part exits).
+ *
+ * No part outlives the stack: this process stops when its own parent is gone
+ * (npm, a shell, a test), its node children do the same when it is gone (even
+ * killed with SIGKILL), and Envoy, which cannot watch its parent, gets SIGTERM
+ * from the kernel when this process dies (parent-death signal, where setpriv is
+ * available) and SIGKILL from this process on its way out otherwise.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -13,7 +19,7 @@ import { join, relative, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { stringify } from 'yaml'
 import { localStackVars, REPO_ROOT, startEnvoy, type RunningEnvoy } from '../dev/envoy.ts'
-import { stopProcess } from '../dev/process.ts'
+import { EXIT_WITH_PARENT_ENV, exitWithParent, stopProcess } from '../dev/process.ts'
 import { createDevPki, DEV_TRUST_DOMAIN } from '../dev/identities.ts'
 import { checkHealth } from './health.ts'
 import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
@@ -62,7 +68,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   }
 
   const spawnChild = (name: string, args: string[], logFile: string): Child => {
-    const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: io.env })
+    const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...io.env, [EXIT_WITH_PARENT_ENV]: '1' } })
     const log = createWriteStream(logFile, { flags: 'a' })
     proc.stderr!.pipe(log)
     const child: Child = { name, proc, exited: false }
@@ -108,6 +114,13 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   const onSignal = () => void stopAll().then(() => process.exit(0))
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
+  process.once('SIGHUP', onSignal)
+  // The parent (npm, a shell) is gone: nobody can press Ctrl-C any more.
+  exitWithParent({ onGone: onSignal })
+  // Last resort, whatever ends this process: nothing it started keeps running.
+  process.once('exit', () => {
+    for (const p of [envoy?.process, ...children.map((c) => c.proc)]) if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL')
+  })
 
   try {
     await mkdir(dir, { recursive: true })
@@ -180,7 +193,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         `    ${url}/v1/chat/completions -H 'content-type: application/json' \\`,
         `    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`,
         '',
-        `Every decision is recorded in ${rel(join(dir, 'audit.jsonl'))}: modelgate audit show <request-id> ${rel(join(dir, 'audit.jsonl'))}`,
+        `Every decision is recorded in ${rel(join(dir, 'audit.jsonl'))}: npx modelgate audit show <request-id> ${rel(join(dir, 'audit.jsonl'))}`,
         '',
         'Press Ctrl-C to stop.',
         '',

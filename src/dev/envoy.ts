@@ -4,11 +4,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { DevPki } from './identities.ts'
-import { stopProcess } from './process.ts'
+import { parentDeathPrefix, stopProcess } from './process.ts'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const ENVOY_TEMPLATE = join(REPO_ROOT, 'envoy', 'envoy.template.yaml')
@@ -101,14 +101,21 @@ export interface RunningEnvoy {
 /**
  * Starts Envoy with a rendered config whose LISTEN_PORT and ADMIN_PORT may be
  * 0; waits until the admin endpoint reports LIVE and returns the bound ports.
+ *
+ * Envoy writes the admin address it bound to `<workDir>/envoy-admin-address`.
+ * A file left by an earlier run names a port nobody listens on any more, so it
+ * is removed before Envoy starts and only the new one is read. Envoy gets
+ * SIGTERM if the process that started it dies (see parentDeathPrefix).
  */
 export async function startEnvoy(opts: { workDir: string; vars: EnvoyVars; logLevel?: string; readyTimeoutMs?: number }): Promise<RunningEnvoy> {
   const configPath = join(opts.workDir, 'envoy.yaml')
   const adminPath = join(opts.workDir, 'envoy-admin-address')
   await writeFile(configPath, renderEnvoyConfig(opts.vars))
+  await rm(adminPath, { force: true })
+  const [command, ...prefix] = [...parentDeathPrefix('TERM'), envoyBinary()]
   const child = spawn(
-    envoyBinary(),
-    ['-c', configPath, '--admin-address-path', adminPath, '--disable-hot-restart', '--concurrency', '2', '--log-level', opts.logLevel ?? 'warn'],
+    command!,
+    [...prefix, '-c', configPath, '--admin-address-path', adminPath, '--disable-hot-restart', '--concurrency', '2', '--log-level', opts.logLevel ?? 'warn'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   let output = ''
@@ -119,16 +126,21 @@ export async function startEnvoy(opts: { workDir: string; vars: EnvoyVars; logLe
   child.stdout.on('data', keep)
   child.stderr.on('data', keep)
   let exited: number | null | undefined
+  let spawnError: Error | undefined
   child.once('exit', (code) => (exited = code))
+  child.once('error', (err) => (spawnError = err))
   const stop = () => stopProcess(child, 5000)
 
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000)
   let adminUrl = ''
   while (Date.now() < deadline) {
+    if (spawnError) throw new Error(`envoy could not be started (${envoyBinary()}): ${spawnError.message}`)
     if (exited !== undefined) throw new Error(`envoy exited with code ${exited} before it was ready:\n${output.slice(-4000)}`)
     if (!adminUrl) {
       try {
-        adminUrl = `http://${(await readFile(adminPath, 'utf8')).trim()}`
+        const address = (await readFile(adminPath, 'utf8')).trim()
+        // Written by this Envoy (the file was removed before it started); maybe not completely yet.
+        if (/:\d+$/.test(address)) adminUrl = `http://${address}`
       } catch {
         /* not written yet */
       }

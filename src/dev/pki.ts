@@ -47,6 +47,13 @@ export interface LeafOptions {
   readonly ips?: readonly string[]
   /** Issue a CA certificate instead of a leaf (for tests of that mistake). */
   readonly isCA?: boolean
+  /**
+   * OpenSSL extension lines that replace the default basicConstraints and
+   * keyUsage lines (for tests of certificates that are not proper leaves),
+   * e.g. `['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyCertSign']`;
+   * an empty list leaves both extensions out.
+   */
+  readonly extensions?: readonly string[]
 }
 
 /** A leaf certificate signed by `ca`: `<name>.pem` / `<name>.key` in dir. */
@@ -56,9 +63,11 @@ export async function issueCertificate(dir: string, ca: KeyPair, opts: LeafOptio
   const csr = join(dir, `${opts.name}.csr`)
   const ext = join(dir, `${opts.name}.ext`)
   const sans = [...(opts.uris ?? []).map((u) => `URI:${u}`), ...(opts.dns ?? []).map((d) => `DNS:${d}`), ...(opts.ips ?? []).map((i) => `IP:${i}`)]
-  const lines = opts.isCA
-    ? ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']
-    : ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=clientAuth,serverAuth']
+  const lines = opts.extensions
+    ? [...opts.extensions, 'extendedKeyUsage=clientAuth,serverAuth']
+    : opts.isCA
+      ? ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']
+      : ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=clientAuth,serverAuth']
   if (sans.length) lines.push(`subjectAltName=${sans.join(',')}`)
   await writeFile(ext, lines.join('\n') + '\n')
   await openssl(['req', '-new', ...EC, '-keyout', pair.key, '-out', csr, '-subj', `/O=modelgate dev/CN=${opts.commonName ?? opts.name}`])

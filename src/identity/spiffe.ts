@@ -4,12 +4,19 @@
  * dots, dashes and underscores (at most 255 bytes); path segments of letters,
  * digits, dots, dashes and underscores, none empty, `.` or `..`; no trailing
  * slash, query, fragment, user info, port or percent-encoding; the whole ID at
- * most 2048 bytes. Scheme and trust domain compare case-insensitively and are
- * normalised to lower case; the path is case-sensitive.
+ * most 2048 bytes. The path is case-sensitive.
+ *
+ * The scheme and the trust domain must be written in lower case. URIs in
+ * general compare them case-insensitively, but the specification allows only
+ * lower-case characters in a trust domain name (section 2.1) and its reference
+ * parsers (go-spiffe's `spiffeid.FromString`, java-spiffe, py-spiffe) reject
+ * `SPIFFE://` and upper-case trust domains. Accepting and lower-casing them
+ * would make modelgate see an identity the rest of the mesh refuses, and two
+ * spellings of one ID.
  */
 
 export interface SpiffeId {
-  /** Normalised form: `spiffe://` + lower-case trust domain + path. */
+  /** The ID as presented (only valid IDs are returned, and they have one spelling). */
   readonly id: string
   readonly trustDomain: string
   /** '' or '/seg/seg…' */
@@ -30,7 +37,7 @@ const fail = (reason: string): SpiffeParseResult => ({ ok: false, reason })
 export function parseSpiffeId(input: string): SpiffeParseResult {
   if (typeof input !== 'string' || input.length === 0) return fail('empty')
   if (Buffer.byteLength(input, 'utf8') > MAX_SPIFFE_ID_BYTES) return fail(`longer than ${MAX_SPIFFE_ID_BYTES} bytes`)
-  if (input.slice(0, SCHEME.length).toLowerCase() !== SCHEME) return fail('scheme is not spiffe://')
+  if (!input.startsWith(SCHEME)) return fail(input.slice(0, SCHEME.length).toLowerCase() === SCHEME ? 'scheme is not in lower case (spiffe://)' : 'scheme is not spiffe://')
   const rest = input.slice(SCHEME.length)
   for (const [ch, what] of [
     ['?', 'query'],
@@ -45,9 +52,11 @@ export function parseSpiffeId(input: string): SpiffeParseResult {
   if (authority.length === 0) return fail('trust domain is empty')
   if (authority.includes('@')) return fail('contains user info')
   if (authority.includes(':')) return fail('contains a port')
-  const trustDomain = authority.toLowerCase()
+  const trustDomain = authority
   if (trustDomain.length > MAX_TRUST_DOMAIN_BYTES) return fail(`trust domain longer than ${MAX_TRUST_DOMAIN_BYTES} bytes`)
-  if (!TRUST_DOMAIN_CHARS.test(trustDomain)) return fail('trust domain has characters outside [a-z0-9._-]')
+  if (!TRUST_DOMAIN_CHARS.test(trustDomain)) {
+    return fail(TRUST_DOMAIN_CHARS.test(trustDomain.toLowerCase()) ? 'trust domain is not in lower case' : 'trust domain has characters outside [a-z0-9._-]')
+  }
   const segments: string[] = []
   if (path !== '') {
     if (path.endsWith('/')) return fail('path has a trailing slash')

@@ -10,7 +10,7 @@ import { GateError } from '../errors.ts'
 import type { IdentityConfig } from '../config/sections/identity.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
-import { readPeerCertificate } from './certificate.ts'
+import { leafProblem, readPeerCertificate } from './certificate.ts'
 import { kubernetesParts, parseSpiffeId } from './spiffe.ts'
 import type { WorkloadIdentity } from './types.ts'
 import type { UserVerifier } from './user.ts'
@@ -67,8 +67,9 @@ export function createIdentityStage(opts: IdentityStageOptions): Stage {
     const invalid = (internal: string): CertificateEntry => ({ resolved: { ok: false, error: new GateError('MG_IDENTITY_INVALID', { internal }) }, uri: undefined })
     const cert = readPeerCertificate(pem)
     if (!cert.ok) return invalid(cert.reason)
-    const { uris, isCA, sha256 } = cert.value
-    if (isCA) return invalid('peer certificate is a CA certificate')
+    const { uris, sha256 } = cert.value
+    const notLeaf = leafProblem(cert.value)
+    if (notLeaf) return invalid(notLeaf)
     if (uris.length !== 1) return invalid(`peer certificate has ${uris.length} URI SANs; an X.509-SVID has exactly one`)
     return { resolved: fromSpiffe(uris[0]!, 'mtls', sha256), uri: uris[0]! }
   }

@@ -1,6 +1,6 @@
 /** A workload identity taken from an X.509-SVID (the mTLS peer certificate). */
 export interface WorkloadIdentity {
-  /** The normalised SPIFFE ID: scheme and trust domain lower-cased, path as presented. */
+  /** The SPIFFE ID as the certificate carries it (scheme and trust domain are lower case in every valid ID). */
   readonly spiffeId: string
   readonly trustDomain: string
   /** The path part, starting with '/', or '' for a trust-domain-only ID. */

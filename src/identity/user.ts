@@ -37,17 +37,40 @@ export function createUserVerifier(cfg: IdentityConfig['users'], resolvePath: (p
           clockTolerance: cfg.clockToleranceSec,
           requiredClaims: ['sub', 'exp'],
         })
-        const groups = payload[cfg.groupsClaim]
-        return {
-          subject: String(payload.sub),
-          issuer: String(payload.iss),
-          email: typeof payload.email === 'string' ? payload.email : undefined,
-          groups: Array.isArray(groups) ? groups.filter((g): g is string => typeof g === 'string').slice(0, 64) : [],
-        }
+        const user = userFromClaims(payload, cfg.groupsClaim)
+        if (typeof user === 'string') throw new GateError('MG_USER_TOKEN_INVALID', { internal: `user token rejected: ${user}` })
+        return user
       } catch (err) {
+        if (err instanceof GateError) throw err
         const why = err instanceof joseErrors.JOSEError ? err.code : 'ERR_INVALID_TOKEN'
         throw new GateError('MG_USER_TOKEN_INVALID', { internal: `user token rejected: ${why}` })
       }
     },
   }
+}
+
+/** At most this many groups are kept per user. */
+export const MAX_USER_GROUPS = 64
+
+/**
+ * The delegated user from a verified token's claims, or why the token is
+ * refused. Every claim modelgate uses as text must be text: `sub` and `iss` a
+ * non-empty string, `email` a string when present, the groups claim an array
+ * of strings when present. A token that says otherwise is refused, never
+ * coerced: `String({})` would make every such caller the user "[object
+ * Object]", and a group modelgate skipped could be the one a `forbid` names.
+ */
+export function userFromClaims(payload: Readonly<Record<string, unknown>>, groupsClaim: string): DelegatedUser | string {
+  const kind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v)
+  const { sub, iss, email } = payload
+  if (typeof sub !== 'string' || sub === '') return `claim "sub" is not a non-empty string (${kind(sub)})`
+  if (typeof iss !== 'string' || iss === '') return `claim "iss" is not a non-empty string (${kind(iss)})`
+  if (email !== undefined && typeof email !== 'string') return `claim "email" is not a string (${kind(email)})`
+  // Own claims only: a claim named like an Object.prototype member must not find it.
+  const groups = Object.hasOwn(payload, groupsClaim) ? payload[groupsClaim] : undefined
+  if (groups !== undefined && !Array.isArray(groups)) return `claim "${groupsClaim.slice(0, 64)}" is not an array of strings (${kind(groups)})`
+  const list = (groups ?? []) as unknown[]
+  const bad = list.findIndex((g) => typeof g !== 'string')
+  if (bad !== -1) return `claim "${groupsClaim.slice(0, 64)}" item ${bad} is not a string (${kind(list[bad])})`
+  return { subject: sub, issuer: iss, email, groups: (list as string[]).slice(0, MAX_USER_GROUPS) }
 }

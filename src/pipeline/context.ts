@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { GateError } from '../errors.ts'
+import type { Dialect, GateError } from '../errors.ts'
 import type { DelegatedUser, WorkloadIdentity } from '../identity/types.ts'
 import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
 
@@ -44,9 +44,21 @@ export interface Finding {
   readonly length: number
   /** Salted SHA-256 of the value (hex, truncated): lets auditors correlate, never reverse. */
   readonly hash: string
-  /** What was done with it. */
-  readonly action: 'allow' | 'redact' | 'block'
+  /** What happened to the value (see FindingAction). */
+  readonly action: FindingAction
 }
+
+/**
+ * What happened to a detected value, as the audit trail records it:
+ * - `allow`: it left as is (the configured action, or policy permitted the class unredacted);
+ * - `redact`: it left replaced by a placeholder;
+ * - `block`: its class is configured to block, and the request (or response) was refused for it;
+ * - `withheld`: nothing was sent, and not because of this value's class: the
+ *   request was refused before (or regardless of) redaction — by policy, by a
+ *   quota, because another class blocked it, or by a failure. A request finding
+ *   keeps this action until redaction-apply decides it.
+ */
+export type FindingAction = 'allow' | 'redact' | 'block' | 'withheld'
 
 /** The policy outcome for a request, as recorded in the audit trail. */
 export interface PolicyDecision {
@@ -101,6 +113,12 @@ export class RequestContext {
   method = ''
   path = ''
   authority = ''
+  /**
+   * The error format the caller's SDK reads (OpenAI's or Anthropic's), set once
+   * from the path when the request headers arrive (`dialectForPath`). Denials
+   * and the SSE error event that ends a stream use it.
+   */
+  dialect: Dialect = 'openai'
 
   identity: WorkloadIdentity | undefined
   user: DelegatedUser | undefined

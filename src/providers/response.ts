@@ -1,8 +1,10 @@
 /**
  * Reading what the provider reports back: the response model and token usage,
  * from JSON bodies and from SSE streams (OpenAI chunks, Anthropic events).
+ * Streams are framed by the same framer the redaction of responses uses, so
+ * both read the same events (those the SDKs read).
  */
-import { createParser, type EventSourceParser } from 'eventsource-parser'
+import { carriesSseFields, SseFramer, type SseEvent } from '../redaction/sse.ts'
 import type { TokenUsage } from './types.ts'
 
 export interface ResponseFacts {
@@ -32,33 +34,55 @@ export function absorbResponseObject(facts: ResponseFacts, obj: unknown): void {
 /** Incremental SSE reader: feed raw chunks (UTF-8 split anywhere), facts update as events complete. */
 export class SseFactsReader {
   readonly facts: ResponseFacts = { model: undefined, usage: { input: undefined, output: undefined } }
-  readonly #decoder = new TextDecoder('utf-8')
-  readonly #parser: EventSourceParser
-  /** Events seen so far (complete SSE events, including [DONE]). */
+  readonly #framer = new SseFramer()
+  /** Events with a data field seen so far, [DONE] included. */
   #events = 0
 
-  constructor() {
-    this.#parser = createParser({
-      onEvent: (ev) => {
-        this.#events++
-        if (ev.data === '[DONE]') return
-        // Usage and model appear in small events; skip parsing of huge content deltas beyond a bound.
-        if (ev.data.length > 256 * 1024) return
-        try {
-          absorbResponseObject(this.facts, JSON.parse(ev.data))
-        } catch {
-          // not JSON: nothing to learn from it
-        }
-      },
-    })
-  }
-
   feed(chunk: Buffer, end: boolean): void {
-    this.#parser.feed(this.#decoder.decode(chunk, { stream: !end }))
-    if (end) this.#parser.reset({ consume: true })
+    const events = this.#framer.push(chunk)
+    if (end) {
+      // The rest of a stream that ended without a blank line: the SDKs read it, so it counts.
+      const rest = this.#framer.flush()
+      if (rest) events.push(rest)
+    }
+    for (const ev of events) this.#absorb(ev)
   }
 
   get events(): number {
     return this.#events
   }
+
+  #absorb(ev: SseEvent): void {
+    const data = ev.data
+    if (data === undefined) return
+    this.#events++
+    // Usage and model appear in small events; huge content deltas are not parsed.
+    if (data === '[DONE]' || data.length > 256 * 1024) return
+    try {
+      absorbResponseObject(this.facts, JSON.parse(data))
+    } catch {
+      // not JSON: nothing to learn from it
+    }
+  }
+}
+
+/**
+ * The facts of a whole (buffered) response body: a JSON document, or SSE
+ * frames (a stream the provider declared as another type). Undefined when the
+ * body is neither.
+ */
+export function bodyFacts(body: Buffer): ResponseFacts | undefined {
+  if (body.length === 0) return undefined
+  const text = body.toString('utf8')
+  try {
+    const facts: ResponseFacts = { model: undefined, usage: { input: undefined, output: undefined } }
+    absorbResponseObject(facts, JSON.parse(text))
+    return facts
+  } catch {
+    // not JSON
+  }
+  if (!carriesSseFields(text)) return undefined
+  const reader = new SseFactsReader()
+  reader.feed(body, true)
+  return reader.facts
 }

@@ -4,13 +4,13 @@
  * ctx.request for every later stage, and reads the model and token usage back
  * from the response.
  */
-import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib'
 import { GateError } from '../errors.ts'
 import type { ProvidersConfig } from '../config/sections/providers.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
+import { decodeBuffered, DecodeError, MAX_STACKED_CODINGS, parseContentEncoding, SUPPORTED_CODINGS, type Coding } from '../redaction/encoding.ts'
 import { parseProviderRequest } from './parse.ts'
-import { absorbResponseObject, SseFactsReader } from './response.ts'
+import { bodyFacts, SseFactsReader } from './response.ts'
 import { matchRoute, type ApiRoute } from './routes.ts'
 
 /** The gRPC metadata key Envoy routes set (grpc_initial_metadata) to name their provider. */
@@ -25,24 +25,21 @@ export function routeProviderName(ctx: RequestContext): string | undefined {
   return name !== undefined && name !== '' ? name : undefined
 }
 
-function decode(body: Buffer, encoding: string, maxBytes: number): Buffer {
-  const opts = { maxOutputLength: maxBytes }
+/**
+ * The request body with its content-codings undone, by the parser and decoder
+ * responses use too, so both directions accept the same codings: gzip
+ * (x-gzip), deflate (zlib-wrapped, or raw as some clients send it) and br,
+ * stacked in any order (undone last-first, at most MAX_STACKED_CODINGS). Every
+ * step's output is bounded by `maxBytes`: a decompression bomb stops there.
+ */
+function decode(body: Buffer, codings: readonly Coding[], maxBytes: number): Buffer {
   try {
-    switch (encoding) {
-      case 'gzip':
-      case 'x-gzip':
-        return gunzipSync(body, opts)
-      case 'deflate':
-        return inflateSync(body, opts)
-      case 'br':
-        return brotliDecompressSync(body, opts)
-    }
+    return decodeBuffered(body, codings, maxBytes)
   } catch (err) {
-    const tooBig = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || /Cannot create a Buffer larger|buffer/i.test((err as Error).message)
-    if (tooBig) throw new GateError('MG_BODY_TOO_LARGE', { internal: `decoded ${encoding} body exceeds ${maxBytes} bytes` })
-    throw new GateError('MG_BODY_MALFORMED', { internal: `${encoding} body does not decode: ${(err as Error).message}` })
+    const cause = err instanceof DecodeError ? (err.cause as NodeJS.ErrnoException | undefined) : undefined
+    if (cause?.code === 'ERR_BUFFER_TOO_LARGE') throw new GateError('MG_BODY_TOO_LARGE', { internal: `decoded ${codings.join(', ')} body exceeds ${maxBytes} bytes` })
+    throw new GateError('MG_BODY_MALFORMED', { details: { problem: `the ${codings.join(', ')} body does not decode` }, internal: (err as Error).message })
   }
-  throw new GateError('MG_CONTENT_ENCODING_UNSUPPORTED', { details: { content_encoding: encoding } })
 }
 
 export interface ProviderStageOptions {
@@ -70,10 +67,16 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       if (mediaType !== 'application/json' && !/^application\/[a-z0-9.+-]*\+json$/.test(mediaType)) {
         throw new GateError('MG_CONTENT_TYPE_UNSUPPORTED', { details: { content_type: contentType.slice(0, 100) } })
       }
-      const encoding = (ctx.requestHeaders.get('content-encoding') ?? 'identity').trim().toLowerCase()
-      if (encoding !== 'identity' && encoding !== '') {
+      const encoding = ctx.requestHeaders.get('content-encoding') ?? ''
+      const codings = parseContentEncoding(encoding)
+      if (!codings) {
+        throw new GateError('MG_CONTENT_ENCODING_UNSUPPORTED', {
+          details: { content_encoding: encoding.slice(0, 100), supported: [...SUPPORTED_CODINGS], max_stacked: MAX_STACKED_CODINGS },
+        })
+      }
+      if (codings.length > 0) {
         // Decode, and send upstream exactly the bytes that were inspected.
-        ctx.replaceRequestBody(decode(ctx.requestBody, encoding, opts.maxBodyBytes))
+        ctx.replaceRequestBody(decode(ctx.requestBody, codings, opts.maxBodyBytes))
         ctx.requestHeaderChanges.removeHeader('content-encoding')
       }
       if (ctx.requestBody.length === 0) throw new GateError('MG_BODY_MALFORMED', { details: { problem: 'the body is empty' } })
@@ -107,15 +110,13 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
         if (reader.facts.usage.output !== undefined) ctx.usage.output = reader.facts.usage.output
         return
       }
-      const type = (ctx.responseHeaders.get('content-type') ?? '').toLowerCase()
-      if (!chunk.end || !type.includes('json') || chunk.data.length === 0) return
-      try {
-        const facts = { model: undefined as string | undefined, usage: ctx.usage }
-        absorbResponseObject(facts, JSON.parse(chunk.data.toString('utf8')))
-        if (facts.model) ctx.responseModel = facts.model
-      } catch {
-        // A provider's non-JSON answer carries no usage; later stages still inspect it.
-      }
+      // A buffered body: JSON, or SSE frames declared as another type. Its content decides, as for redaction.
+      if (!chunk.end) return
+      const facts = bodyFacts(chunk.data)
+      if (!facts) return
+      if (facts.model) ctx.responseModel = facts.model
+      if (facts.usage.input !== undefined) ctx.usage.input = facts.usage.input
+      if (facts.usage.output !== undefined) ctx.usage.output = facts.usage.output
     },
   }
 }

@@ -1,16 +1,27 @@
 /**
- * Content-encoding for response bodies. A compressed body is decoded before it
- * is scanned and leaves modelgate identity-encoded (the stage removes the
- * content-encoding header). An encoding modelgate cannot decode is refused:
+ * Content-encoding for request and response bodies (the provider stage decodes
+ * requests with the same parser and decoder). A compressed body is decoded
+ * before it is scanned and leaves modelgate identity-encoded (the stage removes
+ * the content-encoding header). An encoding modelgate cannot decode is refused:
  * a body that cannot be read is never forwarded unscanned.
  */
 import zlib from 'node:zlib'
 
 export type Coding = 'gzip' | 'deflate' | 'br'
 
+/** The content-codings modelgate decodes, in requests and responses alike (as named in headers). */
+export const SUPPORTED_CODINGS: readonly string[] = ['gzip', 'x-gzip', 'deflate', 'br', 'identity']
+
+/**
+ * Most codings one body may stack. Each is undone with its own output bound;
+ * a header listing hundreds would make one body cost hundreds of decodes.
+ */
+export const MAX_STACKED_CODINGS = 4
+
 /**
  * The codings of a Content-Encoding header in the order they were applied
- * (identity dropped), or undefined when one of them is not supported.
+ * (identity dropped), or undefined when one of them is not supported or more
+ * than MAX_STACKED_CODINGS are stacked.
  */
 export function parseContentEncoding(header: string | undefined): Coding[] | undefined {
   if (!header) return []
@@ -22,6 +33,7 @@ export function parseContentEncoding(header: string | undefined): Coding[] | und
     else if (c === 'deflate') out.push('deflate')
     else if (c === 'br') out.push('br')
     else return undefined
+    if (out.length > MAX_STACKED_CODINGS) return undefined
   }
   return out
 }

@@ -104,8 +104,8 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
             start: d.start,
             length: d.end - d.start,
             hash: engine.hash(d.value),
-            // Tentative: the configured action; redaction-apply records the final one.
-            action: engine.action('request', d.dataClass, d.detector),
+            // Nothing is sent until redaction-apply decides; a request refused before then withheld the value.
+            action: 'withheld',
           })
           if (idx !== undefined) st.findingIndex.set(d, idx)
         }
@@ -141,6 +141,8 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
         }
       }
       if (blocked.size > 0) {
+        // The request is refused: values of the other classes were not sent either.
+        for (const idx of st.findingIndex.values()) if (ctx.findings[idx]!.action !== 'block') ctx.findings[idx] = { ...ctx.findings[idx]!, action: 'withheld' }
         const classes = [...blocked].sort()
         throw new GateError('MG_DATA_BLOCKED', { details: { data_classes: classes }, internal: `blocked data classes: ${classes.join(', ')}` })
       }

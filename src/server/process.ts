@@ -6,7 +6,7 @@
  * would treat that as "continue without the processor": a fail-open path).
  */
 import type * as grpc from '@grpc/grpc-js'
-import { denialBody, GateError, toGateError } from '../errors.ts'
+import { denialBody, denialHeaders, dialectForPath, GateError, toGateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { RequestContext } from '../pipeline/context.ts'
 import type { Pipeline } from '../pipeline/pipeline.ts'
@@ -139,6 +139,7 @@ class StreamSession {
     ctx.method = ctx.requestHeaders.get(':method') ?? ''
     ctx.path = ctx.requestHeaders.get(':path') ?? ''
     ctx.authority = ctx.requestHeaders.get(':authority') ?? ''
+    ctx.dialect = dialectForPath(ctx.path)
     const rid = ctx.requestHeaders.get('x-request-id') ?? ctx.attributes.get('request.id')
     if (typeof rid === 'string' && rid.length > 0 && rid.length <= 128) ctx.id = rid
     if (this.#deps.draining()) throw new GateError('MG_SHUTTING_DOWN')
@@ -192,7 +193,9 @@ class StreamSession {
     if (hm) common.header_mutation = hm
     ctx.responseHeaderChanges.clear()
     const res: ProcessingResponseMsg = { response_headers: { response: common } }
-    // SSE is scanned chunk by chunk as it passes; everything else stays BUFFERED (the static mode).
+    // Only a declared text/event-stream is switched to STREAMED and scanned chunk by chunk as it passes.
+    // Everything else stays BUFFERED (the static mode) and redaction classifies it by its content:
+    // SSE frames under another type are redacted whole, as a stream, before any byte leaves.
     if (ctx.responseStreaming) res.mode_override = { response_body_mode: 'STREAMED' }
     if (h.end_of_stream) this.#exchangeAnswered = true
     this.#send(res)
@@ -232,20 +235,14 @@ class StreamSession {
       spiffe_id: ctx.identity?.spiffeId,
       reason: err.internal,
     })
-    const body = denialBody(err, { requestId: ctx.id, decisionId: ctx.decision?.decisionId })
+    const ids = { requestId: ctx.id, decisionId: ctx.decision?.decisionId }
+    const body = denialBody(err, ids, ctx.dialect)
     this.#answeredFinal = true
     this.#exchangeAnswered = true
     this.#send({
       immediate_response: {
         status: { code: err.status },
-        headers: headerMutation(
-          new Map([
-            ['content-type', 'application/json'],
-            ['x-modelgate-error', err.code],
-            ['x-request-id', ctx.id],
-          ]),
-          new Set(),
-        )!,
+        headers: headerMutation(denialHeaders(err, ids, ctx.dialect), new Set())!,
         body,
         details: `modelgate_${err.code}`,
       },

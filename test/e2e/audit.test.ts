@@ -7,7 +7,8 @@
  * back; `modelgate audit verify` accepts what arrived and catches a deleted or
  * an edited record.
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t from 'tap'
@@ -148,6 +149,47 @@ t.test('the audit trail through Envoy', async (t) => {
     t.ok((s.attributes['modelgate.decision.policies'] as string[]).length >= 1, 'the forbidding policy is named')
     t.notOk('modelgate.request.content' in s.attributes, 'a denied body is never recorded')
     t.equal(s.attributes['modelgate.decision.id'], res.json().error.decision_id, 'the decision id the caller saw')
+    // Policy refused it before redaction applied: the token was withheld, not redacted.
+    t.match(s.attributes, { 'modelgate.redaction.action': 'withheld', 'modelgate.redaction.withheld_classes': ['secret'] })
+    t.notOk('modelgate.redaction.redacted_classes' in s.attributes, 'nothing is recorded as redacted')
+    const file = join(t.testdir(), 'records.jsonl')
+    writeRecords(rx.spans, file)
+    const story = await cli(['show', id, file])
+    t.match(story.out, /  data      secret ×1 \(withheld: not sent, the request was refused\)\n/)
+    t.notMatch(story.out, /redacted/)
+    const summary = JSON.parse((await cli(['summary', '--json', file])).out)
+    t.match(summary.dataClasses.find((c: { dataClass: string }) => c.dataClass === 'secret'), { withheld: 1, redacted: 0, blocked: 0 })
+  })
+
+  t.test('a request that timed out while modelgate was stalled is recorded from Envoy\'s start, with its real duration', async (t) => {
+    // The stack's modelgate runs in this process: blocking the event loop stops it as SIGSTOP
+    // would, while Envoy (its own process) times the stream out after message_timeout (2 s).
+    const ca = readFileSync(stack.pki.ca.cert)
+    const tls = { ca, cert: readFileSync(stack.clients.checkout.cert), key: readFileSync(stack.clients.checkout.key) }
+    const body = JSON.stringify(chat('gpt-4o-mini', 'are you there?'))
+    const sentAt = Date.now()
+    const answer = await new Promise<{ status: number; id: string }>((resolve, reject) => {
+      const req = httpsRequest(
+        { host: '127.0.0.1', port: stack.envoy.listenPort, servername: 'localhost', method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, ...tls, agent: false, timeout: 20_000 },
+        (res) => {
+          res.resume()
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, id: String(res.headers['x-request-id']) }))
+        },
+      )
+      req.on('error', reject)
+      // Once the request is on the wire, stop everything in this process for 2.6 s.
+      req.end(body, () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2600))
+    })
+    t.equal(answer.status, 504, 'Envoy gave up on the stalled processor')
+    await rx.waitFor(() => rx.recordFor(answer.id) !== undefined, 10000, 'the timed-out request')
+    const s = rx.recordFor(answer.id)!
+    const startMs = Number(BigInt(s.startTimeUnixNano) / 1_000_000n)
+    t.ok(startMs >= sentAt - 5 && startMs < sentAt + 1000, `the record starts when the request was sent (${startMs - sentAt} ms after), not at wake-up`)
+    const duration = s.attributes['modelgate.duration_ms'] as number
+    t.ok(duration >= 2000 && duration < 10000, `the duration is the time that passed (${duration} ms)`)
+    t.ok((s.attributes['modelgate.stream.wait_ms'] as number) >= 2000, `modelgate saw the stream ${s.attributes['modelgate.stream.wait_ms']} ms after Envoy started the request`)
+    t.equal(s.attributes['modelgate.upstream.reached'], false)
+    t.equal(stack.provider.requests.length, 0)
   })
 
   t.test('a streamed answer is recorded as a stream', async (t) => {

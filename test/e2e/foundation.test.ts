@@ -77,6 +77,8 @@ t.test('with a running stack', async (t) => {
     { client: 'twoUris', status: 403, code: 'MG_IDENTITY_INVALID', what: 'a certificate with two URI SANs' },
     { client: 'nonSpiffe', status: 403, code: 'MG_IDENTITY_INVALID', what: 'a certificate whose URI SAN is not a SPIFFE ID' },
     { client: 'foreignDomain', status: 403, code: 'MG_IDENTITY_UNTRUSTED', what: 'a SPIFFE ID from a trust domain that is not allowed' },
+    { client: 'signingLeaf', status: 403, code: 'MG_IDENTITY_INVALID', what: 'a leaf whose key usage lets it sign certificates' },
+    { client: 'upperCaseId', status: 403, code: 'MG_IDENTITY_INVALID', what: 'a SPIFFE ID with an upper-case scheme and trust domain' },
   ] as const
   for (const r of refusals) {
     t.test(`${r.what} gets ${r.status} ${r.code} and reaches no provider`, async (t) => {

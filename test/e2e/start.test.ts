@@ -1,69 +1,139 @@
 /**
- * `modelgate start` as a user runs it: a child process that brings up Envoy,
- * modelgate and the stand-in provider, describes them in stack.json, answers a
- * request made with the printed identity, and stops everything on SIGTERM.
+ * The local stack as the README tells a user to run it: `npm start` brings up
+ * Envoy, modelgate and the stand-in provider, describes them in stack.json and
+ * answers the README's request with the generated identity — every time it is
+ * run in the same directory, not just the first — and SIGTERM to npm leaves no
+ * process behind. No part outlives the stack when its starter is killed
+ * outright, and `npx modelgate` runs on the pinned Node 24 whatever `node` is
+ * first on PATH.
  */
-import t from 'tap'
-import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import t, { type Test } from 'tap'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { request } from 'node:https'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
+import { alive } from '../../src/dev/process.ts'
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
+interface StackFile {
+  listener: string
+  ca: string
+  identities: Record<string, { spiffeId: string; cert: string; key: string }>
+  processes: Record<string, number>
 }
 
-t.test('modelgate start brings up a working stack, describes it, and stops it on SIGTERM', async (t) => {
-  const dir = t.testdir()
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'start', '--port', '0', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', (b: Buffer) => (out += b))
-  child.stderr.on('data', (b: Buffer) => (out += b))
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-
-  const stackFile = join(dir, 'stack.json')
-  for (let i = 0; i < 300 && !existsSync(stackFile); i++) await new Promise((r) => setTimeout(r, 100))
-  t.ok(existsSync(stackFile), `stack.json written\n${out}`)
-  const stack = JSON.parse(readFileSync(stackFile, 'utf8'))
-  t.match(stack, {
-    listener: /^https:\/\/localhost:\d+$/,
-    ca: join(dir, 'ca.pem'),
-    identities: {
-      checkout: { spiffeId: 'spiffe://modelgate.local/ns/payments/sa/checkout', cert: String, key: String },
-      notebook: { spiffeId: 'spiffe://modelgate.local/ns/research/sa/notebook', cert: String, key: String },
-    },
-    processes: { envoy: Number, modelgate: Number, provider: Number },
-  })
-  t.match(out, /curl --cacert .*ca\.pem --cert .*checkout\.pem --key .*checkout\.key/, 'prints a ready-to-paste curl command')
-
-  const id = stack.identities.checkout
+/** The README's request: the checkout identity's certificate, over https, to the listener. */
+async function readmeRequest(stack: StackFile): Promise<{ status: number; text: string }> {
+  const id = stack.identities.checkout!
   const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello' }] })
-  const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const req = request(
       `${stack.listener}/v1/chat/completions`,
-      { method: 'POST', ca: readFileSync(stack.ca), cert: readFileSync(id.cert), key: readFileSync(id.key), headers: { 'content-type': 'application/json' } },
+      { method: 'POST', ca: readFileSync(stack.ca), cert: readFileSync(id.cert), key: readFileSync(id.key), headers: { 'content-type': 'application/json' }, timeout: 15_000 },
       (res) => {
         let text = ''
         res.on('data', (c: Buffer) => (text += c))
         res.on('end', () => resolve({ status: res.statusCode ?? 0, text }))
       },
     )
+    req.on('timeout', () => req.destroy(new Error('request timed out')))
     req.on('error', reject)
     req.end(body)
   })
-  t.equal(answer.status, 200, answer.text)
-  t.match(JSON.parse(answer.text), { choices: [{ message: { content: 'Stand-in reply. You said: Hello' } }] })
+}
 
-  child.kill('SIGTERM')
-  t.equal(await exited, 0, 'exits cleanly')
-  for (const [name, pid] of Object.entries(stack.processes as Record<string, number>)) t.notOk(alive(pid), `${name} (pid ${pid}) stopped`)
+/** Output of a child, and a promise for its exit. */
+function watch(child: ChildProcess): { out: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  let out = ''
+  child.stdout?.on('data', (b: Buffer) => (out += b))
+  child.stderr?.on('data', (b: Buffer) => (out += b))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })))
+  return { out: () => out, exited }
+}
+
+async function until(test: () => boolean, timeoutMs: number, intervalMs = 100): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (test()) return true
+    await new Promise((r) => setTimeout(r, intervalMs))
+  }
+  return test()
+}
+
+/** Waits for the "ready" line of this run, then reads the stack.json it wrote. */
+async function ready(t: Test, w: ReturnType<typeof watch>, dir: string): Promise<StackFile | undefined> {
+  const ok = await until(() => /\[modelgate\] ready: /.test(w.out()), 60_000)
+  if (!ok) {
+    t.fail(`the stack did not report ready:\n${w.out().slice(-3000)}`)
+    return undefined
+  }
+  t.pass('the stack reports ready')
+  return JSON.parse(readFileSync(join(dir, 'stack.json'), 'utf8')) as StackFile
+}
+
+t.test('npm start works every time in the same directory, and SIGTERM to npm stops every process of the stack', async (t) => {
+  const dir = t.testdir()
+  const seen = new Set<number>()
+  for (let run = 1; run <= 3; run++) {
+    const npm = spawn('npm', ['start', '--', '--port', '0', '--dir', dir], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    const w = watch(npm)
+    t.teardown(() => {
+      if (npm.exitCode === null && npm.signalCode === null) npm.kill('SIGKILL')
+    })
+    const stack = await ready(t, w, dir)
+    if (!stack) return
+    t.match(stack.processes, { envoy: Number, modelgate: Number, provider: Number, start: Number }, `run ${run}: stack.json names every process`)
+    t.notOk(seen.has(stack.processes.start!), `run ${run}: stack.json is this run's`)
+    seen.add(stack.processes.start!)
+    t.teardown(() => {
+      for (const pid of Object.values(stack.processes)) if (alive(pid)) process.kill(pid, 'SIGKILL')
+    })
+    const answer = await readmeRequest(stack)
+    t.equal(answer.status, 200, `run ${run}: the README request is answered\n${answer.text}`)
+    t.match(JSON.parse(answer.text), { choices: [{ message: { content: 'Stand-in reply. You said: Hello' } }] })
+
+    npm.kill('SIGTERM')
+    const end = await Promise.race([w.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 30_000))])
+    t.ok(end, `run ${run}: npm ended after SIGTERM`)
+    for (const [name, pid] of Object.entries(stack.processes)) {
+      t.ok(await until(() => !alive(pid), 10_000), `run ${run}: ${name} (pid ${pid}) stopped`)
+    }
+  }
+})
+
+t.test('when the start process is killed outright, Envoy, modelgate and the provider stop by themselves', async (t) => {
+  const dir = t.testdir()
+  const start = spawn(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'start', '--port', '0', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const w = watch(start)
+  const stack = await ready(t, w, dir)
+  if (!stack) {
+    start.kill('SIGKILL')
+    return
+  }
+  t.teardown(() => {
+    for (const pid of Object.values(stack.processes)) if (alive(pid)) process.kill(pid, 'SIGKILL')
+  })
+  start.kill('SIGKILL')
+  await w.exited
+  for (const name of ['envoy', 'modelgate', 'provider']) {
+    const pid = stack.processes[name]!
+    t.ok(await until(() => !alive(pid), 15_000), `${name} (pid ${pid}) stopped without its parent`)
+  }
+})
+
+t.test('`npx modelgate` and bin/modelgate.js run on the pinned Node 24 whatever node is first on PATH', async (t) => {
+  // The PATH of a user's shell: without the checkout's node_modules/.bin (npm scripts add it).
+  const PATH = (process.env.PATH ?? '').split(delimiter).filter((p) => !p.startsWith(join(REPO_ROOT, 'node_modules'))).join(delimiter)
+  const env = { ...process.env, PATH }
+  const first = spawnSync('node', ['--version'], { env, encoding: 'utf8', timeout: 10_000 })
+  const firstNode = first.status === 0 ? first.stdout.trim() : '(none)'
+  const bin = spawnSync('node', [join(REPO_ROOT, 'bin/modelgate.js'), 'version'], { env, encoding: 'utf8', timeout: 30_000 })
+  t.equal(bin.status, 0, bin.stderr)
+  t.match(bin.stdout, /^modelgate \d+\.\d+\.\d+ \(Node\.js v24\.\d+\.\d+\)\n$/, `started by node ${firstNode}, runs on Node 24`)
+  const policy = spawnSync('node', [join(REPO_ROOT, 'bin/modelgate.js'), 'policy', 'validate', '--dir', 'policies'], { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 60_000 })
+  t.equal(policy.status, 0, `a README command works (node ${firstNode})\n${policy.stderr}`)
+  t.match(policy.stdout, /valid: \d+ policies/)
+  const npx = spawnSync('npx', ['--no', 'modelgate', 'version'], { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 60_000 })
+  t.equal(npx.status, 0, npx.stderr)
+  t.match(npx.stdout, /^modelgate \d+\.\d+\.\d+ \(Node\.js v24\.\d+\.\d+\)\n$/)
 })

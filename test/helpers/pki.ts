@@ -18,6 +18,8 @@ export type ClientName =
   | 'nonSpiffe' // one https:// URI SAN
   | 'foreignDomain' // spiffe://other.example/ns/payments/sa/checkout, same CA
   | 'otherCa' // a valid-looking SVID from a CA Envoy does not trust
+  | 'signingLeaf' // cA=false but key usage keyCertSign: not an X.509-SVID leaf
+  | 'upperCaseId' // SPIFFE://MODELGATE.LOCAL/…: upper-case scheme and trust domain
 
 /** Shared across tests in one process: generating certificates takes a moment. */
 let pkiCache: Promise<{ dir: string; pki: DevPki; clients: Record<ClientName, KeyPair & { spiffeId?: string }> }> | undefined
@@ -30,6 +32,12 @@ export async function sharedTestPki() {
     const twoUris = await issueCertificate(wrong, pki.ca, { name: 'two-uris', uris: [`spiffe://${DEV_TRUST_DOMAIN}/ns/payments/sa/checkout`, `spiffe://${DEV_TRUST_DOMAIN}/ns/platform/sa/admin`] })
     const nonSpiffe = await issueCertificate(wrong, pki.ca, { name: 'non-spiffe', uris: ['https://payments.example/checkout'] })
     const foreignDomain = await issueCertificate(wrong, pki.ca, { name: 'foreign-domain', uris: ['spiffe://other.example/ns/payments/sa/checkout'] })
+    const signingLeaf = await issueCertificate(wrong, pki.ca, {
+      name: 'signing-leaf',
+      uris: [`spiffe://${DEV_TRUST_DOMAIN}/ns/payments/sa/checkout`],
+      extensions: ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyCertSign'],
+    })
+    const upperCaseId = await issueCertificate(wrong, pki.ca, { name: 'upper-case-id', uris: [`SPIFFE://${DEV_TRUST_DOMAIN.toUpperCase()}/ns/payments/sa/checkout`] })
     const otherCa = await createCa(join(dir, 'other-ca'), 'ca', 'untrusted CA')
     const otherCaLeaf = await issueCertificate(join(dir, 'other-ca'), otherCa, { name: 'leaf', uris: [`spiffe://${DEV_TRUST_DOMAIN}/ns/payments/sa/checkout`] })
     const clients: Record<ClientName, KeyPair & { spiffeId?: string }> = {
@@ -39,6 +47,8 @@ export async function sharedTestPki() {
       nonSpiffe,
       foreignDomain,
       otherCa: otherCaLeaf,
+      signingLeaf,
+      upperCaseId,
     }
     process.once('exit', () => {
       rmSync(dir, { recursive: true, force: true })

@@ -33,12 +33,12 @@ const ca = await createCa(dir, 'ca')
 const PEM = readFileSync((await issueCertificate(dir, ca, { name: 'checkout', uris: [CHECKOUT] })).cert, 'utf8')
 const ATTRS = mtlsAttributes(PEM, CHECKOUT)
 
-/** A policy set that permits everything, with an @owner, on the shipped schema and entities. */
-function policyDir(root: string): string {
+/** A policy set that permits everything, with an @owner, on the shipped schema and entities, plus `extra` policies. */
+function policyDir(root: string, extra = ''): string {
   const d = join(root, 'policies')
   cpSync(join(REPO_ROOT, 'policies'), d, { recursive: true, filter: (src) => !src.includes('/tests') && !src.endsWith('.cedar') })
   // Models only: no `send_unredacted` permit, so every detected value is redacted.
-  writeFileSync(join(d, 'allow.cedar'), '@id("payments-may-chat")\n@owner("team-payments")\npermit (principal, action in ModelGate::Action::"use_model", resource);\n')
+  writeFileSync(join(d, 'allow.cedar'), '@id("payments-may-chat")\n@owner("team-payments")\npermit (principal, action in ModelGate::Action::"use_model", resource);\n' + extra)
   return d
 }
 
@@ -55,7 +55,7 @@ interface Harness {
  * this test's audit trail, first, as in production. The trail is built here so
  * the test can reach it (flush, status) whatever the application wires itself.
  */
-async function harness(tt: Test, opts: { spool?: Record<string, unknown> } = {}): Promise<Harness> {
+async function harness(tt: Test, opts: { spool?: Record<string, unknown>; policies?: string; redaction?: Record<string, unknown>; file?: string } = {}): Promise<Harness> {
   const root = tt.testdir()
   const rx = await OtlpReceiver.start()
   tt.teardown(() => rx.close())
@@ -63,9 +63,10 @@ async function harness(tt: Test, opts: { spool?: Record<string, unknown> } = {})
     server: { listen: '127.0.0.1:0', phaseTimeoutMs: 2000, drainTimeoutMs: 2000 },
     identity: { trustDomains: [TD] },
     providers: { routes: { openai: { kind: 'openai' } } },
-    policy: { dir: policyDir(root), watch: false },
+    policy: { dir: policyDir(root, opts.policies), watch: false },
+    ...(opts.redaction ? { redaction: opts.redaction } : {}),
   }
-  const auditConfig = { spool: { dir: join(root, 'spool'), retryInitialMs: 50, retryMaxMs: 200, ...opts.spool }, content: { enabled: true } }
+  const auditConfig = { spool: { dir: join(root, 'spool'), retryInitialMs: 50, retryMaxMs: 200, ...opts.spool }, content: { enabled: true }, ...(opts.file ? { file: opts.file } : {}) }
   const config = configFromObject({ ...base, audit: auditConfig }, 'audit.integration')
   const audit = createAuditStage(config, {
     logger: silentLogger,
@@ -100,19 +101,25 @@ async function exchange(h: Harness, id: string, opts: { text?: string; metadata?
     await s.end()
     throw Object.assign(new Error('denied'), { code: denialJson(first).error.code, status: first.immediate_response!.status.code })
   }
-  await s.exchange(msg.requestBody(body(opts.text ?? 'hello')))
+  const second = await s.exchange(msg.requestBody(body(opts.text ?? 'hello')))
+  if (answerKind(second) === 'immediate_response') {
+    await s.end()
+    throw Object.assign(new Error('denied'), { code: denialJson(second).error.code, status: second.immediate_response!.status.code })
+  }
   await s.exchange(msg.responseHeaders({ ':status': '200', 'content-type': 'application/json' }))
   await s.exchange(msg.responseBody(answer, true))
   await s.end()
 }
 
-async function verify(file: string): Promise<{ code: number; out: string }> {
+async function cli(args: string[]): Promise<{ code: number; out: string }> {
   const stdout = new PassThrough()
   let out = ''
   stdout.on('data', (c: Buffer) => (out += c.toString()))
-  const code = await auditCli(['verify', file], { stdout, stderr: new PassThrough(), stdin: new PassThrough(), cwd: process.cwd(), env: {} })
+  const code = await auditCli(args, { stdout, stderr: new PassThrough(), stdin: new PassThrough(), cwd: process.cwd(), env: {} })
   return { code, out }
 }
+
+const verify = (file: string) => cli(['verify', file])
 
 t.test('the collector receives the span of a request through the server, and no byte of the secret', async (t) => {
   const h = await harness(t)
@@ -221,4 +228,44 @@ t.test('with the spool full the server refuses new requests with 503 MG_AUDIT_UN
   await h.audit.flush()
   await h.rx.waitFor(() => h.rx.recordFor('after-drain') !== undefined, 5000, 'the request after the drain')
   t.ok(h.rx.records().some((r) => r.attributes['modelgate.denial.code'] === 'MG_AUDIT_UNAVAILABLE'), 'the refusal has its own record')
+})
+
+t.test('what the record says happened to the data is what happened: blocked, withheld, redacted, sent as is', async (t) => {
+  const file = join(t.testdir(), 'audit.jsonl')
+  const h = await harness(t, {
+    file,
+    // Health data is refused by policy; internal host names may leave as is; secrets block.
+    policies:
+      '@id("no-health-data")\n@owner("privacy")\nforbid (principal, action, resource) when { context.dataClasses.contains("health") };\n' +
+      '@id("internal-as-is")\n@owner("security")\npermit (principal, action == ModelGate::Action::"send_unredacted", resource == ModelGate::DataClass::"internal");\n',
+    redaction: { actions: { secret: 'block' } },
+  })
+  const EMAIL = 'dana.whitfield@gmail.com'
+  const cases = [
+    { id: 'o-redact', text: `write to ${EMAIL}`, code: undefined, action: 'redact', data: 'pii ×1 (redacted)' },
+    { id: 'o-allow', text: 'restart billing-db.corp', code: undefined, action: 'allow', data: 'internal ×1 (allowed: sent as is)' },
+    { id: 'o-block', text: `key ${SECRET} for ${EMAIL}`, code: 'MG_DATA_BLOCKED', action: 'block', data: 'pii ×1 (withheld: not sent, the request was refused), secret ×1 (blocked)' },
+    { id: 'o-policy', text: `patient MRN: 48213957, mail ${EMAIL}`, code: 'MG_POLICY_DENIED', action: 'withheld', data: 'health ×1 (withheld: not sent, the request was refused), pii ×1 (withheld: not sent, the request was refused)' },
+  ] as const
+  for (const c of cases) {
+    const refused = await exchange(h, c.id, { text: c.text }).then(
+      () => undefined,
+      (e: { code: string }) => e.code,
+    )
+    t.equal(refused, c.code, `${c.id}: ${c.code ?? 'allowed'}`)
+  }
+  await h.audit.flush()
+  await h.rx.waitFor(() => cases.every((c) => h.rx.recordFor(c.id)), 5000, 'the four records')
+  for (const c of cases) {
+    const a = h.rx.recordFor(c.id)!.attributes
+    t.equal(a['modelgate.redaction.action'], c.action, `${c.id}: redaction.action ${c.action}`)
+    const story = await cli(['show', c.id, file])
+    t.match(story.out, `  data      ${c.data}\n`, `${c.id}: audit show says ${c.data}`)
+  }
+  const summary = await cli(['summary', '--json', file])
+  const byClass = Object.fromEntries((JSON.parse(summary.out).dataClasses as { dataClass: string }[]).map((c) => [c.dataClass, c]))
+  t.same(byClass.pii, { dataClass: 'pii', detections: 3, requests: 3, blocked: 0, withheld: 2, redacted: 1, allowed: 0 }, 'pii left redacted once and was not sent twice')
+  t.same(byClass.secret, { dataClass: 'secret', detections: 1, requests: 1, blocked: 1, withheld: 0, redacted: 0, allowed: 0 })
+  t.same(byClass.health, { dataClass: 'health', detections: 1, requests: 1, blocked: 0, withheld: 1, redacted: 0, allowed: 0 })
+  t.same(byClass.internal, { dataClass: 'internal', detections: 1, requests: 1, blocked: 0, withheld: 0, redacted: 0, allowed: 1 })
 })

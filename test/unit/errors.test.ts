@@ -1,5 +1,5 @@
 import t from 'tap'
-import { denialBody, ERRORS, GateError, toGateError, type ErrorCode } from '../../src/errors.ts'
+import { anthropicErrorType, denialBody, denialHeaders, dialectForPath, errorDocument, ERRORS, GateError, toGateError, type ErrorCode } from '../../src/errors.ts'
 
 t.test('the catalog: stable codes, explicit statuses, safe messages', async (t) => {
   const codes = Object.keys(ERRORS) as ErrorCode[]
@@ -112,4 +112,65 @@ t.test('details cannot overwrite the stable fields of a denial body', async (t) 
   })
   const noDecision = JSON.parse(denialBody(new GateError('MG_DATA_BLOCKED', { details: { decision_id: 'forged' } }), { requestId: 'r' }).toString())
   t.notOk('decision_id' in noDecision.error, 'a detail does not stand in for a missing decision id')
+})
+
+t.test('dialectForPath: Anthropic paths answer in Anthropic\'s format, everything else in OpenAI\'s', async (t) => {
+  const cases: [path: string, dialect: 'openai' | 'anthropic'][] = [
+    ['/v1/messages', 'anthropic'],
+    ['/v1/messages?beta=true', 'anthropic'],
+    ['/v1/messages/count_tokens', 'anthropic'],
+    ['/v1/messages/batches/abc', 'anthropic'],
+    ['/v1/complete', 'anthropic'],
+    ['/v1/chat/completions', 'openai'],
+    ['/openai/v1/responses', 'openai'],
+    ['/openai/deployments/gpt4/chat/completions', 'openai'],
+    ['/v1/files', 'openai'],
+    ['/v1/messagesX', 'openai'],
+    ['', 'openai'],
+  ]
+  for (const [path, dialect] of cases) t.equal(dialectForPath(path), dialect, path || '(empty)')
+})
+
+t.test('anthropicErrorType gives Anthropic\'s documented type for every status the catalog uses', async (t) => {
+  const expected: Record<number, string> = {
+    400: 'invalid_request_error',
+    401: 'authentication_error',
+    403: 'permission_error',
+    404: 'not_found_error',
+    405: 'invalid_request_error',
+    413: 'request_too_large',
+    429: 'rate_limit_error',
+    500: 'api_error',
+    502: 'api_error',
+    503: 'overloaded_error',
+    504: 'timeout_error',
+    529: 'overloaded_error',
+  }
+  for (const [status, type] of Object.entries(expected)) t.equal(anthropicErrorType(Number(status)), type, status)
+  for (const code of Object.keys(ERRORS) as ErrorCode[]) t.ok(expected[ERRORS[code].status], `${code}'s status ${ERRORS[code].status} has a type`)
+})
+
+t.test('an Anthropic denial body: type error, Anthropic\'s error type, the code in error.details.error_code, the request id at the top', async (t) => {
+  const e = new GateError('MG_DATA_BLOCKED', { details: { data_classes: ['secret'], type: 'forged', details: 'forged', request_id: 'forged' }, internal: 'secret internal reason' })
+  const body = denialBody(e, { requestId: 'req-7', decisionId: 'dec-7' }, 'anthropic')
+  t.same(JSON.parse(body.toString()), {
+    type: 'error',
+    error: {
+      type: 'permission_error',
+      message: ERRORS.MG_DATA_BLOCKED.message,
+      code: 'MG_DATA_BLOCKED',
+      decision_id: 'dec-7',
+      data_classes: ['secret'],
+      details: { error_code: 'MG_DATA_BLOCKED' },
+    },
+    request_id: 'req-7',
+  })
+  t.notMatch(body.toString(), /secret internal reason/)
+  t.same(errorDocument('openai', e, { requestId: 'req-7' }), JSON.parse(denialBody(e, { requestId: 'req-7' }).toString()), 'OpenAI is the default dialect')
+})
+
+t.test('denial headers: the code and x-request-id always, request-id for Anthropic callers', async (t) => {
+  const e = new GateError('MG_QUOTA_EXCEEDED')
+  t.same(Object.fromEntries(denialHeaders(e, { requestId: 'r1' }, 'openai')), { 'content-type': 'application/json', 'x-modelgate-error': 'MG_QUOTA_EXCEEDED', 'x-request-id': 'r1' })
+  t.same(Object.fromEntries(denialHeaders(e, { requestId: 'r1' }, 'anthropic')), { 'content-type': 'application/json', 'x-modelgate-error': 'MG_QUOTA_EXCEEDED', 'x-request-id': 'r1', 'request-id': 'r1' })
 })

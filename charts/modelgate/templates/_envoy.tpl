@@ -112,6 +112,7 @@ static_resources:
               - connection.peer_certificate
               - connection.sha256_peer_certificate_digest
               - request.id
+              - request.time
               - xds.route_name
               metadata_options:
                 receiving_namespaces: { untyped: [modelgate] }

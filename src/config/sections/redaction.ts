@@ -61,6 +61,12 @@ export interface RedactionConfig {
     defaultAction: RedactionActionSetting
     /** Largest decoded size of a compressed response body (decompression-bomb limit). */
     maxDecodedBytes: number
+    /**
+     * Provider names (the route's provider, or the API kind) whose binary
+     * response bodies (not UTF-8 text) may pass unscanned. Others' binary
+     * bodies are withheld (MG_RESPONSE_BINARY).
+     */
+    binaryProviders: string[]
   }
   custom: CustomDetectorConfig[]
 }
@@ -104,6 +110,7 @@ export const redactionSchema = {
         actions: classActions,
         defaultAction: { ...action, default: 'redact' },
         maxDecodedBytes: { type: 'integer', minimum: 1024, maximum: 1073741824, default: 16777216 },
+        binaryProviders: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
       },
     },
     custom: {

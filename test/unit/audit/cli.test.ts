@@ -67,11 +67,26 @@ t.test('show tells one request: who, which data, which model, which policy, what
   t.match(r.out, /  who       spiffe:\/\/example\.org\/ns\/payments\/sa\/checkout \(mtls\)\n/)
   t.match(r.out, /            on behalf of alice@example\.org \(subject alice, issuer https:\/\/idp\.example\.org\), groups payments, eng\n/)
   t.match(r.out, /  model     openai chat, gpt-4o-mini\n/)
-  t.match(r.out, /  data      pii\.email ×2 \(redacted\), secret\.cloud_key ×1 \(redacted\)\n/)
+  // Refused by policy before redaction applied: nothing was sent, nothing was redacted.
+  t.match(r.out, /  data      pii\.email ×1 \(withheld: not sent, the request was refused\), secret\.cloud_key ×1 \(withheld: not sent, the request was refused\)\n/)
+  t.match(r.out, /            detectors aws-access-key, email; redaction: withheld\n/)
   t.match(r.out, /  policy    deny by allow-payments-chat \(owner team-payments\), baseline; policy set ps-3af2; decision d-0001\n/)
   t.match(r.out, /  outcome   denied MG_POLICY_DENIED \(403\); nothing reached the model\n/)
   t.match(r.out, /  record    seq 3 of chain [0-9a-f-]{36}, hash [0-9a-f]{16}…\n/)
   t.notMatch(r.out, SECRET)
+})
+
+t.test('show tells what happened to each class: blocked, withheld, redacted or sent as is', async (t) => {
+  const file = await auditFile(t)
+  const blocked = await cli(['show', 'r5', file])
+  t.match(blocked.out, /  data      pii\.email ×1 \(withheld: not sent, the request was refused\), secret\.cloud_key ×1 \(blocked\)\n/)
+  t.match(blocked.out, /redaction: block\n/)
+  t.match(blocked.out, /  outcome   denied MG_DATA_BLOCKED \(403\); nothing reached the model\n/)
+  const allowed = await cli(['show', 'r1', file])
+  // The fixture's address went out as is in the request and was redacted in the response.
+  t.match(allowed.out, /  data      pii\.email ×2 \(redacted\), secret\.cloud_key ×1 \(redacted\)\n/)
+  const json = JSON.parse((await cli(['summary', '--json', file])).out)
+  t.same(json.dataClasses.find((c: { dataClass: string }) => c.dataClass === 'secret.cloud_key'), { dataClass: 'secret.cloud_key', detections: 5, requests: 5, blocked: 1, withheld: 1, redacted: 3, allowed: 0 })
 })
 
 t.test('show finds a request by trace id, and prints JSON on request', async (t) => {
@@ -245,7 +260,8 @@ t.test('summary counts outcomes, top identities, denials, data classes, models a
   t.match(out, /tokens    input 36, output 102\n/)
   t.match(out, /top identities\n {8}4 {2}spiffe:\/\/example\.org\/ns\/payments\/sa\/checkout {2}\(2 denied\)\n {8}1 {2}\(no identity\) {2}\(1 denied\)\n {8}1 {2}spiffe:\/\/example\.org\/ns\/search\/sa\/indexer\n/)
   t.match(out, /denials by reason\n {8}1 {2}MG_DATA_BLOCKED\n {8}1 {2}MG_IDENTITY_MISSING\n {8}1 {2}MG_POLICY_DENIED\n/)
-  t.match(out, /data classes \(requests, detections\)\n {8}5 {2}pii\.email {2}10 detections {2}5 redacted\n {8}5 {2}secret\.cloud_key {2}5 detections {2}5 redacted\n/)
+  // Denied requests count as blocked (r5, for its class) or withheld (r3, r5's other class), never as redacted.
+  t.match(out, /data classes \(requests, detections\)\n {8}5 {2}pii\.email {2}8 detections {2}2 withheld, 3 redacted\n {8}5 {2}secret\.cloud_key {2}5 detections {2}1 blocked, 1 withheld, 3 redacted\n/)
   t.match(out, /models\n {8}5 {2}gpt-4o-mini\n/)
   t.match(out, /policies behind denials\n {8}1 {2}allow-payments-chat {2}\(owner team-payments\)\n {8}1 {2}baseline\n/)
   const json = JSON.parse((await cli(['summary', '--json', '--top', '1', file])).out)

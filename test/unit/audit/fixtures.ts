@@ -133,6 +133,11 @@ export function deniedContext(code: ErrorCode, opts: { id?: string; details?: Re
   ctx.responseModel = undefined
   ctx.decision = { ...DECISION, effect: code === 'MG_POLICY_DENIED' ? 'deny' : 'allow' }
   ctx.denial = new GateError(code, { ...(opts.details ? { details: opts.details } : {}), ...(opts.internal ? { internal: opts.internal } : {}) })
+  // Refused in the request phases: nothing went upstream, so no response findings. Redaction-apply
+  // marks the classes it blocked `block`; every other value stays as the scan left it, withheld.
+  const blocked = code === 'MG_DATA_BLOCKED' && Array.isArray(opts.details?.data_classes) ? (opts.details.data_classes as string[]) : []
+  const request = ctx.findings.filter((f) => f.direction === 'request').map((f) => ({ ...f, action: blocked.includes(f.dataClass) ? ('block' as const) : ('withheld' as const) }))
+  ctx.findings.splice(0, ctx.findings.length, ...request)
   return ctx
 }
 

@@ -36,7 +36,9 @@ t.test('requests, denials, redactions, quota refusals, stage latency and tokens 
   t.match(line(/^modelgate_requests_total\{.*modelgate_outcome="denied"/), / 2$/)
   t.equal(line(/^modelgate_denials_total\{modelgate_denial_code="MG_POLICY_DENIED"\}/), 'modelgate_denials_total{modelgate_denial_code="MG_POLICY_DENIED"} 1')
   t.equal(line(/^modelgate_quota_refusals_total/), 'modelgate_quota_refusals_total{modelgate_quota_rule="team-daily-tokens"} 1')
-  t.equal(line(/^modelgate_redactions_total\{modelgate_data_class="secret.cloud_key"/), 'modelgate_redactions_total{modelgate_data_class="secret.cloud_key",modelgate_redaction_action="redact",modelgate_data_direction="request"} 3')
+  // Only the allowed request sent the key (redacted); the two refused requests sent nothing.
+  t.equal(line(/^modelgate_redactions_total\{modelgate_data_class="secret.cloud_key",modelgate_redaction_action="redact"/), 'modelgate_redactions_total{modelgate_data_class="secret.cloud_key",modelgate_redaction_action="redact",modelgate_data_direction="request"} 1')
+  t.equal(line(/^modelgate_redactions_total\{modelgate_data_class="secret.cloud_key",modelgate_redaction_action="withheld"/), 'modelgate_redactions_total{modelgate_data_class="secret.cloud_key",modelgate_redaction_action="withheld",modelgate_data_direction="request"} 2')
   t.equal(line(/^modelgate_stage_duration_bucket\{modelgate_stage_name="policy",le="0.0005"\}/), 'modelgate_stage_duration_bucket{modelgate_stage_name="policy",le="0.0005"} 3', 'stage latency histogram')
   t.match(line(/^gen_ai_client_token_usage_sum\{.*gen_ai_token_type="input"/), / 12$/)
   t.match(line(/^gen_ai_client_token_usage_sum\{.*gen_ai_token_type="output"/), / 34$/)

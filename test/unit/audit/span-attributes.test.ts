@@ -1,6 +1,6 @@
 import t from 'tap'
-import { captureContent, genAiOperation, genAiProvider, isFailure, outcomeOf, pathOnly, requestAttributes, spanName } from '../../../src/audit/span-attributes.ts'
-import { GateError } from '../../../src/errors.ts'
+import { captureContent, genAiOperation, genAiProvider, isFailure, outcomeOf, parseEnvoyTime, pathOnly, requestAttributes, requestStart, settleFindings, spanName } from '../../../src/audit/span-attributes.ts'
+import { GateError, type ErrorCode } from '../../../src/errors.ts'
 import { RequestContext } from '../../../src/pipeline/context.ts'
 import { allowedContext, deniedContext, parsedRequest, SECRET } from './fixtures.ts'
 
@@ -235,4 +235,71 @@ t.test('content is captured up to the cap without splitting a character', async 
 t.test('the path keeps no query or fragment', async (t) => {
   t.equal(pathOnly('/v1/models/x:generate?key=AIza123#frag'), '/v1/models/x:generate')
   t.equal(pathOnly('/openai/deployments/d/chat/completions'), '/openai/deployments/d/chat/completions')
+})
+
+t.test('what happened to the data: each outcome is recorded as it happened', async (t) => {
+  const finding = (dataClass: string, action: 'allow' | 'redact' | 'block' | 'withheld', direction: 'request' | 'response' = 'request') =>
+    ({ detector: `${dataClass}-detector`, dataClass, confidence: 'high', direction, location: '$', start: 0, length: 4, hash: `h-${dataClass}`, action }) as const
+  const cases: { name: string; findings: ReturnType<typeof finding>[]; denial?: ErrorCode; upstream: boolean; action: string; lists: Record<string, string[]> }[] = [
+    { name: 'sent redacted', findings: [finding('pii', 'redact')], upstream: true, action: 'redact', lists: { redacted_classes: ['pii'] } },
+    { name: 'sent as is, policy permitting', findings: [finding('pii', 'allow')], upstream: true, action: 'allow', lists: { allowed_classes: ['pii'] } },
+    {
+      name: 'refused for a class configured to block; the other class was not sent either',
+      findings: [finding('secret', 'block'), finding('pii', 'withheld')],
+      denial: 'MG_DATA_BLOCKED',
+      upstream: false,
+      action: 'block',
+      lists: { blocked_classes: ['secret'], withheld_classes: ['pii'] },
+    },
+    { name: 'refused by policy before redaction applied', findings: [finding('secret', 'withheld')], denial: 'MG_POLICY_DENIED', upstream: false, action: 'withheld', lists: { withheld_classes: ['secret'] } },
+    {
+      name: 'refused after redaction decided (a later stage): the redacted value was never sent',
+      findings: [finding('pii', 'redact'), finding('internal', 'allow')],
+      denial: 'MG_QUOTA_EXCEEDED',
+      upstream: false,
+      action: 'withheld',
+      lists: { withheld_classes: ['internal', 'pii'] },
+    },
+    {
+      name: 'a response refused after the request left redacted keeps the request\'s redaction',
+      findings: [finding('pii', 'redact'), finding('secret', 'block', 'response')],
+      denial: 'MG_RESPONSE_BLOCKED',
+      upstream: true,
+      action: 'block',
+      lists: { redacted_classes: ['pii'], blocked_classes: ['secret'] },
+    },
+  ]
+  for (const c of cases) {
+    const ctx = allowedContext()
+    ctx.findings.splice(0, ctx.findings.length, ...c.findings)
+    if (c.denial) ctx.denial = new GateError(c.denial)
+    settleFindings(ctx, c.upstream)
+    const a = requestAttributes(ctx, { kind: 'completed' }, { ...extras, upstreamReached: c.upstream })
+    t.equal(a['modelgate.redaction.action'], c.action, `${c.name}: redaction.action`)
+    for (const list of ['redacted_classes', 'blocked_classes', 'withheld_classes', 'allowed_classes']) {
+      t.same(a[`modelgate.redaction.${list}`], c.lists[list], `${c.name}: ${list}`)
+    }
+  }
+})
+
+t.test('Envoy\'s request.time is read to the nanosecond; anything else is not a time', async (t) => {
+  t.equal(parseEnvoyTime('2026-11-26T02:37:23.116208+00:00'), 1795660643116208000n)
+  t.equal(parseEnvoyTime('2026-11-26T02:37:23Z'), 1795660643000000000n)
+  t.equal(parseEnvoyTime('2026-11-26T03:37:23.5+01:00'), 1795660643500000000n)
+  for (const bad of [undefined, 17, '', 'yesterday', '2026-11-26 02:37:23Z', '2026-13-45T99:00:00Z', '2026-11-26T02:37:23.1234567891Z']) t.equal(parseEnvoyTime(bad), undefined, String(bad))
+})
+
+t.test('a request starts when Envoy started it, if that is plausibly before modelgate saw the stream', async (t) => {
+  const ctx = allowedContext()
+  const seen = BigInt(ctx.startedAt) * 1_000_000n
+  const envoyIso = (msBefore: number) => new Date(ctx.startedAt - msBefore).toISOString()
+  t.same(requestStart(ctx), { startNs: seen, waitNs: undefined }, 'no attribute: when the stream was seen')
+  ctx.attributes.set('request.time', envoyIso(2500))
+  t.same(requestStart(ctx), { startNs: seen - 2_500_000_000n, waitNs: 2_500_000_000n }, 'stalled: Envoy\'s start, and the wait')
+  ctx.attributes.set('request.time', `${envoyIso(0).slice(0, 23)}400+00:00`)
+  t.same(requestStart(ctx), { startNs: seen, waitNs: 0n }, 'a hair after the millisecond clock: when seen')
+  ctx.attributes.set('request.time', envoyIso(2 * 3600 * 1000))
+  t.same(requestStart(ctx), { startNs: seen, waitNs: undefined }, 'hours before: not believable')
+  ctx.attributes.set('request.time', 'garbage')
+  t.same(requestStart(ctx), { startNs: seen, waitNs: undefined })
 })

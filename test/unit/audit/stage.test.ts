@@ -218,6 +218,56 @@ t.test('the span ends exactly once, however the stream ends', async (t) => {
   t.equal(byId.early!.name, 'modelgate.request')
 })
 
+t.test('a request Envoy started while modelgate was stopped is recorded from Envoy\'s start, with its real duration', async (t) => {
+  const { rx, audit } = await setup(t)
+  // modelgate saw the stream now; Envoy had started the request 2.5 s earlier (modelgate was stopped).
+  const late = allowedContext({ id: 'late' })
+  const envoyStartMs = late.startedAt - 2500
+  late.attributes.set('request.time', `${new Date(envoyStartMs).toISOString().slice(0, 23)}250+00:00`)
+  audit.stage.requestHeaders!(late)
+  audit.stage.close!(late, { kind: 'cancelled' })
+  // An ordinary request: Envoy's start and modelgate's are a moment apart.
+  const prompt = allowedContext({ id: 'prompt' })
+  prompt.attributes.set('request.time', new Date(prompt.startedAt).toISOString())
+  drive(audit.stage, prompt)
+  // No attribute (an Envoy not configured to send it): the stream's start.
+  const plain = allowedContext({ id: 'plain' })
+  drive(audit.stage, plain)
+  await audit.flush()
+  await rx.waitFor(() => rx.records().length === 3)
+  const byId = Object.fromEntries(rx.records().map((s) => [s.attributes['modelgate.request.id'], s]))
+  const l = toRecord(byId.late!)
+  t.equal(l.start, String(BigInt(envoyStartMs) * 1_000_000n + 250_000n), 'the span starts at Envoy\'s request start')
+  const duration = l.attributes['modelgate.duration_ms'] as number
+  t.ok(duration >= 2500 && duration < 4000, `the duration covers the pause (${duration} ms)`)
+  t.equal(Math.round(Number(BigInt(l.end) - BigInt(l.start)) / 1e3) / 1e3, duration, 'the span\'s end minus its start is the recorded duration (to the µs)')
+  const wait = l.attributes['modelgate.stream.wait_ms'] as number
+  t.ok(wait > 2499 && wait < 2501, `the wait before modelgate saw the stream is recorded (${wait} ms)`)
+  t.equal(l.attributes['modelgate.outcome'], 'cancelled')
+  t.ok((byId.prompt!.attributes['modelgate.stream.wait_ms'] as number) < 1, 'no wait for a prompt stream')
+  t.equal(toRecord(byId.plain!).start, String(BigInt(plain.startedAt) * 1_000_000n), 'without request.time: when modelgate saw the stream')
+  t.notOk('modelgate.stream.wait_ms' in byId.plain!.attributes)
+})
+
+t.test('a refused request records its findings as withheld, a sent one as redaction left them', async (t) => {
+  const { rx, audit } = await setup(t)
+  // A stage after redaction refused the request: the redacted and the allowed value never left.
+  const late = allowedContext({ id: 'quota' })
+  late.findings.splice(2, 1)
+  late.denial = new GateError('MG_QUOTA_EXCEEDED')
+  late.responseStatus = undefined
+  audit.stage.requestHeaders!(late)
+  audit.stage.requestBody!(late)
+  audit.stage.close!(late, { kind: 'completed' })
+  drive(audit.stage, allowedContext({ id: 'sent' }))
+  await audit.flush()
+  await rx.waitFor(() => rx.records().length === 2)
+  const byId = Object.fromEntries(rx.records().map((s) => [s.attributes['modelgate.request.id'], s]))
+  t.match(byId.quota!.attributes, { 'modelgate.redaction.action': 'withheld', 'modelgate.redaction.withheld_classes': ['pii.email', 'secret.cloud_key'] })
+  t.notOk('modelgate.redaction.redacted_classes' in byId.quota!.attributes)
+  t.match(byId.sent!.attributes, { 'modelgate.redaction.action': 'redact', 'modelgate.redaction.redacted_classes': ['pii.email', 'secret.cloud_key'], 'modelgate.redaction.allowed_classes': ['pii.email'] })
+})
+
 t.test('the caller trace comes from the Process metadata, else the traceparent header', async (t) => {
   const fromHeader = allowedContext()
   fromHeader.requestHeaders.set('traceparent', `00-${'1'.repeat(32)}-${'2'.repeat(16)}-00`)

@@ -2,7 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { createCa, issueCertificate } from '../../../src/dev/pki.ts'
-import { readPeerCertificate, splitSubjectAltName } from '../../../src/identity/certificate.ts'
+import { leafProblem, readPeerCertificate, splitSubjectAltName } from '../../../src/identity/certificate.ts'
 
 t.test('splitSubjectAltName reads the entries of Node\'s subjectAltName string', async (t) => {
   const cases: [name: string, input: string, expected: { type: string; value: string }[] | undefined][] = [
@@ -90,6 +90,31 @@ t.test('readPeerCertificate on certificates from the development PKI', async (t)
     const root = readPeerCertificate(pem(ca))
     t.equal(root.ok && root.value.isCA, true)
   })
+})
+
+t.test('the extensions an X.509-SVID leaf is judged by are read, and leafProblem says what is wrong', async (t) => {
+  const dir = t.testdir()
+  const ca = await createCa(dir, 'ca')
+  const uris = ['spiffe://example.org/a']
+  const cases: [name: string, extensions: string[] | undefined, bc: { ca: boolean } | undefined, usage: string[] | undefined, problem: string | undefined][] = [
+    ['a proper leaf', undefined, { ca: false }, ['digitalSignature', 'keyEncipherment'], undefined],
+    ['a leaf with keyAgreement', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyAgreement'], { ca: false }, ['digitalSignature', 'keyAgreement'], undefined],
+    ['keyCertSign', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyCertSign'], { ca: false }, ['digitalSignature', 'keyCertSign'], 'peer certificate key usage includes keyCertSign; an X.509-SVID leaf must not'],
+    ['cRLSign', ['basicConstraints=CA:FALSE', 'keyUsage=digitalSignature,cRLSign'], { ca: false }, ['digitalSignature', 'cRLSign'], 'peer certificate key usage includes cRLSign; an X.509-SVID leaf must not'],
+    ['both', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,keyCertSign,cRLSign'], { ca: false }, ['keyCertSign', 'cRLSign'], 'peer certificate key usage includes keyCertSign and cRLSign; an X.509-SVID leaf must not'],
+    ['no basic constraints', ['keyUsage=critical,digitalSignature'], undefined, ['digitalSignature'], 'peer certificate has no basic constraints extension; an X.509-SVID leaf must have one with cA=false'],
+    ['cA=true', ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,digitalSignature'], { ca: true }, ['digitalSignature'], 'peer certificate is a CA certificate (cA=true)'],
+    ['no extensions at all', [], undefined, undefined, 'peer certificate has no basic constraints extension; an X.509-SVID leaf must have one with cA=false'],
+  ]
+  for (const [i, [name, extensions, bc, usage, problem]] of cases.entries()) {
+    const pair = await issueCertificate(dir, ca, { name: `leaf-${i}`, uris, ...(extensions ? { extensions } : {}) })
+    const r = readPeerCertificate(readFileSync(pair.cert, 'utf8'))
+    t.equal(r.ok, true, `${name}: parses`)
+    if (!r.ok) continue
+    t.same(r.value.basicConstraints, bc, `${name}: basic constraints`)
+    t.same(r.value.keyUsage, usage, `${name}: key usage`)
+    t.equal(leafProblem(r.value), problem, `${name}: ${problem ?? 'a leaf'}`)
+  }
 })
 
 t.test('readPeerCertificate reports unreadable input as a reason, never throws', async (t) => {

@@ -21,15 +21,7 @@ t.test('valid SPIFFE IDs parse into trust domain, path and segments', async (t) 
       segments: ['A.b-C_9', '..x', '.hidden', 'x..'],
     },
     { name: 'a trust-domain-only ID', input: 'spiffe://example.org', id: 'spiffe://example.org', trustDomain: 'example.org', path: '', segments: [] },
-    {
-      name: 'scheme and trust domain in upper case, normalised to lower case',
-      input: 'SPIFFE://Example.ORG/NS/Payments',
-      id: 'spiffe://example.org/NS/Payments',
-      trustDomain: 'example.org',
-      path: '/NS/Payments',
-      segments: ['NS', 'Payments'],
-    },
-    { name: 'a mixed-case scheme', input: 'SpIfFe://td/x', id: 'spiffe://td/x', trustDomain: 'td', path: '/x', segments: ['x'] },
+    { name: 'an upper-case path (the path is case-sensitive)', input: 'spiffe://example.org/NS/Payments', id: 'spiffe://example.org/NS/Payments', trustDomain: 'example.org', path: '/NS/Payments', segments: ['NS', 'Payments'] },
   ]
   for (const c of cases) {
     const r = parseSpiffeId(c.input)
@@ -55,6 +47,10 @@ t.test('invalid SPIFFE IDs are rejected with the reason', async (t) => {
     ['no scheme', 'example.org/a', 'scheme is not spiffe://'],
     ['leading whitespace', ' spiffe://example.org/a', 'scheme is not spiffe://'],
     ['a scheme prefix only', 'spiffe:', 'scheme is not spiffe://'],
+    ['an upper-case scheme and trust domain', 'SPIFFE://MODELGATE.LOCAL/ns/payments/sa/checkout', 'scheme is not in lower case (spiffe://)'],
+    ['a mixed-case scheme', 'SpIfFe://td/x', 'scheme is not in lower case (spiffe://)'],
+    ['an upper-case trust domain', 'spiffe://MODELGATE.LOCAL/ns/payments/sa/checkout', 'trust domain is not in lower case'],
+    ['one upper-case letter in the trust domain', 'spiffe://Example.org/a', 'trust domain is not in lower case'],
     ['a query', 'spiffe://example.org/a?x=1', 'contains a query'],
     ['a query on the trust domain', 'spiffe://example.org?x', 'contains a query'],
     ['a fragment', 'spiffe://example.org/a#frag', 'contains a fragment'],
@@ -112,14 +108,15 @@ t.test('huge hostile inputs are rejected on length without scanning them', async
   if (r.ok) t.equal(r.value.segments.length, 1000)
 })
 
-t.test('the path stays case-sensitive while the trust domain is folded', async (t) => {
-  const a = parseSpiffeId('spiffe://EXAMPLE.org/ns/Prod/sa/Api')
+t.test('the path is case-sensitive; the trust domain has one spelling, in lower case', async (t) => {
+  const a = parseSpiffeId('spiffe://example.org/ns/Prod/sa/Api')
   const b = parseSpiffeId('spiffe://example.org/ns/prod/sa/api')
   t.ok(a.ok && b.ok)
   if (a.ok && b.ok) {
     t.equal(a.value.trustDomain, b.value.trustDomain)
     t.not(a.value.id, b.value.id)
   }
+  t.same(parseSpiffeId('spiffe://EXAMPLE.org/ns/prod/sa/api'), { ok: false, reason: 'trust domain is not in lower case' }, 'no second spelling of the same ID')
 })
 
 t.test('kubernetesParts reads /ns/<namespace>/sa/<service-account> and nothing else', async (t) => {

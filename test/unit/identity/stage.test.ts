@@ -51,12 +51,19 @@ async function run(stage: Stage, ctx: RequestContext): Promise<GateError | undef
 t.test('identity from the mTLS peer certificate', async (t) => {
   const dir = t.testdir()
   const ca = await createCa(dir, 'ca')
-  const issue = async (name: string, opts: { uris?: string[]; dns?: string[]; isCA?: boolean }) =>
+  const issue = async (name: string, opts: { uris?: string[]; dns?: string[]; isCA?: boolean; extensions?: string[] }) =>
     readFileSync((await issueCertificate(dir, ca, { name, ...opts })).cert, 'utf8')
   const checkout = await issue('checkout', { uris: [CHECKOUT] })
   const plainPath = await issue('plain', { uris: [`spiffe://${TD}/billing/api`] })
   const tdOnly = await issue('td-only', { uris: [`spiffe://${TD}`] })
   const upper = await issue('upper', { uris: ['spiffe://EXAMPLE.org/ns/payments/sa/checkout'] })
+  const upperScheme = await issue('upper-scheme', { uris: ['SPIFFE://EXAMPLE.ORG/ns/payments/sa/checkout'] })
+  const leaf = (name: string, extensions: string[]) => issue(name, { uris: [CHECKOUT], extensions })
+  const keyCertSign = await leaf('key-cert-sign', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyCertSign'])
+  const crlSign = await leaf('crl-sign', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,cRLSign'])
+  const noBasicConstraints = await leaf('no-basic-constraints', ['keyUsage=critical,digitalSignature'])
+  const caNoKeyUsage = await leaf('ca-no-key-usage', ['basicConstraints=critical,CA:TRUE'])
+  const noKeyUsage = await leaf('no-key-usage', ['basicConstraints=critical,CA:FALSE'])
   const twoUris = await issue('two', { uris: [CHECKOUT, `spiffe://${TD}/ns/payments/sa/other`] })
   const nonSpiffe = await issue('https', { uris: ['https://example.org/checkout'] })
   const dnsOnly = await issue('dns', { dns: ['checkout.local'] })
@@ -93,8 +100,9 @@ t.test('identity from the mTLS peer certificate', async (t) => {
     }
   })
 
-  t.test('the trust domain of the certificate is normalised before the allow-list check', async (t) => {
-    const ctx = ctxWith(mtls(upper))
+
+  t.test('a leaf with cA=false and no key usage extension is accepted (nothing in it may sign)', async (t) => {
+    const ctx = ctxWith(mtls(noKeyUsage))
     t.equal(await run(stageWith(), ctx), undefined)
     t.equal(ctx.identity?.spiffeId, CHECKOUT)
   })
@@ -117,7 +125,13 @@ t.test('identity from the mTLS peer certificate', async (t) => {
     ['no URI SAN', mtls(dnsOnly), 'MG_IDENTITY_INVALID', 403, 'peer certificate has 0 URI SANs; an X.509-SVID has exactly one'],
     ['a non-SPIFFE URI SAN', mtls(nonSpiffe, 'https://example.org/checkout'), 'MG_IDENTITY_INVALID', 403, 'SPIFFE ID rejected: scheme is not spiffe://'],
     ['an invalid SPIFFE ID', mtls(badSpiffe), 'MG_IDENTITY_INVALID', 403, 'SPIFFE ID rejected: path has a dot segment'],
-    ['a CA certificate', mtls(caCert, CHECKOUT), 'MG_IDENTITY_INVALID', 403, 'peer certificate is a CA certificate'],
+    ['a CA certificate', mtls(caCert, CHECKOUT), 'MG_IDENTITY_INVALID', 403, 'peer certificate is a CA certificate (cA=true)'],
+    ['a CA certificate without key usage', mtls(caNoKeyUsage, CHECKOUT), 'MG_IDENTITY_INVALID', 403, 'peer certificate is a CA certificate (cA=true)'],
+    ['a leaf with keyCertSign', mtls(keyCertSign, CHECKOUT), 'MG_IDENTITY_INVALID', 403, 'peer certificate key usage includes keyCertSign; an X.509-SVID leaf must not'],
+    ['a leaf with cRLSign', mtls(crlSign, CHECKOUT), 'MG_IDENTITY_INVALID', 403, 'peer certificate key usage includes cRLSign; an X.509-SVID leaf must not'],
+    ['a leaf without basic constraints', mtls(noBasicConstraints, CHECKOUT), 'MG_IDENTITY_INVALID', 403, 'peer certificate has no basic constraints extension; an X.509-SVID leaf must have one with cA=false'],
+    ['an upper-case trust domain', mtls(upper), 'MG_IDENTITY_INVALID', 403, 'SPIFFE ID rejected: trust domain is not in lower case'],
+    ['an upper-case scheme and trust domain', mtls(upperScheme), 'MG_IDENTITY_INVALID', 403, 'SPIFFE ID rejected: scheme is not in lower case (spiffe://)'],
     ['a foreign trust domain', mtls(foreign), 'MG_IDENTITY_UNTRUSTED', 403, 'trust domain other.example is not in identity.trustDomains'],
     ['a URI SAN attribute that disagrees with the certificate', mtls(checkout, `spiffe://${TD}/ns/payments/sa/admin`), 'MG_IDENTITY_INVALID', 403, 'URI SAN attribute disagrees with the peer certificate'],
     ['a certificate that does not parse', { 'connection.mtls': true, 'connection.peer_certificate': 'garbage' }, 'MG_IDENTITY_INVALID', 403, /^peer certificate does not parse: /],
@@ -298,7 +312,7 @@ t.test('delegated users from signed tokens', async (t) => {
 
   t.test('a valid token sets ctx.user', async (t) => {
     const users = verifier()
-    const ctx = request(await sign({ email: 'alice@example.org', groups: ['ml', 42, 'payments'] }))
+    const ctx = request(await sign({ email: 'alice@example.org', groups: ['ml', 'payments'] }))
     t.equal(await run(stageWith({}, users), ctx), undefined)
     t.same(ctx.user, { subject: 'alice', issuer: ISSUER, email: 'alice@example.org', groups: ['ml', 'payments'] })
     t.equal(ctx.identity?.spiffeId, CHECKOUT, 'the workload identity is still established')
@@ -328,6 +342,14 @@ t.test('delegated users from signed tokens', async (t) => {
     ['a key the JWKS does not have', () => sign({}, { key: other.privateKey, kid: 'k2' }), 'ERR_JWKS_NO_MATCHING_KEY'],
     ['another key under the trusted kid', () => sign({}, { key: other.privateKey }), 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'],
     ['garbage', () => 'not.a.jwt', 'ERR_JWS_INVALID'],
+    ['a sub that is an object', () => sign({ sub: { id: 'alice' } }, { sub: null }), 'claim "sub" is not a non-empty string (object)'],
+    ['a sub that is a number', () => sign({ sub: 42 }, { sub: null }), 'claim "sub" is not a non-empty string (number)'],
+    ['a sub that is an array', () => sign({ sub: ['alice'] }, { sub: null }), 'claim "sub" is not a non-empty string (array)'],
+    ['an empty sub', () => sign({}, { sub: '' }), 'claim "sub" is not a non-empty string (string)'],
+    ['an email that is not a string', () => sign({ email: { address: 'alice@example.org' } }), 'claim "email" is not a string (object)'],
+    ['groups that are not an array', () => sign({ groups: 'payments' }), 'claim "groups" is not an array of strings (string)'],
+    ['a group that is not a string', () => sign({ groups: ['ml', 42, 'payments'] }), 'claim "groups" item 1 is not a string (number)'],
+    ['a group that is an object', () => sign({ groups: ['ml', { name: 'contractors' }] }), 'claim "groups" item 1 is not a string (object)'],
     ['an unsigned token', () => `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(`{"sub":"alice","iss":"${ISSUER}","aud":"modelgate","exp":${now + 300}}`).toString('base64url')}.`, 'ERR_JOSE_ALG_NOT_ALLOWED'],
   ]
   for (const [name, token, why] of rejected) {

@@ -1,4 +1,4 @@
-import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib'
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib'
 import t from 'tap'
 import type { ProvidersConfig } from '../../../src/config/sections/providers.ts'
 import { GateError } from '../../../src/errors.ts'
@@ -145,6 +145,13 @@ t.test('request body: compressed bodies are decoded and the decoded bytes go ups
     ['deflate', deflateSync(json)],
     ['br', brotliCompressSync(json)],
     [' GZIP ', gzipSync(json)],
+    // Raw deflate (no zlib header), as some clients send it: responses accepted it, now requests do too.
+    ['deflate', deflateRawSync(json)],
+    // Stacked codings are undone last-first.
+    ['gzip, gzip', gzipSync(gzipSync(json))],
+    ['deflate, br', brotliCompressSync(deflateSync(json))],
+    ['br,gzip', gzipSync(brotliCompressSync(json))],
+    ['identity, gzip', gzipSync(json)],
   ]
   for (const [encoding, body] of encodings) {
     const ctx = request({ headers: { 'content-type': 'application/json', 'content-encoding': encoding }, body })
@@ -162,12 +169,12 @@ t.test('request body: compressed bodies are decoded and the decoded bytes go ups
   }
 })
 
-t.test('request body: encodings modelgate cannot read are refused', async (t) => {
-  for (const encoding of ['zstd', 'compress', 'gzip, br', 'gzip,gzip']) {
+t.test('request body: encodings modelgate cannot read are refused, naming the ones it can', async (t) => {
+  for (const encoding of ['zstd', 'compress', 'gzip, zstd', 'gzip, gzip, gzip, gzip, gzip']) {
     const err = await runRequest(stage(), request({ headers: { 'content-type': 'application/json', 'content-encoding': encoding }, body: gzipSync(CHAT_BODY) }))
     t.equal(err?.code, 'MG_CONTENT_ENCODING_UNSUPPORTED', encoding)
     t.equal(err?.status, 400)
-    t.same(err?.details, { content_encoding: encoding })
+    t.same(err?.details, { content_encoding: encoding, supported: ['gzip', 'x-gzip', 'deflate', 'br', 'identity'], max_stacked: 4 })
   }
 })
 
@@ -181,7 +188,8 @@ t.test('request body: a body that does not decode is MG_BODY_MALFORMED', async (
   for (const [encoding, body] of cases) {
     const err = await runRequest(stage(), request({ headers: { 'content-type': 'application/json', 'content-encoding': encoding }, body }))
     t.equal(err?.code, 'MG_BODY_MALFORMED', `${encoding}: ${body.length} bytes`)
-    t.match(err?.internal, new RegExp(`^${encoding} body does not decode: `))
+    t.same(err?.details, { problem: `the ${encoding} body does not decode` })
+    t.match(err?.internal, new RegExp(`^cannot decode ${encoding} body: `))
   }
 })
 
@@ -191,6 +199,9 @@ t.test('request body: a compression bomb stops at maxBodyBytes', async (t) => {
     ['gzip', gzipSync(zeros)],
     ['deflate', deflateSync(zeros)],
     ['br', brotliCompressSync(zeros)],
+    ['deflate', deflateRawSync(zeros)],
+    // A bomb inside a bomb: every layer is bounded, not just the last.
+    ['gzip, gzip', gzipSync(gzipSync(zeros))],
   ]
   for (const [encoding, body] of bombs) {
     t.ok(body.length < MAX, `${encoding}: the compressed bomb fits the limit (${body.length} bytes)`)
@@ -273,7 +284,7 @@ t.test('one stage instance keeps requests apart', async (t) => {
   t.equal(b.request?.api, 'anthropic.messages')
 })
 
-t.test('response body: model and usage from a buffered JSON response', async (t) => {
+t.test('response body: model and usage from a buffered response, whatever type it declares', async (t) => {
   const respond = async (contentType: string | undefined, body: string, end = true) => {
     const ctx = request()
     if (contentType !== undefined) ctx.responseHeaders.set('content-type', contentType)
@@ -286,9 +297,18 @@ t.test('response body: model and usage from a buffered JSON response', async (t)
   const anthropic = await respond('application/json; charset=utf-8', JSON.stringify({ type: 'message', model: 'claude', usage: { input_tokens: 4, output_tokens: 2 } }))
   t.equal(anthropic.responseModel, 'claude')
   t.same(anthropic.usage, { input: 4, output: 2 })
+  // The content decides, as it does for redaction: JSON under another type, and SSE frames in a buffered body.
+  for (const [name, type, body] of [
+    ['JSON under a non-JSON content type', 'text/html', '{"model":"x","usage":{"prompt_tokens":1}}'],
+    ['JSON without a content type', undefined, '{"model":"x","usage":{"prompt_tokens":1}}'],
+    ['SSE frames declared as JSON', 'application/json', 'data: {"model":"x","choices":[]}\n\ndata: {"model":"x","usage":{"prompt_tokens":1}}\n\ndata: [DONE]\n\n'],
+  ] as const) {
+    const ctx = await respond(type, body)
+    t.equal(ctx.responseModel, 'x', name)
+    t.same(ctx.usage, { input: 1, output: undefined }, name)
+  }
   for (const [name, type, body, end] of [
-    ['a non-JSON content type', 'text/html', '{"model":"x","usage":{"prompt_tokens":1}}', true],
-    ['no content type', undefined, '{"model":"x","usage":{"prompt_tokens":1}}', true],
+    ['plain text', 'text/plain', 'model: x, prompt_tokens: 1', true],
     ['a chunk that is not the end', 'application/json', '{"model":"x","usage":{"prompt_tokens":1}}', false],
     ['an empty body', 'application/json', '', true],
     ['invalid JSON', 'application/json', '{"model":', true],

@@ -40,7 +40,7 @@ t.test('scan records findings and classes; apply rewrites every text field with 
   await stages.scan.requestBody!(ctx)
   t.same([...ctx.dataClasses].sort(), ['pii', 'secret'])
   t.equal(ctx.findings.length, 5)
-  t.same(ctx.findings[0], { detector: 'email', dataClass: 'pii', confidence: 'high', direction: 'request', location: 'messages[0].content', start: 5, length: EMAIL.length, hash: ctx.findings[0]!.hash, action: 'redact' })
+  t.same(ctx.findings[0], { detector: 'email', dataClass: 'pii', confidence: 'high', direction: 'request', location: 'messages[0].content', start: 5, length: EMAIL.length, hash: ctx.findings[0]!.hash, action: 'withheld' })
   t.match(ctx.findings[0]!.hash, /^[0-9a-f]{32}$/)
   t.notOk(JSON.stringify(ctx.findings).includes(EMAIL), 'findings never carry values')
   await stages.apply.requestBody!(ctx)
@@ -65,6 +65,19 @@ t.test('block is decided per class and reports classes, never values', async (t)
   t.same((err as GateError).details, { data_classes: ['secret'] })
   t.notOk(JSON.stringify(err).includes(TOKEN))
   t.equal(ctx.findings.find((f) => f.dataClass === 'secret')!.action, 'block')
+  t.same(new Set(ctx.findings.filter((f) => f.dataClass === 'pii').map((f) => f.action)), new Set(['withheld']), 'the refused request sent the addresses neither: withheld, not redacted')
+})
+
+t.test('until redaction-apply decides, every request finding is withheld: a request refused in between sent nothing', async (t) => {
+  const stages = createRedactionStages(redactionConfigFrom({ actions: { secret: 'block', pii: 'redact' } }), { logger: silentLogger })
+  const ctx = requestCtx(chatBody)
+  await stages.scan.requestBody!(ctx)
+  t.same(new Set(ctx.findings.map((f) => f.action)), new Set(['withheld']))
+  const allowed = requestCtx(chatBody)
+  const permissive = createRedactionStages(redactionConfigFrom({ actions: { secret: 'allow', pii: 'redact' } }), { logger: silentLogger })
+  await runRequest(permissive, allowed)
+  t.same(new Set(allowed.findings.filter((f) => f.dataClass === 'secret').map((f) => f.action)), new Set(['allow']), 'apply records allow')
+  t.same(new Set(allowed.findings.filter((f) => f.dataClass === 'pii').map((f) => f.action)), new Set(['redact']), 'and redact')
 })
 
 t.test('policy permission sends a class unredacted and records allow', async (t) => {
