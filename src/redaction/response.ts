@@ -20,7 +20,7 @@
  * (MG_RESPONSE_BLOCKED).
  */
 import { isUtf8 } from 'node:buffer'
-import { ERRORS, GateError } from '../errors.ts'
+import { ERRORS, errorDocument, GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Finding, RequestContext } from '../pipeline/context.ts'
 import type { BodyChunk } from '../pipeline/stage.ts'
@@ -311,6 +311,7 @@ export function classifyBody(body: Buffer, contentType: string): 'empty' | 'bina
 
 /** Ends a stream with an SSE error event; the server clears every later chunk. */
 function terminate(ctx: RequestContext, chunk: BodyChunk, code: 'MG_RESPONSE_BLOCKED' | 'MG_RESPONSE_UNREADABLE', details: Record<string, unknown>): void {
-  chunk.data = errorEvent({ code, message: ERRORS[code].message, requestId: ctx.id, details })
+  const { status, message } = ERRORS[code]
+  chunk.data = errorEvent(errorDocument(ctx.dialect, { code, status, message, details }, { requestId: ctx.id, decisionId: ctx.decision?.decisionId }))
   ctx.responseTerminated = true
 }

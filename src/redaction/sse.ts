@@ -212,11 +212,12 @@ export function carriesSseFields(text: string): boolean {
 }
 const SSE_FIELD_LINE = /(?:^|[\r\n])\ufeff*(?:data|event|id|retry)(?:[:\r\n]|$)/
 
-/** A well-formed SSE error event both OpenAI and Anthropic clients surface as an error. */
-export function errorEvent(payload: { code: string; message: string; requestId: string; details: Record<string, unknown> }): Buffer {
-  const body = {
-    type: 'error',
-    error: { type: 'modelgate_error', code: payload.code, message: payload.message, request_id: payload.requestId, ...payload.details },
-  }
-  return Buffer.from(`event: error\ndata: ${JSON.stringify(body)}\n\n`, 'utf8')
+/**
+ * The SSE event that ends a stream mid-way: `event: error` with the error
+ * document in the caller's dialect (errorDocument in errors.ts) as its data.
+ * The OpenAI SDK raises an APIError from `data.error`, the Anthropic SDK from
+ * the whole document.
+ */
+export function errorEvent(document: Record<string, unknown>): Buffer {
+  return Buffer.from(`event: error\ndata: ${JSON.stringify(document)}\n\n`, 'utf8')
 }

@@ -85,3 +85,50 @@ t.test('denials through Envoy, as each SDK sees them', async (t) => {
     t.notOk('type' in res.json() && res.json().type === 'error')
   })
 })
+
+t.test('a stream ended mid-way by modelgate raises the error in each SDK, in its own terms', async (t) => {
+  const stack: Stack = await startStack({ config: { redaction: { responses: { actions: { secret: 'block' } } } } })
+  t.teardown(() => stack.close())
+  const GITHUB = 'ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'
+  const ev = (type: string, body: Record<string, unknown>) => `event: ${type}\ndata: ${JSON.stringify({ type, ...body })}\n\n`
+
+  t.test('Anthropic: the stream raises an api_error APIError with the MG code and the request id', async (t) => {
+    stack.provider.enqueue({
+      sse: [
+        ev('message_start', { message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [], usage: { input_tokens: 3, output_tokens: 0 } } }),
+        ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+        ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: `Here you go: ${GITHUB}` } }),
+        ev('content_block_stop', { index: 0 }),
+        ev('message_stop', {}),
+      ],
+    })
+    const stream = await stack.anthropic('notebook').messages.create({ ...claude, stream: true })
+    let text = ''
+    const err = await rejection(
+      (async () => {
+        for await (const e of stream) if (e.type === 'content_block_delta' && e.delta.type === 'text_delta') text += e.delta.text
+      })(),
+    )
+    t.ok(err instanceof Anthropic.APIError, 'an Anthropic APIError')
+    const e = err as InstanceType<typeof Anthropic.APIError>
+    t.match(e.error, { type: 'error', error: { type: 'api_error', code: 'MG_RESPONSE_BLOCKED', data_classes: ['secret'] }, request_id: /^[0-9a-f-]{36}$/ })
+    t.notOk(text.includes(GITHUB), 'the secret never reached the caller')
+  })
+
+  t.test('OpenAI: the stream raises an APIError with the MG code', async (t) => {
+    const chunk = (content: string) => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`
+    stack.provider.enqueue({ sse: [chunk('Here you go: '), chunk(GITHUB), 'data: [DONE]\n\n'] })
+    const stream = await stack.openai('checkout').chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'token?' }], stream: true })
+    let text = ''
+    const err = await rejection(
+      (async () => {
+        for await (const c of stream) text += c.choices[0]?.delta?.content ?? ''
+      })(),
+    )
+    t.ok(err instanceof OpenAI.APIError, 'an OpenAI APIError')
+    const e = err as InstanceType<typeof OpenAI.APIError>
+    t.equal(e.code, 'MG_RESPONSE_BLOCKED')
+    t.equal(e.type, 'modelgate_error')
+    t.notOk(text.includes(GITHUB), 'the secret never reached the caller')
+  })
+})

@@ -119,7 +119,7 @@ t.test('a streamed response is framed per event whatever its chunks, and a block
   }
   const out = Buffer.concat(outs).toString()
   t.notOk(out.includes('hp_Zq8'))
-  t.match(out, /event: error\ndata: \{"type":"error","error":\{"type":"modelgate_error","code":"MG_RESPONSE_BLOCKED"/)
+  t.match(out, /event: error\ndata: \{"error":\{"type":"modelgate_error","code":"MG_RESPONSE_BLOCKED"/)
   t.ok(ctx.responseTerminated)
 })
 

@@ -5,6 +5,7 @@
  * output takes, checked against the SDKs' own decoders and eventsource-parser.
  */
 import t from 'tap'
+import { errorDocument } from '../../../src/errors.ts'
 import fc from 'fast-check'
 import { createParser } from 'eventsource-parser'
 import { _iterSSEMessages as openaiEvents } from 'openai/streaming'
@@ -107,9 +108,17 @@ t.test('carriesSseFields recognises SSE field lines anywhere in a text, and noth
   for (const s of ['{"data": 1}', 'metadata: x', 'the data: x', 'datum: 1', '']) t.notOk(carriesSseFields(s), JSON.stringify(s))
 })
 
-t.test('errorEvent keeps its shape', async (t) => {
-  const ev = errorEvent({ code: 'MG_RESPONSE_BLOCKED', message: 'm', requestId: 'r', details: { data_classes: ['secret'] } }).toString()
-  t.equal(ev, 'event: error\ndata: {"type":"error","error":{"type":"modelgate_error","code":"MG_RESPONSE_BLOCKED","message":"m","request_id":"r","data_classes":["secret"]}}\n\n')
+t.test('an error event carries the error document in the caller’s dialect, and both SDKs raise it', async (t) => {
+  const facts = { code: 'MG_RESPONSE_BLOCKED', status: 502, message: 'm', details: { data_classes: ['secret'] } }
+  const openai = errorEvent(errorDocument('openai', facts, { requestId: 'r' }))
+  t.equal(openai.toString(), 'event: error\ndata: {"error":{"type":"modelgate_error","code":"MG_RESPONSE_BLOCKED","message":"m","request_id":"r","data_classes":["secret"]}}\n\n')
+  const anthropic = errorEvent(errorDocument('anthropic', facts, { requestId: 'r' }))
+  t.same(JSON.parse((await sdkEvents(anthropic, 'anthropic'))[0]!.data), {
+    type: 'error',
+    error: { type: 'api_error', message: 'm', code: 'MG_RESPONSE_BLOCKED', data_classes: ['secret'], details: { error_code: 'MG_RESPONSE_BLOCKED' } },
+    request_id: 'r',
+  })
+  t.same((await sdkEvents(openai, 'openai')).map((e) => e.event), ['error'])
 })
 
 /** Events as the OpenAI and Anthropic SDKs decode a body. */
