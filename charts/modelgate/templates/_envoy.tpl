@@ -16,6 +16,9 @@ layered_runtime:
   - name: static
     static_layer:
       envoy.reloadable_features.ext_proc_graceful_grpc_close: true
+      # How long Envoy waits for that status before it resets the stream anyway (default 1 s):
+      # room for a busy event loop, so an answered stream is not reset for being late to close.
+      envoy.filters.http.ext_proc.remote_close_timeout_milliseconds: 5000
 static_resources:
   listeners:
   - name: workloads
