@@ -8,7 +8,9 @@
  * aborted (its response side never finished) while its session is going away
  * was cut by the connection's end. The subscription is process-wide: every
  * gRPC server in the process reports through it (one per process in
- * production).
+ * production). One imprecision: without Envoy's graceful close, the streams
+ * Envoy resets itself just before it closes a drained connection (after
+ * `max_requests_per_connection`) are counted as cut by the close as well.
  *
  * Why it matters: Node's HTTP/2 layer (nghttp2) answers a flood of
  * RST_STREAM frames with a GOAWAY and tears the connection down (its
@@ -54,7 +56,10 @@ interface SessionState {
   readonly openedAt: number
   streams: number
   cut: number
+  /** The first sign of the connection's end was seen (and who gave it). */
   goingAway: boolean
+  /** The connection itself is ending: a stream aborted now was cut by it (a GOAWAY alone lets streams finish). */
+  tearingDown: boolean
   reason: string | undefined
   by: 'envoy' | 'modelgate' | undefined
 }
@@ -76,14 +81,22 @@ function goingAway(st: SessionState, by: 'envoy' | 'modelgate', reason: string):
 }
 
 function track(session: Http2Session): SessionState {
-  const st: SessionState = { openedAt: Date.now(), streams: 0, cut: 0, goingAway: false, reason: undefined, by: undefined }
+  const st: SessionState = { openedAt: Date.now(), streams: 0, cut: 0, goingAway: false, tearingDown: false, reason: undefined, by: undefined }
   sessions.set(session, st)
+  // A GOAWAY from Envoy drains the connection: its streams may still finish (or be reset one by one).
   session.once('goaway', (code: number) => goingAway(st, 'envoy', `envoy_goaway ${code}`))
   // The server already listens for session errors; this listener only takes note.
-  session.once('error', (err: NodeJS.ErrnoException) => goingAway(st, 'modelgate', `http2_error ${err.code ?? err.message}`))
-  session.socket?.once('end', () => goingAway(st, 'envoy', 'socket_closed'))
+  session.once('error', (err: NodeJS.ErrnoException) => {
+    goingAway(st, 'modelgate', `http2_error ${err.code ?? err.message}`)
+    st.tearingDown = true
+  })
+  session.socket?.once('end', () => {
+    goingAway(st, 'envoy', 'socket_closed')
+    st.tearingDown = true
+  })
   session.once('close', () => {
     goingAway(st, 'envoy', 'socket_closed')
+    st.tearingDown = true
     // Streams cut by the teardown report their end on the next turn: look after them.
     setImmediate(() => {
       // A connection that ends with nothing open is ordinary, unless modelgate's HTTP/2 layer ended it.
@@ -107,7 +120,7 @@ function onStreamCreated(message: unknown): void {
     // A stream the peer reset on a healthy connection is reported by the call itself; one
     // that ends because its connection is going away is counted here.
     setImmediate(() => {
-      if (st.goingAway || session.closed || session.destroyed) st.cut++
+      if (st.tearingDown || session.destroyed) st.cut++
     })
   })
 }
