@@ -37,6 +37,10 @@ export const ATTRIBUTES_NAMESPACE = 'envoy.filters.http.ext_proc'
 /** The dynamic metadata namespace modelgate writes (list it in Envoy's receiving_namespaces). */
 export const METADATA_NAMESPACE = 'modelgate'
 
+/** gRPC status INTERNAL, and the details sent with it when a stream cannot even be denied. */
+const GRPC_INTERNAL = 13
+const ABORT_DETAILS = 'modelgate failed; see its log'
+
 export type ProcessCall = grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>
 
 export interface ProcessDeps {
@@ -327,7 +331,9 @@ class StreamSession {
   #abort(err: unknown): void {
     if (this.#closed) return
     this.#close({ kind: 'error', error: err })
-    this.#call.destroy(err instanceof Error ? err : new Error(String(err)))
+    // grpc-js turns an 'error' event into the stream's status (destroy() would send none and
+    // leave Envoy waiting for its message timeout). The cause stays in modelgate's log.
+    this.#call.emit('error', Object.assign(new Error(ABORT_DETAILS), { code: GRPC_INTERNAL, details: ABORT_DETAILS }))
   }
 
   #close(outcome: StreamOutcome): void {

@@ -159,6 +159,35 @@ t.test('a reset after every message was answered is reported as answered and is 
   )
 })
 
+t.test('a stream that cannot even be denied ends at once with an error status, never OK', async (t) => {
+  const socket = join(sockDir, 'abort.sock')
+  const closed: StreamOutcome[] = []
+  const deny: Stage = {
+    name: 'deny',
+    requestHeaders: () => Promise.reject(new Error('stage failure')),
+    close: (_ctx, outcome) => void closed.push(outcome),
+  }
+  // The denial path itself fails (here: its log line), so the stream can only be ended.
+  const logger = createLogger({
+    level: 'debug',
+    write: (l) => {
+      if (l.includes('"request denied"')) throw new Error('log sink failure')
+    },
+  })
+  const server = await startServer({ listen: `unix://${socket}`, maxBodyBytes: 1 << 20, drainTimeoutMs: 500, pipeline: new Pipeline([deny], { phaseTimeoutMs: 5000 }), logger })
+  const client = connectExtProc(server.address)
+  t.teardown(async () => {
+    client.close()
+    await server.shutdown()
+  })
+  const s = client.open()
+  s.send(msg.requestHeaders(headers('abort-1')))
+  const end = await Promise.race([s.ended, new Promise<'none'>((r) => setTimeout(() => r('none'), 3000))])
+  t.same(end, { code: grpc.status.INTERNAL, details: 'modelgate failed; see its log' }, 'an error status, promptly')
+  t.same(s.received, [], 'no answer was sent')
+  t.match(closed, [{ kind: 'error' }])
+})
+
 // ---- connections, driven by a raw HTTP/2 client the way Envoy uses them --------------------------
 
 /** An HTTP/2 connection to the server's Unix socket, as Envoy opens it. */
