@@ -60,7 +60,7 @@ export const ERROR_TYPE = 'error.type'
 export const MG_REQUEST_ID = 'modelgate.request.id'
 /** How the request ended: `allowed`, `denied`, `cancelled` (reset before the response was complete) or `error`. */
 export const MG_OUTCOME = 'modelgate.outcome'
-/** How the ext_proc stream ended: `completed` (Envoy half-closed), `cancelled` (Envoy reset it, as it does after most exchanges) or `error`. */
+/** How the ext_proc stream ended: `completed` (every message of the exchange answered), `cancelled` (Envoy reset or abandoned it before that) or `error`. */
 export const MG_STREAM_OUTCOME = 'modelgate.stream.outcome'
 /** True once the provider answered (response headers reached modelgate): the request left for the model. */
 export const MG_UPSTREAM_REACHED = 'modelgate.upstream.reached'
