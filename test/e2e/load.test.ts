@@ -87,7 +87,8 @@ t.test('at saturation through Envoy', async (t) => {
     t.ok(tally.ok >= 200, `${tally.ok} answered`)
   })
 
-  t.test(`${IN_FLIGHT} streamed chat completions in flight: every stream completes`, async (t) => {
+  t.test(`${IN_FLIGHT} streamed chat completions in flight: every stream completes, passing modelgate chunk by chunk`, async (t) => {
+    const sent0 = await envoyStats(stack.envoy.adminUrl, STATS)
     const tally = await saturate(REQUESTS.sse, async () => {
       const stream = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PROMPT }], stream: true })
       let text = ''
@@ -96,6 +97,11 @@ t.test('at saturation through Envoy', async (t) => {
     })
     t.same(Object.fromEntries(tally.failures), {}, 'no failures')
     t.ok(tally.ok >= 100, `${tally.ok} streams completed`)
+    const sent1 = await envoyStats(stack.envoy.adminUrl, STATS)
+    const messages = sent1['http.workloads.ext_proc.stream_msgs_sent']! - sent0['http.workloads.ext_proc.stream_msgs_sent']!
+    const streams = sent1['http.workloads.ext_proc.streams_started']! - sent0['http.workloads.ext_proc.streams_started']!
+    // Buffered, an exchange is 4 messages; streamed, the answer's chunks come one message each.
+    t.ok(messages / streams > 5, `${(messages / streams).toFixed(1)} ext_proc messages per stream: the STREAMED override took effect`)
   })
 
   t.test('Envoy reset, refused or lost no ext_proc stream and no connection', async (t) => {

@@ -123,7 +123,15 @@ for (const { name, doc, phaseTimeoutMs } of CONFIGS) {
       response_trailer_mode: 'SKIP',
     })
     t.equal(ext.allow_mode_override, true)
-    t.same(ext.allowed_override_modes, [{ response_body_mode: 'STREAMED' }], 'STREAMED responses are the only override')
+    // Envoy compares an override with each allowed mode field by field, after filling the header and
+    // trailer modes from the static mode and taking the body modes from the server's override. An
+    // allowed mode must spell those out, or Envoy silently refuses the override (SSE stays BUFFERED).
+    const pm = ext.processing_mode
+    t.same(
+      ext.allowed_override_modes,
+      [{ response_header_mode: pm.response_header_mode, response_body_mode: 'STREAMED', request_trailer_mode: pm.request_trailer_mode, response_trailer_mode: pm.response_trailer_mode }],
+      'the only override: the response body STREAMED, everything else as configured',
+    )
     t.equal(ext.mutation_rules.disallow_is_error, true, 'a refused mutation is an error')
     const listener = doc.static_resources.listeners.find((l: { name: string }) => l.name === 'workloads')
     t.ok(listener.per_connection_buffer_limit_bytes >= 1 << 20, 'the buffer limit holds a whole body')

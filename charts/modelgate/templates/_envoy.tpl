@@ -166,7 +166,7 @@ static_resources:
                 response_trailer_mode: SKIP
               allow_mode_override: true
               allowed_override_modes:
-              - response_body_mode: STREAMED
+              - { response_header_mode: SEND, response_body_mode: STREAMED, request_trailer_mode: SKIP, response_trailer_mode: SKIP }
               mutation_rules:
                 disallow_is_error: true
               request_attributes:
