@@ -14,6 +14,7 @@ import { createAuditStage } from './audit/stage.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
 import { startServer, type RunningServer } from './server/server.ts'
+import type { TransportEvent } from './server/transport.ts'
 
 export interface AppOptions {
   readonly config: Config
@@ -43,7 +44,10 @@ export interface App {
  * finds are part of the Cedar context; the rewrite runs after, because policy
  * decides which classes may leave unredacted.
  */
-export async function buildStages(config: Config, logger: Logger): Promise<{ stages: Stage[]; closers: (() => Promise<void> | void)[] }> {
+export async function buildStages(
+  config: Config,
+  logger: Logger,
+): Promise<{ stages: Stage[]; closers: (() => Promise<void> | void)[]; onTransportEvent: (event: TransportEvent) => void }> {
   const closers: (() => Promise<void> | void)[] = []
   const users = config.identity.users.enabled ? createUserVerifier(config.identity.users, (p) => resolveConfigPath(config, p)) : undefined
   const engine = createPolicyEngine(config, { logger })
@@ -64,7 +68,7 @@ export async function buildStages(config: Config, logger: Logger): Promise<{ sta
     const audit = createAuditStage(config, { logger })
     closers.push(() => audit.shutdown())
     await audit.ready()
-    return { stages: [audit.stage, ...stages], closers }
+    return { stages: [audit.stage, ...stages], closers, onTransportEvent: (e) => audit.recordTransport(e) }
   } catch (err) {
     for (const c of closers.reverse()) await c()
     throw err
@@ -74,7 +78,7 @@ export async function buildStages(config: Config, logger: Logger): Promise<{ sta
 export async function startApp(opts: AppOptions): Promise<App> {
   const config = opts.config
   const logger = opts.logger ?? createLogger()
-  const { stages, closers } = await buildStages(config, logger)
+  const { stages, closers, onTransportEvent } = await buildStages(config, logger)
   const all = [...(opts.extraStages?.first ?? []), ...stages, ...(opts.extraStages?.last ?? [])]
   let pipeline: Pipeline
   let server: RunningServer
@@ -91,6 +95,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       drainTimeoutMs: config.server.drainTimeoutMs,
       pipeline,
       logger,
+      onTransportEvent,
     })
   } catch (err) {
     // Release what the stages hold (watchers, the spool lock, the metrics port) before giving up.

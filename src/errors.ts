@@ -33,7 +33,30 @@ export const ERRORS = {
   MG_TIMEOUT: { status: 504, message: 'modelgate did not reach a decision in time, so the request is refused.' },
   MG_SHUTTING_DOWN: { status: 503, message: 'modelgate is shutting down; retry on another replica.' },
   MG_INTERNAL: { status: 500, message: 'modelgate failed while processing the request, so it is refused.' },
+  // Envoy's own answers, written by the local_reply_config of envoy/ and the chart (never raised by a stage).
+  MG_GATEWAY_TIMEOUT: { status: 504, message: 'The policy check did not answer in time, so the request is refused.' },
+  MG_GATEWAY_ERROR: { status: 500, message: 'The policy check could not be completed, so the request is refused.' },
+  MG_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are larger than the gateway accepts.' },
+  MG_UPSTREAM_TIMEOUT: { status: 504, message: 'The model provider did not answer in time.' },
+  MG_UPSTREAM_UNAVAILABLE: { status: 503, message: 'The model provider cannot be reached right now; retry later.' },
+  MG_REQUEST_REJECTED: { status: 400, message: 'The gateway could not accept the request as sent.' },
 } as const satisfies Record<string, ErrorSpec>
+
+/**
+ * The codes Envoy answers with itself (its local replies), with the catalog's
+ * message as the body. MG_BODY_TOO_LARGE and MG_ROUTE_UNSUPPORTED are shared
+ * with modelgate's own denials.
+ */
+export const ENVOY_REPLY_CODES = [
+  'MG_GATEWAY_TIMEOUT',
+  'MG_GATEWAY_ERROR',
+  'MG_BODY_TOO_LARGE',
+  'MG_HEADERS_TOO_LARGE',
+  'MG_UPSTREAM_TIMEOUT',
+  'MG_UPSTREAM_UNAVAILABLE',
+  'MG_ROUTE_UNSUPPORTED',
+  'MG_REQUEST_REJECTED',
+] as const satisfies readonly (keyof typeof ERRORS)[]
 
 export type ErrorCode = keyof typeof ERRORS
 

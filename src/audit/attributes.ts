@@ -60,7 +60,7 @@ export const ERROR_TYPE = 'error.type'
 export const MG_REQUEST_ID = 'modelgate.request.id'
 /** How the request ended: `allowed`, `denied`, `cancelled` (reset before the response was complete) or `error`. */
 export const MG_OUTCOME = 'modelgate.outcome'
-/** How the ext_proc stream ended: `completed` (Envoy half-closed), `cancelled` (Envoy reset it, as it does after most exchanges) or `error`. */
+/** How the ext_proc stream ended: `completed` (every message of the exchange answered), `cancelled` (Envoy reset or abandoned it before that) or `error`. */
 export const MG_STREAM_OUTCOME = 'modelgate.stream.outcome'
 /** True once the provider answered (response headers reached modelgate): the request left for the model. */
 export const MG_UPSTREAM_REACHED = 'modelgate.upstream.reached'
@@ -263,11 +263,19 @@ export const METRIC_AUDIT_DROPPED = 'modelgate.audit.records.dropped'
 export const METRIC_AUDIT_EXPORT_FAILURES = 'modelgate.audit.export.failures'
 /** Gauge (By): bytes waiting in the spool. */
 export const METRIC_AUDIT_SPOOL_SIZE = 'modelgate.audit.spool.size'
+/** Counter: ext_proc streams Envoy reset (or lost with their connection) before modelgate ended them, by `modelgate.stream.answered`. */
+export const METRIC_EXTPROC_STREAM_RESETS = 'modelgate.extproc.stream.resets'
+/** Counter: ext_proc connections that ended with streams open or that modelgate's HTTP/2 layer ended, by `modelgate.connection.closed_by`. */
+export const METRIC_EXTPROC_CONNECTIONS_CLOSED = 'modelgate.extproc.connections.closed'
 
 /** Metric attribute keys that are not span attributes. */
 export const METRIC_ATTR_DATA_CLASS = 'modelgate.data.class'
 export const METRIC_ATTR_DIRECTION = 'modelgate.data.direction'
 export const METRIC_ATTR_QUOTA_RULE = 'modelgate.quota.rule'
+/** `true` when every message of the exchange had been answered before the reset. */
+export const METRIC_ATTR_STREAM_ANSWERED = 'modelgate.stream.answered'
+/** `envoy` or `modelgate`. */
+export const METRIC_ATTR_CLOSED_BY = 'modelgate.connection.closed_by'
 
 /** Builds a per-item key such as `modelgate.data.class.pii.email.count`, with the item cleaned to [a-z0-9._-]. */
 export function itemKey(prefix: string, item: string, suffix = ''): string {

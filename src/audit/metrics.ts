@@ -15,18 +15,23 @@ import type { Resource } from '@opentelemetry/resources'
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics'
 import type { Logger } from '../log.ts'
 import type { RequestContext } from '../pipeline/context.ts'
+import type { TransportEvent } from '../server/transport.ts'
 import {
   GEN_AI_OPERATION_NAME,
   GEN_AI_PROVIDER_NAME,
   GEN_AI_REQUEST_MODEL,
   GEN_AI_TOKEN_TYPE,
+  METRIC_ATTR_CLOSED_BY,
   METRIC_ATTR_DATA_CLASS,
   METRIC_ATTR_DIRECTION,
   METRIC_ATTR_QUOTA_RULE,
+  METRIC_ATTR_STREAM_ANSWERED,
   METRIC_AUDIT_DROPPED,
   METRIC_AUDIT_EXPORT_FAILURES,
   METRIC_AUDIT_SPOOL_SIZE,
   METRIC_DENIALS,
+  METRIC_EXTPROC_CONNECTIONS_CLOSED,
+  METRIC_EXTPROC_STREAM_RESETS,
   METRIC_QUOTA_REFUSALS,
   METRIC_REDACTIONS,
   METRIC_REQUEST_DURATION,
@@ -64,6 +69,8 @@ export interface AuditMetrics {
   record(ctx: RequestContext, outcome: Outcome, durationMs: number): void
   recordDropped(count: number): void
   recordExportFailure(): void
+  /** Counts an ext_proc stream reset or a connection that ended with streams open. */
+  recordTransport(event: TransportEvent): void
   /** Resolves once the Prometheus endpoint listens (immediately when there is none). */
   ready(): Promise<void>
   /** The Prometheus endpoint actually bound (`host:port`), if any. */
@@ -146,6 +153,8 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
   })
   const dropped: Counter = meter.createCounter(METRIC_AUDIT_DROPPED, { description: 'Audit records lost because the spool was past its hard limit.', unit: '{record}' })
   const exportFailures: Counter = meter.createCounter(METRIC_AUDIT_EXPORT_FAILURES, { description: 'Failed OTLP exports of audit records.', unit: '{export}' })
+  const streamResets: Counter = meter.createCounter(METRIC_EXTPROC_STREAM_RESETS, { description: 'ext_proc streams reset before modelgate ended them.', unit: '{stream}' })
+  const connectionsClosed: Counter = meter.createCounter(METRIC_EXTPROC_CONNECTIONS_CLOSED, { description: 'ext_proc connections ended with streams open, or ended by modelgate.', unit: '{connection}' })
   meter
     .createObservableGauge(METRIC_AUDIT_SPOOL_SIZE, { description: 'Bytes of audit records waiting in the spool.', unit: 'By' })
     .addCallback((r) => r.observe(opts.spoolBytes()))
@@ -181,6 +190,10 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
     },
     recordExportFailure() {
       exportFailures.add(1)
+    },
+    recordTransport(e) {
+      if (e.kind === 'stream_reset') streamResets.add(1, { [METRIC_ATTR_STREAM_ANSWERED]: String(e.answered) })
+      else connectionsClosed.add(1, { [METRIC_ATTR_CLOSED_BY]: e.by })
     },
     ready: () => promReady,
     prometheusAddress() {

@@ -51,10 +51,11 @@ export function genAiOperation(op: Operation): string {
 }
 
 /**
- * How the request ended, from the auditor's point of view. Envoy resets the
- * ext_proc stream once an exchange is over, so a reset after the whole
- * response passed through modelgate (`responseComplete`) is a completed,
- * allowed request; a reset before that is a cancellation.
+ * How the request ended, from the auditor's point of view. Envoy half-closes
+ * (or, without the graceful close, resets) the ext_proc stream once an
+ * exchange is over, so an end after the whole response passed through
+ * modelgate (`responseComplete`) is a completed, allowed request; an end
+ * before that is a cancellation.
  */
 export function outcomeOf(ctx: RequestContext, stream: StreamOutcome, responseComplete = false): Outcome {
   if (ctx.denial) return 'denied'

@@ -31,6 +31,7 @@ import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { BodyChunk, Phase, Stage, StreamOutcome } from '../pipeline/stage.ts'
+import type { TransportEvent } from '../server/transport.ts'
 import * as A from './attributes.ts'
 import { HashChain } from './chain.ts'
 import { AuditDelivery, type DeliveryStats } from './delivery.ts'
@@ -67,6 +68,8 @@ export interface AuditTrail {
   status(): AuditStatus
   /** `host:port` of the Prometheus endpoint, if one is configured. */
   metricsAddress(): string | undefined
+  /** Counts ext_proc stream resets and connections that ended with streams open (the server reports them). */
+  recordTransport(event: TransportEvent): void
   /** Call after the server drained: chain-end record, flush or spool everything, stop metrics. Idempotent. */
   shutdown(): Promise<void>
 }
@@ -372,6 +375,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     },
     status: () => ({ ...delivery.stats(), chainId: chain.id, seq: chain.seq, head: chain.head, refusing }),
     metricsAddress: () => m.prometheusAddress(),
+    recordTransport: (e) => m.recordTransport(e),
     shutdown() {
       shuttingDown ??= (async () => {
         try {
@@ -442,6 +446,7 @@ function disabledTrail(): AuditTrail {
       head: '',
       refusing: false,
     }),
+    recordTransport: () => {},
     metricsAddress: () => undefined,
     shutdown: async () => {},
   }

@@ -3,10 +3,11 @@
  * binary against it (local stack and end-to-end tests).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, readSync, fstatSync } from 'node:fs'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parse, stringify } from 'yaml'
 import type { DevPki } from './identities.ts'
 import { parentDeathPrefix, stopProcess } from './process.ts'
 
@@ -81,6 +82,11 @@ export function renderEnvoyConfig(vars: EnvoyVars): string {
   return renderTemplate(readFileSync(ENVOY_TEMPLATE, 'utf8'), vars as unknown as Record<string, string | number>)
 }
 
+/** The rendered configuration as a plain object, for code that changes or inspects it. */
+export function envoyConfigObject(vars: EnvoyVars): Record<string, any> {
+  return parse(renderEnvoyConfig(vars)) as Record<string, any>
+}
+
 /** The Envoy binary: $ENVOY_BIN, else the one setup installed in .tools/, else `envoy` on PATH. */
 export function envoyBinary(env: NodeJS.ProcessEnv = process.env): string {
   if (env.ENVOY_BIN) return env.ENVOY_BIN
@@ -98,6 +104,22 @@ export interface RunningEnvoy {
   stop(): Promise<void>
 }
 
+/** How often Envoy flushes its access log. */
+export const ACCESS_LOG_FLUSH_MS = 250
+
+export interface StartEnvoyOptions {
+  readonly workDir: string
+  readonly vars: EnvoyVars
+  readonly logLevel?: string
+  /** Extra command-line arguments, e.g. `--component-log-level ext_proc:debug`. */
+  readonly args?: readonly string[]
+  /** Changes the rendered configuration (parsed) before Envoy starts. */
+  readonly edit?: (config: Record<string, any>) => void
+  /** Writes Envoy's stdout and stderr (the access log among them) to this file instead of keeping them in memory. */
+  readonly logFile?: string
+  readonly readyTimeoutMs?: number
+}
+
 /**
  * Starts Envoy with a rendered config whose LISTEN_PORT and ADMIN_PORT may be
  * 0; waits until the admin endpoint reports LIVE and returns the bound ports.
@@ -107,24 +129,39 @@ export interface RunningEnvoy {
  * is removed before Envoy starts and only the new one is read. Envoy gets
  * SIGTERM if the process that started it dies (see parentDeathPrefix).
  */
-export async function startEnvoy(opts: { workDir: string; vars: EnvoyVars; logLevel?: string; readyTimeoutMs?: number }): Promise<RunningEnvoy> {
+export async function startEnvoy(opts: StartEnvoyOptions): Promise<RunningEnvoy> {
   const configPath = join(opts.workDir, 'envoy.yaml')
   const adminPath = join(opts.workDir, 'envoy-admin-address')
-  await writeFile(configPath, renderEnvoyConfig(opts.vars))
+  let config = renderEnvoyConfig(opts.vars)
+  if (opts.edit) {
+    const doc = parse(config) as Record<string, any>
+    opts.edit(doc)
+    config = stringify(doc, { lineWidth: 0 })
+  }
+  await writeFile(configPath, config)
   await rm(adminPath, { force: true })
+  const logFd = opts.logFile ? openSync(opts.logFile, 'a') : undefined
   const [command, ...prefix] = [...parentDeathPrefix('TERM'), envoyBinary()]
   const child = spawn(
     command!,
-    [...prefix, '-c', configPath, '--admin-address-path', adminPath, '--disable-hot-restart', '--concurrency', '2', '--log-level', opts.logLevel ?? 'warn'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    [
+      ...prefix,
+      ...['-c', configPath, '--admin-address-path', adminPath, '--disable-hot-restart', '--concurrency', '2', '--log-level', opts.logLevel ?? 'warn'],
+      // The access log reaches stdout within a quarter second (Envoy's default is 10 s).
+      ...['--file-flush-interval-msec', String(ACCESS_LOG_FLUSH_MS)],
+      ...(opts.args ?? []),
+    ],
+    { stdio: logFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd] },
   )
-  let output = ''
+  if (logFd !== undefined) closeSync(logFd)
+  let kept = ''
   const keep = (b: Buffer) => {
-    output += b.toString()
-    if (output.length > 1_000_000) output = output.slice(-500_000)
+    kept += b.toString()
+    if (kept.length > 1_000_000) kept = kept.slice(-500_000)
   }
-  child.stdout.on('data', keep)
-  child.stderr.on('data', keep)
+  child.stdout?.on('data', keep)
+  child.stderr?.on('data', keep)
+  const output = () => (opts.logFile ? tail(opts.logFile, 500_000) : kept)
   let exited: number | null | undefined
   let spawnError: Error | undefined
   child.once('exit', (code) => (exited = code))
@@ -135,7 +172,7 @@ export async function startEnvoy(opts: { workDir: string; vars: EnvoyVars; logLe
   let adminUrl = ''
   while (Date.now() < deadline) {
     if (spawnError) throw new Error(`envoy could not be started (${envoyBinary()}): ${spawnError.message}`)
-    if (exited !== undefined) throw new Error(`envoy exited with code ${exited} before it was ready:\n${output.slice(-4000)}`)
+    if (exited !== undefined) throw new Error(`envoy exited with code ${exited} before it was ready:\n${output().slice(-4000)}`)
     if (!adminUrl) {
       try {
         const address = (await readFile(adminPath, 'utf8')).trim()
@@ -153,7 +190,7 @@ export async function startEnvoy(opts: { workDir: string; vars: EnvoyVars; logLe
             listener_statuses?: { name: string; local_address?: { socket_address?: { port_value?: number } } }[]
           }
           const port = listeners.listener_statuses?.find((l) => l.name === 'workloads')?.local_address?.socket_address?.port_value
-          if (port) return { process: child, adminUrl, listenPort: port, output: () => output, stop }
+          if (port) return { process: child, adminUrl, listenPort: port, output, stop }
         }
       } catch {
         /* not listening yet */
@@ -162,5 +199,29 @@ export async function startEnvoy(opts: { workDir: string; vars: EnvoyVars; logLe
     await new Promise((r) => setTimeout(r, 100))
   }
   await stop()
-  throw new Error(`envoy was not ready within ${opts.readyTimeoutMs ?? 30_000} ms:\n${output.slice(-4000)}`)
+  throw new Error(`envoy was not ready within ${opts.readyTimeoutMs ?? 30_000} ms:\n${output().slice(-4000)}`)
+}
+
+/** The last `bytes` of a file. */
+function tail(file: string, bytes: number): string {
+  const fd = openSync(file, 'r')
+  try {
+    const size = fstatSync(fd).size
+    const start = Math.max(0, size - bytes)
+    const buf = Buffer.alloc(size - start)
+    readSync(fd, buf, 0, buf.length, start)
+    return buf.toString('utf8')
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Envoy's counters and gauges whose names match `filter` (a regular expression Envoy applies), by name. */
+export async function envoyStats(adminUrl: string, filter: string): Promise<Record<string, number>> {
+  const res = await fetch(`${adminUrl}/stats?format=json&filter=${encodeURIComponent(filter)}`)
+  if (!res.ok) throw new Error(`envoy admin /stats answered ${res.status}`)
+  const body = (await res.json()) as { stats?: { name?: string; value?: number }[] }
+  const out: Record<string, number> = {}
+  for (const s of body.stats ?? []) if (s.name !== undefined && typeof s.value === 'number') out[s.name] = s.value
+  return out
 }

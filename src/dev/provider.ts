@@ -31,15 +31,38 @@ export interface ScriptedResponse {
 
 const MAX_RECORDED = 1000
 const MAX_BODY = 16 * 1024 * 1024
+/**
+ * How long an idle keep-alive connection stays open. Longer than the idle
+ * timeout of Envoy's provider clusters (envoy/envoy.template.yaml), so Envoy
+ * always retires a connection before the provider closes it: a request sent on
+ * a connection the provider is closing would fail with 503.
+ */
+export const PROVIDER_KEEP_ALIVE_MS = 60_000
+
+export interface StandInOptions {
+  /** Pause between the events of a default SSE answer (default 2 ms); 0 only yields to the event loop. */
+  readonly sseIntervalMs?: number
+}
 
 export class StandInProvider {
   readonly requests: RecordedRequest[] = []
   readonly #script: ScriptedResponse[] = []
+  readonly #sseIntervalMs: number
   #server: Server | undefined
+  #port: number | undefined
+
+  constructor(opts: StandInOptions = {}) {
+    this.#sseIntervalMs = opts.sseIntervalMs ?? 2
+  }
 
   /** The next request gets this answer instead of the default one. */
   enqueue(...responses: ScriptedResponse[]): void {
     this.#script.push(...responses)
+  }
+
+  /** The port last bound (also after close, so a test can listen there again). */
+  get port(): number | undefined {
+    return this.#port
   }
 
   clear(): void {
@@ -49,13 +72,16 @@ export class StandInProvider {
 
   async listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number; url: string }> {
     const server = createServer((req, res) => void this.#handle(req, res))
-    server.keepAliveTimeout = 5000
+    server.keepAliveTimeout = PROVIDER_KEEP_ALIVE_MS
+    // Headers of a request on a kept-alive connection may arrive up to the keep-alive timeout.
+    server.headersTimeout = PROVIDER_KEEP_ALIVE_MS + 5000
     this.#server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(port, host, () => resolve())
     })
     const addr = server.address() as AddressInfo
+    this.#port = addr.port
     return { host, port: addr.port, url: `http://${host}:${addr.port}` }
   }
 
@@ -143,7 +169,7 @@ export class StandInProvider {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
     for (const e of events) {
       res.write(e)
-      await sleep(2)
+      await (this.#sseIntervalMs > 0 ? sleep(this.#sseIntervalMs) : new Promise<void>((r) => setImmediate(r)))
     }
     res.end()
   }

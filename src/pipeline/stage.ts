@@ -24,7 +24,7 @@ export interface BodyChunk {
 
 /** Why a stream ended. `close` receives it exactly once per request. */
 export interface StreamOutcome {
-  /** completed: Envoy closed the stream normally; cancelled: Envoy reset or timed out; error: the server failed. */
+  /** completed: every message of the exchange was answered; cancelled: Envoy reset or abandoned the stream before that; error: the server failed. */
   readonly kind: 'completed' | 'cancelled' | 'error'
   readonly error?: unknown
 }

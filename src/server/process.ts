@@ -4,13 +4,22 @@
  * and encodes the answer. It never decides anything itself, and it never ends
  * a stream with status OK before it has answered every message it owes (Envoy
  * would treat that as "continue without the processor": a fail-open path).
+ *
+ * How a stream ends: with `envoy.reloadable_features.ext_proc_graceful_grpc_close`
+ * Envoy half-closes the stream once the HTTP exchange is over (or abandoned) and
+ * waits for the server's status; modelgate answers whatever is still queued,
+ * then ends the stream OK on the next turn. Without the guard, or on a message
+ * timeout, Envoy resets the stream instead; a reset is reported (`onReset`), and
+ * is a completed request only if every message of the exchange was answered.
  */
 import type * as grpc from '@grpc/grpc-js'
 import { denialBody, denialHeaders, dialectForPath, GateError, toGateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { RequestContext } from '../pipeline/context.ts'
 import type { Pipeline } from '../pipeline/pipeline.ts'
+import { matchRoute } from '../providers/routes.ts'
 import type { BodyChunk, StreamOutcome } from '../pipeline/stage.ts'
+import type { StreamReset } from './transport.ts'
 import {
   headerMutation,
   headersToMap,
@@ -28,6 +37,10 @@ export const ATTRIBUTES_NAMESPACE = 'envoy.filters.http.ext_proc'
 /** The dynamic metadata namespace modelgate writes (list it in Envoy's receiving_namespaces). */
 export const METADATA_NAMESPACE = 'modelgate'
 
+/** gRPC status INTERNAL, and the details sent with it when a stream cannot even be denied. */
+const GRPC_INTERNAL = 13
+const ABORT_DETAILS = 'modelgate failed; see its log'
+
 export type ProcessCall = grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>
 
 export interface ProcessDeps {
@@ -38,6 +51,8 @@ export interface ProcessDeps {
   readonly draining: () => boolean
   readonly onOpen?: () => void
   readonly onClose?: () => void
+  /** A stream Envoy reset (or lost with its connection) before modelgate ended it. */
+  readonly onReset?: (event: StreamReset) => void
 }
 
 export function createProcessHandler(deps: ProcessDeps): (call: ProcessCall) => void {
@@ -62,6 +77,10 @@ class StreamSession {
   #exchangeAnswered = false
   #requestChunks: Buffer[] = []
   #requestBytes = 0
+  /** The last message Envoy sent (for the reset report). */
+  #lastPhase: string | undefined
+  /** The request path as a route template (`path` in the metadata), once the path is known. */
+  #pathTemplate: string | undefined
 
   constructor(call: ProcessCall, deps: ProcessDeps) {
     this.#call = call
@@ -85,23 +104,42 @@ class StreamSession {
       this.#queue = this.#queue.then(() => this.#handle(msg)).catch((err) => this.#fail(err))
     })
     call.on('end', () => {
-      // Envoy half-closed: every message it sent has been (or is being) answered. A reset
-      // stream also ends the readable side first, with 'cancelled' following before the
-      // next macrotask: wait for it, so a reset is not recorded as a completed request.
+      // Envoy half-closed: it sends nothing more. The status goes out only after every
+      // message already received has been answered (the queue), so OK never precedes an
+      // answer Envoy is owed. A reset stream also ends the readable side first, with
+      // 'cancelled' following before the next macrotask: wait for it, so a reset is not
+      // recorded as a completed request. A half-close before the exchange was answered
+      // is Envoy abandoning the request (the caller went away): a cancellation.
       this.#queue = this.#queue
         .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
         .then(() => {
           if (this.#closed || call.cancelled) return
-          this.#close({ kind: 'completed' })
+          this.#close({ kind: this.#exchangeAnswered ? 'completed' : 'cancelled' })
           call.end()
         })
     })
-    call.on('cancelled', () => this.#close({ kind: this.#exchangeAnswered ? 'completed' : 'cancelled' }))
-    call.on('error', (err) => this.#close(this.#exchangeAnswered ? { kind: 'completed' } : { kind: 'cancelled', error: err }))
+    // grpc-js also emits 'cancelled' after the status went out; by then the stream is closed.
+    call.on('cancelled', () => this.#reset())
+    call.on('error', (err) => this.#reset(err))
+  }
+
+  /** Envoy reset the stream (or its connection ended) before modelgate ended it. */
+  #reset(err?: unknown): void {
+    if (this.#closed) return
+    const ctx = this.#ctx
+    this.#deps.onReset?.({
+      kind: 'stream_reset',
+      requestId: ctx.id,
+      answered: this.#exchangeAnswered,
+      phase: this.#lastPhase,
+      openMs: Math.round(ctx.elapsedMs()),
+    })
+    this.#close(this.#exchangeAnswered ? { kind: 'completed' } : err === undefined ? { kind: 'cancelled' } : { kind: 'cancelled', error: err })
   }
 
   async #handle(msg: ProcessingRequestMsg): Promise<void> {
     if (this.#closed) return
+    this.#lastPhase = msg.request
     if (this.#answeredFinal) return
     const ctx = this.#ctx
     const attrs = msg.attributes?.[ATTRIBUTES_NAMESPACE]
@@ -253,8 +291,11 @@ class StreamSession {
   /** Facts for Envoy's access log, in the `modelgate` dynamic metadata namespace. Never request content. */
   #metadata(): Pick<ProcessingResponseMsg, 'dynamic_metadata'> {
     const ctx = this.#ctx
+    if (this.#pathTemplate === undefined && ctx.path) this.#pathTemplate = matchRoute(ctx.path)?.template ?? ''
     const facts: Record<string, unknown> = {
       request_id: ctx.id,
+      // The route's template, never the raw path (a query or a segment may carry a secret).
+      path: this.#pathTemplate || undefined,
       spiffe_id: ctx.identity?.spiffeId,
       decision_id: ctx.decision?.decisionId,
       policy_set: ctx.decision?.policySetHash,
@@ -287,7 +328,9 @@ class StreamSession {
   #abort(err: unknown): void {
     if (this.#closed) return
     this.#close({ kind: 'error', error: err })
-    this.#call.destroy(err instanceof Error ? err : new Error(String(err)))
+    // grpc-js turns an 'error' event into the stream's status (destroy() would send none and
+    // leave Envoy waiting for its message timeout). The cause stays in modelgate's log.
+    this.#call.emit('error', Object.assign(new Error(ABORT_DETAILS), { code: GRPC_INTERNAL, details: ABORT_DETAILS }))
   }
 
   #close(outcome: StreamOutcome): void {

@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts'
 import type { Pipeline } from '../pipeline/pipeline.ts'
 import { EXT_PROC_SERVICE, loadExtProcService } from './codec.ts'
 import { createProcessHandler } from './process.ts'
+import { watchConnections, type ConnectionClosed, type StreamReset, type TransportEvent } from './transport.ts'
 
 export interface ServerOptions {
   readonly listen: string
@@ -17,6 +18,8 @@ export interface ServerOptions {
   readonly drainTimeoutMs: number
   readonly pipeline: Pipeline
   readonly logger: Logger
+  /** Told about every ext_proc stream reset and every connection that ends with streams open (metrics). */
+  readonly onTransportEvent?: (event: TransportEvent) => void
 }
 
 export interface RunningServer {
@@ -42,6 +45,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   })
   let draining = false
   let open = 0
+  const transport = transportReporter(opts.logger, opts.onTransportEvent)
   const health = new HealthImplementation({ '': 'SERVING', [EXT_PROC_SERVICE]: 'SERVING' })
   health.addToServer(server)
   server.addService(loadExtProcService(), {
@@ -52,6 +56,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       draining: () => draining,
       onOpen: () => open++,
       onClose: () => open--,
+      onReset: transport.streamReset,
     }),
   })
 
@@ -66,8 +71,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       /* bind reports the real problem */
     }
   }
+  const connections = watchConnections(transport.connectionClosed)
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)))
+  }).catch((err: unknown) => {
+    connections.stop()
+    throw err
   })
   const address = target.startsWith('unix://') ? target : target.replace(/:\d+$/, `:${port}`)
   opts.logger.info('listening', { address, max_message_bytes: maxMessage })
@@ -80,6 +89,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     shutdown() {
       stopping ??= (async () => {
         draining = true
+        connections.shuttingDown()
         health.setStatus('', 'NOT_SERVING')
         health.setStatus(EXT_PROC_SERVICE, 'NOT_SERVING')
         opts.logger.info('draining', { open_streams: open, drain_timeout_ms: opts.drainTimeoutMs })
@@ -95,9 +105,45 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             resolve()
           })
         })
+        // Connections that ended with the shutdown report on the next turn.
+        await new Promise((r) => setImmediate(r))
+        connections.stop()
         opts.logger.info('stopped')
       })()
       return stopping
+    },
+  }
+}
+
+/** How many resets after a fully answered exchange pass between two summary log lines. */
+const ANSWERED_RESET_LOG_EVERY = 1000
+
+/**
+ * Logs transport events and passes them on. A reset before the exchange was
+ * answered cut a request short and is logged each time; a reset after it
+ * (what Envoy does without `ext_proc_graceful_grpc_close`) is logged as a
+ * running count, since it would otherwise log every request.
+ */
+function transportReporter(logger: Logger, hook: ((e: TransportEvent) => void) | undefined) {
+  let answeredResets = 0
+  return {
+    streamReset(e: StreamReset): void {
+      if (!e.answered) {
+        logger.warn('ext_proc stream reset before it was answered', { request_id: e.requestId, phase: e.phase, open_ms: e.openMs })
+      } else if (answeredResets++ % ANSWERED_RESET_LOG_EVERY === 0) {
+        logger.info('Envoy resets ext_proc streams after they were answered; enable envoy.reloadable_features.ext_proc_graceful_grpc_close', { resets: answeredResets })
+      }
+      hook?.(e)
+    },
+    connectionClosed(e: ConnectionClosed): void {
+      logger.warn(e.by === 'modelgate' ? 'modelgate closed an ext_proc connection' : 'Envoy closed an ext_proc connection with streams open', {
+        by: e.by,
+        reason: e.reason,
+        streams_open: e.streamsOpen,
+        streams: e.streams,
+        age_ms: e.ageMs,
+      })
+      hook?.(e)
     },
   }
 }

@@ -67,6 +67,8 @@ t.test('the server listens on a Unix socket and serves a whole exchange there', 
   const s = client.open()
   t.equal(answerKind(await s.exchange(msg.requestHeaders(headers('unix-1'), { attributes: ATTRS }))), 'request_headers')
   t.equal(answerKind(await s.exchange(msg.requestBody(CHAT))), 'request_body')
+  t.equal(answerKind(await s.exchange(msg.responseHeaders({ ':status': '200', 'content-type': 'application/json' }))), 'response_headers')
+  t.equal(answerKind(await s.exchange(msg.responseBody('{"usage":{"prompt_tokens":1}}', true))), 'response_body')
   t.same(await s.end(), { code: 0, details: 'OK' })
   t.same(closed.get('unix-1'), [{ kind: 'completed' }])
 })

@@ -190,9 +190,9 @@ t.test('an allowed JSON request goes through every phase with the answers Envoy 
   t.notOk(b.request_body?.response?.body_mutation, 'the body is forwarded unchanged')
   t.notOk(b.request_body?.response?.header_mutation)
   t.match(fromStruct(b.dynamic_metadata), {
-    modelgate: { request_id: id, spiffe_id: CHECKOUT, model: 'gpt-4o-mini', decision_id: /^[0-9a-f-]{36}$/, policy_set: /^[0-9a-f]+$/ },
+    modelgate: { request_id: id, path: '/v1/chat/completions', spiffe_id: CHECKOUT, model: 'gpt-4o-mini', decision_id: /^[0-9a-f-]{36}$/, policy_set: /^[0-9a-f]+$/ },
   })
-  t.same(Object.keys(fromStruct(b.dynamic_metadata).modelgate as object).sort(), ['decision_id', 'model', 'policy_set', 'request_id', 'spiffe_id'], 'facts only, never content')
+  t.same(Object.keys(fromStruct(b.dynamic_metadata).modelgate as object).sort(), ['decision_id', 'model', 'path', 'policy_set', 'request_id', 'spiffe_id'], 'facts only, never content')
 
   const rh = await s.exchange(msg.responseHeaders({ ':status': '200', 'content-type': 'application/json' }))
   t.equal(answerKind(rh), 'response_headers')

@@ -139,6 +139,7 @@ t.test('anthropicErrorType gives Anthropic\'s documented type for every status t
     404: 'not_found_error',
     405: 'invalid_request_error',
     413: 'request_too_large',
+    431: 'invalid_request_error',
     429: 'rate_limit_error',
     500: 'api_error',
     502: 'api_error',

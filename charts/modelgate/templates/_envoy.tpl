@@ -8,6 +8,17 @@ that is ready only while modelgate answers its gRPC health check.
 admin:
   address:
     socket_address: { address: 127.0.0.1, port_value: 9901 }
+# Envoy half-closes each ext_proc stream once the exchange is over and waits for
+# modelgate's status instead of resetting it (a flood of resets makes Node's
+# HTTP/2 layer end the connection, and the streams on it fail with 500).
+layered_runtime:
+  layers:
+  - name: static
+    static_layer:
+      envoy.reloadable_features.ext_proc_graceful_grpc_close: true
+      # How long Envoy waits for that status before it resets the stream anyway (default 1 s):
+      # room for a busy event loop, so an answered stream is not reset for being late to close.
+      envoy.filters.http.ext_proc.remote_close_timeout_milliseconds: 5000
 static_resources:
   listeners:
   - name: workloads
@@ -57,13 +68,65 @@ static_resources:
                   time: "%START_TIME%"
                   request_id: "%REQ(X-REQUEST-ID)%"
                   method: "%REQ(:METHOD)%"
-                  path: "%REQ(:PATH)%"
+                  # The route's template as modelgate recognised it, never the raw path.
+                  path: "%DYNAMIC_METADATA(modelgate:path)%"
+                  route: "%ROUTE_NAME%"
                   status: "%RESPONSE_CODE%"
                   details: "%RESPONSE_CODE_DETAILS%"
                   upstream: "%UPSTREAM_CLUSTER%"
                   duration_ms: "%DURATION%"
                   decision_id: "%DYNAMIC_METADATA(modelgate:decision_id)%"
                   spiffe_id: "%DYNAMIC_METADATA(modelgate:spiffe_id)%"
+          # Envoy's own answers get a JSON error body in the API's dialect, the request
+          # id and an x-modelgate-error code; modelgate's denials pass unchanged (the same
+          # mappers as envoy/envoy.template.yaml).
+          local_reply_config:
+            mappers:
+            - filter:
+                or_filter:
+                  filters:
+                  - extension_filter:
+                      name: envoy.access_loggers.extension_filters.cel
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+                        expression: "response.code_details.startsWith('modelgate_')"
+                  - metadata_filter:
+                      matcher:
+                        filter: modelgate
+                        path: [{ key: error_code }]
+                        value: { present_match: true }
+                      # A request without the key is not one of modelgate's denials.
+                      match_if_key_not_found: false
+            {{- range (include "modelgate.localReplies" . | fromYamlArray) }}
+            - filter:
+                extension_filter:
+                  name: envoy.access_loggers.extension_filters.cel
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+                    expression: {{ printf "%s && request.url_path.startsWith('/v1/messages')" .when | quote }}
+              headers_to_add:
+              - header: { key: x-modelgate-error, value: {{ .code }} }
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              - header: { key: request-id, value: "%REQ(X-REQUEST-ID)%" }
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              body_format_override:
+                json_format:
+                  type: error
+                  error: { type: {{ .anthropic }}, message: {{ .message | quote }} }
+                  request_id: "%REQ(X-REQUEST-ID)%"
+            - filter:
+                extension_filter:
+                  name: envoy.access_loggers.extension_filters.cel
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+                    expression: {{ .when | quote }}
+              headers_to_add:
+              - header: { key: x-modelgate-error, value: {{ .code }} }
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              body_format_override:
+                json_format:
+                  error: { type: modelgate_error, code: {{ .code }}, message: {{ .message | quote }}, request_id: "%REQ(X-REQUEST-ID)%" }
+            {{- end }}
           route_config:
             name: providers
             virtual_hosts:
@@ -103,7 +166,7 @@ static_resources:
                 response_trailer_mode: SKIP
               allow_mode_override: true
               allowed_override_modes:
-              - response_body_mode: STREAMED
+              - { response_header_mode: SEND, response_body_mode: STREAMED, request_trailer_mode: SKIP, response_trailer_mode: SKIP }
               mutation_rules:
                 disallow_is_error: true
               request_attributes:
@@ -161,6 +224,9 @@ static_resources:
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        # Below nghttp2's allowance of 1000 stream resets per connection: no connection can
+        # use it up, whatever a fault makes Envoy reset.
+        common_http_protocol_options: { max_requests_per_connection: 500 }
         explicit_http_config:
           http2_protocol_options:
             max_concurrent_streams: 100000
@@ -183,6 +249,12 @@ static_resources:
     dns_lookup_family: V4_PREFERRED
     connect_timeout: 5s
     per_connection_buffer_limit_bytes: {{ int $.Values.envoy.maxBodyBytes }}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        # Below the provider's keep-alive timeout, so Envoy never reuses a connection the provider is closing.
+        common_http_protocol_options: { idle_timeout: {{ $.Values.envoy.providerIdleTimeout }} }
+        explicit_http_config: { http_protocol_options: {} }
     load_assignment:
       cluster_name: provider-{{ .name }}
       endpoints:
@@ -202,4 +274,50 @@ static_resources:
               matcher: { exact: {{ .host }} }
     {{- end }}
   {{- end }}
+{{- end -}}
+
+
+{{/*
+Envoy's own answers and the modelgate error code each gets (src/errors.ts):
+`when` is a CEL condition on the local reply; `anthropic` the Anthropic error
+type for /v1/messages; `message` the catalog's message. Order matters: the
+first match wins.
+*/}}
+{{- define "modelgate.localReplies" -}}
+- code: MG_GATEWAY_TIMEOUT
+  when: "response.code == 504 && response.code_details.startsWith('ext_proc_error')"
+  anthropic: api_error
+  message: "The policy check did not answer in time, so the request is refused."
+- code: MG_GATEWAY_ERROR
+  when: "response.code_details.startsWith('ext_proc_error')"
+  anthropic: api_error
+  message: "The policy check could not be completed, so the request is refused."
+- code: MG_BODY_TOO_LARGE
+  when: "response.code == 413"
+  anthropic: request_too_large
+  message: "The request body is larger than the configured limit."
+- code: MG_HEADERS_TOO_LARGE
+  when: "response.code == 431"
+  anthropic: invalid_request_error
+  message: "The request headers are larger than the gateway accepts."
+- code: MG_UPSTREAM_TIMEOUT
+  when: "response.code == 504"
+  anthropic: api_error
+  message: "The model provider did not answer in time."
+- code: MG_UPSTREAM_UNAVAILABLE
+  when: "response.code == 503"
+  anthropic: api_error
+  message: "The model provider cannot be reached right now; retry later."
+- code: MG_ROUTE_UNSUPPORTED
+  when: "response.code == 404"
+  anthropic: not_found_error
+  message: "This API path is not one modelgate knows how to inspect."
+- code: MG_GATEWAY_ERROR
+  when: "response.code >= 500"
+  anthropic: api_error
+  message: "The policy check could not be completed, so the request is refused."
+- code: MG_REQUEST_REJECTED
+  when: "response.code >= 400"
+  anthropic: invalid_request_error
+  message: "The gateway could not accept the request as sent."
 {{- end -}}

@@ -1,23 +1,23 @@
 import t from 'tap'
 import { matchRoute } from '../../../src/providers/routes.ts'
 
-t.test('known API paths resolve to their provider, operation and API name', async (t) => {
+t.test('known API paths resolve to their provider, operation, API name and a path template without caller-chosen segments', async (t) => {
   const cases: [path: string, expected: ReturnType<typeof matchRoute>][] = [
-    ['/v1/chat/completions', { kind: 'openai', operation: 'chat', api: 'openai.chat_completions' }],
-    ['/v1/completions', { kind: 'openai', operation: 'completion', api: 'openai.completions' }],
-    ['/v1/responses', { kind: 'openai', operation: 'responses', api: 'openai.responses' }],
-    ['/v1/embeddings', { kind: 'openai', operation: 'embedding', api: 'openai.embeddings' }],
-    ['/v1/messages', { kind: 'anthropic', operation: 'messages', api: 'anthropic.messages' }],
-    ['/v1/chat/completions?api-version=1&x=y', { kind: 'openai', operation: 'chat', api: 'openai.chat_completions' }],
-    ['/openai/v1/chat/completions', { kind: 'openai', operation: 'chat', api: 'openai.chat_completions' }],
-    ['/api/v1/embeddings', { kind: 'openai', operation: 'embedding', api: 'openai.embeddings' }],
-    ['/a/b/v1/responses', { kind: 'openai', operation: 'responses', api: 'openai.responses' }],
+    ['/v1/chat/completions', { kind: 'openai', operation: 'chat', api: 'openai.chat_completions', template: '/v1/chat/completions' }],
+    ['/v1/completions', { kind: 'openai', operation: 'completion', api: 'openai.completions', template: '/v1/completions' }],
+    ['/v1/responses', { kind: 'openai', operation: 'responses', api: 'openai.responses', template: '/v1/responses' }],
+    ['/v1/embeddings', { kind: 'openai', operation: 'embedding', api: 'openai.embeddings', template: '/v1/embeddings' }],
+    ['/v1/messages', { kind: 'anthropic', operation: 'messages', api: 'anthropic.messages', template: '/v1/messages' }],
+    ['/v1/chat/completions?api-version=1&x=y', { kind: 'openai', operation: 'chat', api: 'openai.chat_completions', template: '/v1/chat/completions' }],
+    ['/openai/v1/chat/completions', { kind: 'openai', operation: 'chat', api: 'openai.chat_completions', template: '/{base}/v1/chat/completions' }],
+    ['/api/v1/embeddings', { kind: 'openai', operation: 'embedding', api: 'openai.embeddings', template: '/{base}/v1/embeddings' }],
+    ['/a/b/v1/responses', { kind: 'openai', operation: 'responses', api: 'openai.responses', template: '/{base}/v1/responses' }],
     [
       '/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21',
-      { kind: 'azure-openai', operation: 'chat', api: 'azure_openai.chat_completions', deployment: 'gpt-4o-prod' },
+      { kind: 'azure-openai', operation: 'chat', api: 'azure_openai.chat_completions', deployment: 'gpt-4o-prod', template: '/openai/deployments/{deployment}/chat/completions' },
     ],
-    ['/openai/deployments/davinci.v2/completions', { kind: 'azure-openai', operation: 'completion', api: 'azure_openai.completions', deployment: 'davinci.v2' }],
-    ['/openai/deployments/embed_small/embeddings', { kind: 'azure-openai', operation: 'embedding', api: 'azure_openai.embeddings', deployment: 'embed_small' }],
+    ['/openai/deployments/davinci.v2/completions', { kind: 'azure-openai', operation: 'completion', api: 'azure_openai.completions', deployment: 'davinci.v2', template: '/openai/deployments/{deployment}/completions' }],
+    ['/openai/deployments/embed_small/embeddings', { kind: 'azure-openai', operation: 'embedding', api: 'azure_openai.embeddings', deployment: 'embed_small', template: '/openai/deployments/{deployment}/embeddings' }],
   ]
   for (const [path, expected] of cases) t.same(matchRoute(path), expected, path)
 })
@@ -49,8 +49,8 @@ t.test('everything else is not a route', async (t) => {
 
 t.test('dot segments in the base path still name the API the upstream will see after normalisation', async (t) => {
   // Only base segments can be consumed by normalisation; the /v1/<api> suffix is fixed, so both sides agree.
-  t.same(matchRoute('/x/../v1/chat/completions'), { kind: 'openai', operation: 'chat', api: 'openai.chat_completions' })
-  t.same(matchRoute('/../v1/embeddings'), { kind: 'openai', operation: 'embedding', api: 'openai.embeddings' })
+  t.same(matchRoute('/x/../v1/chat/completions'), { kind: 'openai', operation: 'chat', api: 'openai.chat_completions', template: '/{base}/v1/chat/completions' })
+  t.same(matchRoute('/../v1/embeddings'), { kind: 'openai', operation: 'embedding', api: 'openai.embeddings', template: '/{base}/v1/embeddings' })
 })
 
 t.test('a very long path is rejected without pathological matching', async (t) => {

@@ -1,0 +1,3 @@
+module modelgate.dev/bench/loadgen
+
+go 1.22
