@@ -38,7 +38,7 @@ import { AuditDelivery, type DeliveryStats } from './delivery.ts'
 import { FileSink } from './file-sink.ts'
 import { OtlpGrpcSpanExporter } from './grpc-exporter.ts'
 import { createAuditMetrics, type AuditMetrics } from './metrics.ts'
-import { describeUrl, readOtelSettings } from './otel-env.ts'
+import { describeUrl, readOtelSettings, type OtelSettings } from './otel-env.ts'
 import { auditPaths } from './paths.ts'
 import { nanosToHrTime, type RecordValue } from './record.ts'
 import { captureContent, isFailure, outcomeOf, requestAttributes, requestStart, roundMs, settleFindings, spanName, type CapturedContent } from './span-attributes.ts'
@@ -99,15 +99,15 @@ interface RequestState {
 export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTrail {
   const cfg = config.audit
   const logger = deps.logger
-  if (!cfg.enabled) {
-    logger.warn('audit trail disabled (audit.enabled: false): requests are not recorded')
-    return disabledTrail()
-  }
   const settings = readOtelSettings(cfg, deps.env ?? process.env)
   if (settings.problems.length > 0) {
     throw new Error(`audit: the OpenTelemetry environment cannot be used:\n  ${settings.problems.join('\n  ')}`)
   }
   for (const w of settings.warnings) logger.warn(w)
+  if (!cfg.enabled) {
+    logger.warn('audit trail disabled (audit.enabled: false): requests are not recorded')
+    return metricsOnlyTrail(config, settings, logger)
+  }
   if (settings.sdkDisabled) logger.warn('OTEL_SDK_DISABLED=true: audit spans and metrics are not exported over OTLP')
   if (cfg.content.enabled && !config.redaction.enabled) {
     throw new Error('audit.content.enabled needs redaction.enabled: content is only recorded after redaction')
@@ -425,12 +425,48 @@ export function parentContext(ctx: RequestContext): Context {
   return trace.setSpanContext(ROOT_CONTEXT, sc)
 }
 
-function disabledTrail(): AuditTrail {
+/**
+ * The trail when audit records are off: no spans, no chain, no spool, but the
+ * metrics stay what the configuration asks for (`server.metricsListen`, OTLP
+ * metrics): requests, denials, redactions, latency, tokens and the transport
+ * counters are still counted. The stage only notes how each response ended.
+ */
+function metricsOnlyTrail(config: Config, settings: OtelSettings, logger: Logger): AuditTrail {
   const chainId = randomUUID()
+  const wanted = config.server.metricsListen !== '' || settings.metrics !== undefined
+  const metrics = wanted
+    ? createAuditMetrics({
+        resource: resourceFromAttributes({ ...settings.resourceAttributes, 'service.name': settings.serviceName }),
+        otlp: settings.metrics,
+        prometheusListen: config.server.metricsListen,
+        logger,
+        spoolBytes: () => 0,
+      })
+    : undefined
+  const COMPLETE = Symbol('metrics.response-complete')
+  const complete = (ctx: RequestContext) => ctx.local(COMPLETE, () => ({ done: false }))
+  const stage: Stage = metrics
+    ? {
+        name: 'audit',
+        responseBody(ctx, chunk) {
+          if (chunk.end) complete(ctx).done = true
+        },
+        responseTrailers(ctx) {
+          complete(ctx).done = true
+        },
+        close(ctx, outcome) {
+          try {
+            metrics.record(ctx, outcomeOf(ctx, outcome, complete(ctx).done), Number(process.hrtime.bigint() - ctx.startedNs) / 1e6)
+          } catch (err) {
+            logger.error('request metrics failed', { request_id: ctx.id, error: (err as Error).message })
+          }
+        },
+      }
+    : { name: 'audit' }
   return {
-    stage: { name: 'audit' },
-    ready: async () => {},
-    flush: async () => {},
+    stage,
+    ready: async () => metrics?.ready(),
+    flush: async () => metrics?.forceFlush(),
     status: () => ({
       queued: 0,
       inFlight: 0,
@@ -446,8 +482,8 @@ function disabledTrail(): AuditTrail {
       head: '',
       refusing: false,
     }),
-    recordTransport: () => {},
-    metricsAddress: () => undefined,
-    shutdown: async () => {},
+    recordTransport: (e) => metrics?.recordTransport(e),
+    metricsAddress: () => metrics?.prometheusAddress(),
+    shutdown: async () => metrics?.shutdown(),
   }
 }

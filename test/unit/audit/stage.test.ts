@@ -425,7 +425,7 @@ t.test('an unusable OTEL environment stops start-up with every problem listed', 
   })
 })
 
-t.test('a disabled trail is a stage without phases', async (t) => {
+t.test('a disabled trail without metrics configured is a stage without phases', async (t) => {
   const log = memoryLogger()
   const audit = createAuditStage(testConfig({ enabled: false }), { logger: log, env: {} })
   t.same(Object.keys(audit.stage), ['name'])
@@ -433,6 +433,22 @@ t.test('a disabled trail is a stage without phases', async (t) => {
   await audit.flush()
   await audit.shutdown()
   t.ok(log.lines.some((l) => l.level === 'warn' && String(l.msg).startsWith('audit trail disabled')))
+})
+
+t.test('with audit records off, the metrics endpoint still counts every request', async (t) => {
+  const log = memoryLogger()
+  const audit = createAuditStage(testConfig({ enabled: false }, { metricsListen: '127.0.0.1:0' }), { logger: log, env: {} })
+  t.teardown(() => audit.shutdown())
+  await audit.ready()
+  const address = audit.metricsAddress()
+  t.ok(address, 'the Prometheus endpoint listens')
+  const ctx = new RequestContext()
+  ctx.denial = new GateError('MG_POLICY_DENIED')
+  audit.stage.close!(ctx, { kind: 'completed' })
+  const text = await (await fetch(`http://${address}/metrics`)).text()
+  t.match(text, /modelgate_requests_total\{[^}]*outcome="denied"[^}]*\} 1/, 'the denied request is counted')
+  t.match(text, /modelgate_denials_total\{[^}]*MG_POLICY_DENIED[^}]*\} 1/, 'with its code')
+  t.equal(audit.status().seq, 0, 'and no record is kept')
 })
 
 t.test('with no OTLP endpoint and no file the operator is warned', async (t) => {
