@@ -136,7 +136,7 @@ function redactBuffered(engine: RedactionEngine, chunk: BodyChunk, rs: ResponseS
       throw new GateError('MG_RESPONSE_UNREADABLE', { internal: err.message })
     }
   }
-  const doc = scanDocument(engine, body, undefined, deps.subject)
+  const doc = scanDocument(engine, body, deps.subject)
   const blocked = new Set<string>()
   const actions = new Map<Detection, RedactionAction>()
   for (const site of doc.sites) {
@@ -151,7 +151,7 @@ function redactBuffered(engine: RedactionEngine, chunk: BodyChunk, rs: ResponseS
     const classes = [...blocked].sort()
     throw new GateError('MG_RESPONSE_BLOCKED', { details: { data_classes: classes }, internal: `response carried blocked data classes: ${classes.join(', ')}` })
   }
-  const result = rewriteDocument(doc, (_s, d) => actions.get(d)!, deps.book, deps.restore)
+  const result = rewriteDocument(doc, body, (_s, d) => actions.get(d)!, deps.book, deps.restore)
   if (result.changed) chunk.data = Buffer.from(result.raw, 'utf8')
   else if (body !== chunk.data) chunk.data = body
 }
