@@ -84,6 +84,18 @@ function chatCompletions(body: Record<string, unknown>): void {
   })
 }
 
+/**
+ * The output budget of a chat completion. `max_completion_tokens` replaced
+ * `max_tokens`; a request may carry both, and providers differ in which one
+ * they honour, so the larger (most permissive) one is the budget policy and
+ * quotas see. Each must be a positive integer.
+ */
+function chatMaxTokens(body: Record<string, unknown>): number | undefined {
+  const a = optPositiveInt(body, 'max_completion_tokens')
+  const b = optPositiveInt(body, 'max_tokens')
+  return a === undefined ? b : b === undefined ? a : Math.max(a, b)
+}
+
 function promptLike(body: Record<string, unknown>, key: string): void {
   const v = body[key]
   if (typeof v === 'string') return
@@ -153,7 +165,7 @@ export function parseProviderRequest(route: ApiRoute, json: unknown, providerNam
       model = requireModel(json, route.deployment)
       chatCompletions(json)
       tools = openaiTools(json)
-      maxTokens = optPositiveInt(json, 'max_completion_tokens') ?? optPositiveInt(json, 'max_tokens')
+      maxTokens = chatMaxTokens(json)
       break
     case 'openai.completions':
     case 'azure_openai.completions':

@@ -25,7 +25,10 @@ export interface ParsedRequest {
   readonly api: string
   readonly model: string
   readonly stream: boolean
-  /** Requested output budget (max_tokens / max_completion_tokens / max_output_tokens), if any. */
+  /**
+   * Requested output budget (max_tokens / max_completion_tokens /
+   * max_output_tokens), if any; the larger when a chat request carries both.
+   */
   readonly maxTokens: number | undefined
   readonly tools: readonly ToolDefinition[]
 }

@@ -76,7 +76,7 @@ t.test('OpenAI chat completions', async (t) => {
     t.equal(r.api, 'openai.chat_completions')
     t.equal(r.model, 'gpt-4o-mini')
     t.equal(r.stream, true)
-    t.equal(r.maxTokens, 300, 'max_completion_tokens wins over max_tokens')
+    t.equal(r.maxTokens, 300, 'the larger of max_completion_tokens and max_tokens')
     t.same(r.tools, [
       { name: 'lookup', type: 'function' },
       { name: 'noop', type: 'function' },
@@ -105,10 +105,24 @@ t.test('OpenAI chat completions', async (t) => {
     t.same(r.tools, [])
   })
 
-  t.test('max_tokens is used when max_completion_tokens is absent', async (t) => {
+  t.test('max_tokens is used when max_completion_tokens is absent, and the other way round', async (t) => {
     t.equal(parse(CHAT, { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 7 }).maxTokens, 7)
+    t.equal(parse(CHAT, { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 9 }).maxTokens, 9)
   })
 
+  t.test('with both max_tokens and max_completion_tokens, the larger is the budget whichever comes first', async (t) => {
+    const user = [{ role: 'user', content: 'hi' }]
+    t.equal(parse(CHAT, { model: 'm', messages: user, max_completion_tokens: 10, max_tokens: 4000 }).maxTokens, 4000)
+    t.equal(parse(CHAT, { model: 'm', max_tokens: 4000, messages: user, max_completion_tokens: 10 }).maxTokens, 4000)
+    t.equal(parse(CHAT, { model: 'm', messages: user, max_completion_tokens: 4000, max_tokens: 10 }).maxTokens, 4000)
+    t.equal(parse(CHAT, { model: 'm', messages: user, max_completion_tokens: 5, max_tokens: null }).maxTokens, 5)
+    t.same(failure(CHAT, { model: 'm', messages: user, max_completion_tokens: 10, max_tokens: 0 }), {
+      code: 'MG_BODY_INVALID',
+      details: { field: 'max_tokens', problem: 'must be a positive integer' },
+      internal: 'max_tokens must be a positive integer',
+    }, 'each one must still be a positive integer')
+    t.equal(failure(CHAT, { model: 'm', messages: user, max_completion_tokens: 'lots', max_tokens: 10 })?.details.field, 'max_completion_tokens')
+  })
 
   t.test('the provider name from the route is kept', async (t) => {
     t.equal(parse(CHAT, { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, 'internal-llm').providerName, 'internal-llm')
