@@ -11,7 +11,7 @@ import { Pipeline } from './pipeline/pipeline.ts'
 import type { Stage } from './pipeline/stage.ts'
 import { createProviderStage } from './providers/stage.ts'
 import { createAuditStage } from './audit/stage.ts'
-import { inProcessInspector } from './inspection/inspector.ts'
+import { autoWorkers, createBodyInspector } from './inspection/inspector.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
 import { startServer, type RunningServer } from './server/server.ts'
@@ -56,12 +56,17 @@ export async function buildStages(config: Config, logger: Logger): Promise<{ sta
       permitsUnredacted: (ctx, dataClass) => engine.permitsUnredacted(ctx, dataClass),
       jsonLimits,
     })
-    // Request bodies are parsed and scanned once.
-    const inspector = inProcessInspector({
+    // Request bodies are parsed and scanned once, large ones in worker threads.
+    const inspector = await createBodyInspector({
       limits: jsonLimits,
       ...(config.redaction.enabled ? { engine: redaction.engine } : {}),
+      workers: config.server.bodyWorkers || autoWorkers(),
+      workerMinBytes: config.server.bodyWorkerMinBytes,
+      maxBodyBytes: config.server.maxBodyBytes,
       budgetMs: config.server.phaseTimeoutMs,
+      onWorkerError: (err) => logger.error('body inspection worker failed', { error: err.message }),
     })
+    closers.push(() => inspector.close())
     const stages: Stage[] = [
       createIdentityStage({ config: config.identity, users }),
       createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes, inspector }),

@@ -1,9 +1,10 @@
 /**
  * Request body inspection: one decode and parse of the body, the provider
  * parse of its value, and (when redaction is on) the scan of its leaves.
- * Input and output are plain, structured-clone friendly data: the parsed
- * request summary and only the texts that matter to redaction (with
- * detections or placeholder-shaped text).
+ * The same function runs in this thread for small bodies and in a pool worker
+ * for large ones (inspector.ts), so its input and output are plain,
+ * structured-clone friendly data: the parsed request summary and only the
+ * texts that matter to redaction (with detections or placeholder-shaped text).
  */
 import type { ErrorCode } from '../errors.ts'
 import { GateError } from '../errors.ts'

@@ -2,10 +2,19 @@
  * Requests that try to slip data or decisions past modelgate, through a real
  * Envoy with the official SDKs where the request shape allows: data in keys,
  * numbers and fields that are not message text reaches the provider only as
- * placeholders; duplicate keys are refused.
+ * placeholders; duplicate keys are refused; hostile bodies (deep nesting,
+ * 200k tiny strings) are refused with their own codes while ordinary
+ * requests keep flowing, and the process stays small.
  */
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { APIError } from 'openai'
+import { checkHealth } from '../../src/cli/health.ts'
+import { REPO_ROOT } from '../../src/dev/envoy.ts'
+import { stopProcess } from '../../src/dev/process.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
 const EMAIL = 'dana.whitfield@gmail.com'
@@ -128,6 +137,102 @@ t.test('request bodies are scanned whole and duplicate keys are refused', async 
     t.equal(stack.provider.requests.length, 0, 'nothing reached the provider')
   })
 })
+
+t.test('hostile bodies are refused with their codes while ordinary requests keep flowing, in a small process', async (t) => {
+  // modelgate in its own process (as deployed), so that its memory is measured alone.
+  const stack = await startStack({ withoutModelgate: true })
+  t.teardown(() => stack.close())
+  const configFile = join(stack.dir, 'modelgate.json')
+  await writeFile(configFile, JSON.stringify(stack.configObject))
+  // Launched as the container image launches it (its environment and node flags); the test runner's own hooks stay out.
+  const image = imageLaunch()
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('TAP') && !k.startsWith('_TAPJS') && !k.startsWith('TS_NODE')))
+  const child = spawn(process.execPath, [...image.nodeFlags, join(REPO_ROOT, 'bin/modelgate.js'), 'serve', '--config', configFile], {
+    env: { ...env, ...image.env, MODELGATE_LOG_LEVEL: 'error' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  t.teardown(() => stopProcess(child, 5000))
+  const ready = Date.now() + 30_000
+  while ((await checkHealth(`unix://${stack.socket}`, 500).catch(() => 'UNREACHABLE')) !== 'SERVING') {
+    if (Date.now() > ready || child.exitCode !== null) throw new Error('modelgate did not start')
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  const rssOf = (field: 'VmRSS' | 'VmHWM') => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024
+  const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`
+  let maxRss = rssOf('VmRSS')
+  t.comment(`modelgate serving: ${mb(maxRss)} (start-up peak ${mb(rssOf('VmHWM'))})`)
+  const sampler = setInterval(() => (maxRss = Math.max(maxRss, rssOf('VmRSS'))), 20)
+  t.teardown(() => clearInterval(sampler))
+
+  const deep = '['.repeat(60 * 1024)
+  const tiny = `{"model":"${MODEL}","messages":[{"role":"user","content":"hi"}],"metadata":[${Array.from({ length: 200_000 }, () => '"ab"').join(',')}]}`
+  t.ok(tiny.length > 1_000_000 && tiny.length <= 1 << 20, `the tiny-string body is ${tiny.length} bytes`)
+
+  let hostileDone = false
+  const hostile = (async () => {
+    const results: string[] = []
+    try {
+      for (let i = 0; i < 6; i++) {
+        for (const body of [deep, tiny]) {
+          const res = await stack.request('checkout', { path: '/v1/chat/completions', body })
+          results.push(`${res.status} ${res.headers['x-modelgate-error']}`)
+        }
+      }
+    } finally {
+      hostileDone = true
+    }
+    return results
+  })()
+  // Two callers, one streamed and one plain answer after the other, for as long as the hostile bodies keep coming.
+  const openai = stack.openai('notebook')
+  const answers: string[] = []
+  const failures: unknown[] = []
+  const flow = async (streamed: boolean) => {
+    while (!hostileDone) {
+      try {
+        if (streamed) {
+          const stream = await openai.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'ordinary question' }], stream: true })
+          let text = ''
+          for await (const c of stream) text += c.choices[0]?.delta?.content ?? ''
+          answers.push(text)
+        } else {
+          const r = await openai.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'ordinary question' }] })
+          answers.push(r.choices[0]!.message.content ?? '')
+        }
+      } catch (err) {
+        failures.push(err)
+      }
+    }
+  }
+  const [results] = await Promise.all([hostile, flow(true), flow(false)])
+  clearInterval(sampler)
+
+  t.same(
+    results,
+    Array.from({ length: 6 }, () => ['400 MG_BODY_TOO_DEEP', '413 MG_BODY_TOO_COMPLEX']).flat(),
+    'every hostile body is refused with its own code, within the deadline (never MG_TIMEOUT)',
+  )
+  t.same(failures, [], 'no ordinary request failed')
+  t.ok(answers.length >= 4, `${answers.length} ordinary requests ran alongside`)
+  t.ok(
+    answers.every((a) => a.includes('You said: ordinary question')),
+    'every ordinary request succeeded',
+  )
+  t.ok(maxRss < 300 * 1024 * 1024, `modelgate's process stayed under 300 MB (peak ${mb(maxRss)}, run as the image runs it: ${image.nodeFlags.join(' ')} ${Object.entries(image.env).map(([k, v]) => `${k}=${v}`).join(' ')})`)
+  t.notOk(
+    stack.provider.requests.some((r) => r.body.length > 100_000),
+    'no hostile body reached the provider',
+  )
+})
+
+/** The environment and node flags the container image runs modelgate with (scripts/container/Dockerfile). */
+function imageLaunch(): { env: Record<string, string>; nodeFlags: string[] } {
+  const dockerfile = readFileSync(join(REPO_ROOT, 'scripts/container/Dockerfile'), 'utf8')
+  const final = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
+  const env = Object.fromEntries([...final.matchAll(/^ENV ([A-Z_]+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]))
+  const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(final)![1]!) as string[]
+  return { env, nodeFlags: entrypoint.filter((a) => a.startsWith('--')) }
+}
 
 function res2line(res: { json(): any }): { line: unknown; column: unknown } {
   const e = res.json().error

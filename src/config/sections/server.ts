@@ -14,6 +14,10 @@ export interface ServerConfig {
   maxJsonDepth: number
   /** Most JSON values and keys in a request body (more: MG_BODY_TOO_COMPLEX). */
   maxJsonValues: number
+  /** Worker threads that inspect large bodies; 0: every core but one, at least one. */
+  bodyWorkers: number
+  /** Bodies of at least this many bytes are parsed and scanned in a worker thread. */
+  bodyWorkerMinBytes: number
 }
 
 export const serverSchema = {
@@ -28,5 +32,7 @@ export const serverSchema = {
     metricsListen: { type: 'string', default: '' },
     maxJsonDepth: { type: 'integer', minimum: 1, maximum: 10000, default: 128 },
     maxJsonValues: { type: 'integer', minimum: 1, maximum: 10000000, default: 100000 },
+    bodyWorkers: { type: 'integer', minimum: 0, maximum: 64, default: 0 },
+    bodyWorkerMinBytes: { type: 'integer', minimum: 0, maximum: 67108864, default: 65536 },
   },
 } as const
