@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url'
 import { GateError } from '../../../src/errors.ts'
 import { createBodyInspector, inProcessInspector, requestScanOf, type BodyInspector } from '../../../src/inspection/inspector.ts'
 import { RequestContext } from '../../../src/pipeline/context.ts'
+import { Pipeline } from '../../../src/pipeline/pipeline.ts'
+import { createProviderStage } from '../../../src/providers/stage.ts'
 import { matchRoute } from '../../../src/providers/routes.ts'
 import { compileRedaction, redactionConfigFrom } from '../../../src/redaction/engine.ts'
 
@@ -90,6 +92,22 @@ t.test('a failing worker refuses the request (MG_INTERNAL), and the pool keeps s
   t.equal(exited?.code, 'MG_INTERNAL', 'a worker that dies mid-task refuses the request')
   const ok = await pooled.inspect(ctxFor('{"model":"fine","messages":[{"role":"user","content":"x"}]}'), CHAT, 'openai')
   t.equal(ok.model, 'fine', 'a replacement worker serves the next request')
+})
+
+t.test('the phase deadline applies to work in a worker: the caller is refused in time, the worker finishes on its own', async (t) => {
+  const pooled = await createBodyInspector({ workers: 1, workerMinBytes: 1, workerFile: fixture('faulty-worker.ts'), budgetMs: 30_000 })
+  t.teardown(() => pooled.close())
+  const provider = createProviderStage({ config: { routes: { openai: { kind: 'openai' } } }, maxBodyBytes: 1 << 20, inspector: pooled })
+  const pipeline = new Pipeline([provider], { phaseTimeoutMs: 200 })
+  const ctx = ctxFor('{"model":"slow","messages":[{"role":"user","content":"x"}]}')
+  ctx.method = 'POST'
+  ctx.path = '/v1/chat/completions'
+  ctx.requestHeaders.set('content-type', 'application/json')
+  await pipeline.run('requestHeaders', ctx)
+  const started = Date.now()
+  await t.rejects(pipeline.run('requestBody', ctx), { code: 'MG_TIMEOUT' })
+  t.ok(Date.now() - started < 2500, 'refused at the phase deadline, not when the worker answers')
+  t.equal(ctx.request, undefined)
 })
 
 t.test('a closed pool refuses large bodies and still serves small ones in this thread', async (t) => {
