@@ -11,6 +11,7 @@ import { Pipeline } from './pipeline/pipeline.ts'
 import type { Stage } from './pipeline/stage.ts'
 import { createProviderStage } from './providers/stage.ts'
 import { createAuditStage } from './audit/stage.ts'
+import { autoWorkers, createBodyInspector } from './inspection/inspector.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
 import { startServer, type RunningServer } from './server/server.ts'
@@ -53,13 +54,26 @@ export async function buildStages(
   const engine = createPolicyEngine(config, { logger })
   closers.push(() => engine.close())
   try {
+    const jsonLimits = { maxDepth: config.server.maxJsonDepth, maxValues: config.server.maxJsonValues }
     const redaction = createRedactionStages(config.redaction, {
       logger,
       permitsUnredacted: (ctx, dataClass) => engine.permitsUnredacted(ctx, dataClass),
+      jsonLimits,
     })
+    // Request bodies are parsed and scanned once, large ones in worker threads.
+    const inspector = await createBodyInspector({
+      limits: jsonLimits,
+      ...(config.redaction.enabled ? { engine: redaction.engine } : {}),
+      workers: config.server.bodyWorkers || autoWorkers(),
+      workerMinBytes: config.server.bodyWorkerMinBytes,
+      maxBodyBytes: config.server.maxBodyBytes,
+      budgetMs: config.server.phaseTimeoutMs,
+      onWorkerError: (err) => logger.error('body inspection worker failed', { error: err.message }),
+    })
+    closers.push(() => inspector.close())
     const stages: Stage[] = [
       createIdentityStage({ config: config.identity, users }),
-      createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes }),
+      createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes, inspector }),
       redaction.scan,
       createPolicyStage(config, { logger, engine }),
       redaction.apply,

@@ -14,10 +14,10 @@ import { ConfigError, loadConfigFile } from '../config/config.ts'
 import type { RedactionConfig } from '../config/sections/redaction.ts'
 import { GateError } from '../errors.ts'
 import { silentLogger } from '../log.ts'
+import { inProcessInspector, type BodyInspector } from '../inspection/inspector.ts'
+import { JsonDocumentError, parseJsonDocument } from '../json/document.ts'
 import { RequestContext } from '../pipeline/context.ts'
-import { parseProviderRequest } from '../providers/parse.ts'
-import { matchRoute } from '../providers/routes.ts'
-import type { ParsedRequest } from '../providers/types.ts'
+import { matchRoute, type ApiRoute } from '../providers/routes.ts'
 import { redactionConfigFrom } from '../redaction/engine.ts'
 import { createRedactionStages, treatBodyAsText } from '../redaction/stage.ts'
 import { EXIT_USAGE, readAll, type CliIO } from './io.ts'
@@ -100,12 +100,13 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   const ctx = new RequestContext()
   ctx.requestBody = body
   if (format !== 'text') {
-    const parsed = parseBody(body, format)
-    if (typeof parsed === 'string') {
-      io.stderr.write(`modelgate redact: ${parsed}\n`)
+    // The same inspection as the server's (in this thread): parse, provider parse, scan.
+    const inspector = inProcessInspector({ ...(stages.engine.config.enabled ? { engine: stages.engine } : {}), budgetMs: 60_000 })
+    const problem = await inspectBody(ctx, inspector, format)
+    if (problem !== undefined) {
+      io.stderr.write(`modelgate redact: ${problem}\n`)
       return EXIT_USAGE
     }
-    ctx.request = parsed
   }
 
   let blocked: GateError | undefined
@@ -141,24 +142,30 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   return 0
 }
 
-/** Parses a body for a provider format; returns a message when it does not fit. */
-function parseBody(body: Buffer, format: Format): ParsedRequest | string | undefined {
+/**
+ * Inspects a body for a provider format (the server's parse and scan). Returns
+ * a message when it does not fit; with `auto`, a body that is not a JSON
+ * object is left for a text scan.
+ */
+async function inspectBody(ctx: RequestContext, inspector: BodyInspector, format: Format): Promise<string | undefined> {
   let json: unknown
   try {
-    json = JSON.parse(body.toString('utf8'))
+    json = parseJsonDocument(ctx.requestBody).value
   } catch (err) {
-    if (format === 'auto') return undefined
-    return `the body is not JSON (${(err as Error).message}); use --format text for plain text`
+    if (!(err instanceof JsonDocumentError)) throw err
+    if (format === 'auto' && err.code === 'MG_BODY_MALFORMED') return undefined
+    return `the body is not usable JSON (${err.code}: ${JSON.stringify(err.details)}); use --format text for plain text`
   }
   if (!json || typeof json !== 'object' || Array.isArray(json)) return format === 'auto' ? undefined : 'the body must be a JSON object'
   const o = json as Record<string, unknown>
   const path = format === 'anthropic' || (format === 'auto' && looksAnthropic(o)) ? '/v1/messages' : openaiPath(o)
-  const route = matchRoute(path)!
+  const route: ApiRoute = matchRoute(path)!
   try {
-    return parseProviderRequest(route, json, route.kind)
+    ctx.request = await inspector.inspect(ctx, route, route.kind)
+    return undefined
   } catch (err) {
-    const detail = err instanceof GateError ? JSON.stringify(err.details) : (err as Error).message
-    return `the body is not a valid ${route.api} request: ${detail}`
+    if (!(err instanceof GateError)) throw err
+    return `the body is not a valid ${route.api} request: ${JSON.stringify({ code: err.code, ...err.details })}`
   }
 }
 

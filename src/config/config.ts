@@ -8,6 +8,9 @@ import { policySchema, type PolicyConfig } from './sections/policy.ts'
 import { providersSchema, type ProvidersConfig } from './sections/providers.ts'
 import { redactionSchema, type RedactionConfig } from './sections/redaction.ts'
 import { serverSchema, type ServerConfig } from './sections/server.ts'
+import { ConfigError, formatProblem, type ConfigProblem } from './problems.ts'
+
+export { ConfigError, formatProblem, type ConfigProblem } from './problems.ts'
 
 /** The whole, validated, frozen configuration. */
 export interface Config {
@@ -35,31 +38,6 @@ export const configSchema = {
     audit: auditSchema,
   },
 } as const
-
-/** One configuration problem, located as precisely as the source allows. */
-export interface ConfigProblem {
-  readonly file: string
-  readonly line: number | undefined
-  readonly column: number | undefined
-  /** Dotted path of the field, e.g. `identity.trustDomains[0]`. */
-  readonly field: string
-  readonly message: string
-}
-
-export function formatProblem(p: ConfigProblem): string {
-  const where = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.column ?? 1}`
-  return `${where}: ${p.field || '(top level)'}: ${p.message}`
-}
-
-/** Thrown when the configuration is invalid; lists every problem found. */
-export class ConfigError extends Error {
-  readonly problems: readonly ConfigProblem[]
-  constructor(problems: readonly ConfigProblem[]) {
-    super(`invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map((p) => '  ' + formatProblem(p)).join('\n'))
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
-}
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true })
 const validate = ajv.compile(configSchema)

@@ -1,35 +1,16 @@
 /**
  * Parsing provider request bodies (OpenAI chat/completions/responses/embeddings,
  * Azure OpenAI, Anthropic messages) into a ParsedRequest: the model, stream
- * flag, output budget, every caller-supplied text with its JSON path, and the
- * tool definitions. Shape errors are reported with the field that is wrong.
+ * flag, output budget and the tool definitions, with the shape of the fields
+ * that carry them checked. Shape errors are reported with the field that is
+ * wrong. Which texts a body carries is not the parser's business: redaction
+ * scans every leaf of the body (redaction/document.ts).
  */
 import { GateError } from '../errors.ts'
 import type { ApiRoute } from './routes.ts'
-import type { JsonPath, ParsedRequest, TextField, ToolDefinition } from './types.ts'
+import type { JsonPath, ParsedRequest, ToolDefinition } from './types.ts'
 
-/** Bounds that keep hostile bodies from costing more than their size. */
-const MAX_DEPTH = 32
-const MAX_TEXTS = 100_000
 const MAX_MODEL_LENGTH = 256
-
-class Collector {
-  readonly texts: TextField[] = []
-  add(path: JsonPath, text: unknown, kind: TextField['kind'], role: string | undefined): void {
-    if (typeof text !== 'string' || text.length === 0) return
-    if (this.texts.length >= MAX_TEXTS) throw invalid('', `more than ${MAX_TEXTS} text fields`)
-    this.texts.push({ path, text, kind, role })
-  }
-  /** Every string leaf under a value (tool arguments given as objects). */
-  addLeaves(path: JsonPath, value: unknown, kind: TextField['kind'], role: string | undefined, depth = 0): void {
-    if (depth > MAX_DEPTH) throw invalid(pathString(path), 'is nested too deeply')
-    if (typeof value === 'string') this.add(path, value, kind, role)
-    else if (Array.isArray(value)) value.forEach((v, i) => this.addLeaves([...path, i], v, kind, role, depth + 1))
-    else if (value && typeof value === 'object') {
-      for (const [k, v] of Object.entries(value)) this.addLeaves([...path, k], v, kind, role, depth + 1)
-    }
-  }
-}
 
 export function pathString(path: JsonPath): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('')
@@ -69,20 +50,15 @@ function requireArray(body: Record<string, unknown>, key: string): unknown[] {
 }
 
 /** OpenAI-style message content: a string or an array of parts. */
-function openaiContent(c: Collector, path: JsonPath, content: unknown, role: string | undefined, kind: TextField['kind']): void {
-  if (typeof content === 'string') return c.add(path, content, kind, role)
-  if (Array.isArray(content)) {
-    content.forEach((part, i) => {
-      if (!isObj(part)) throw invalid(pathString([...path, i]), 'must be an object')
-      if (typeof part.text === 'string') c.add([...path, i, 'text'], part.text, kind, role)
-      if (typeof part.output === 'string') c.add([...path, i, 'output'], part.output, 'tool_result', role)
-    })
-    return
-  }
-  if (content !== undefined && content !== null) throw invalid(pathString(path), 'must be a string or an array of parts')
+function openaiContent(path: JsonPath, content: unknown): void {
+  if (typeof content === 'string' || content === undefined || content === null) return
+  if (!Array.isArray(content)) throw invalid(pathString(path), 'must be a string or an array of parts')
+  content.forEach((part, i) => {
+    if (!isObj(part)) throw invalid(pathString([...path, i]), 'must be an object')
+  })
 }
 
-function openaiTools(c: Collector, body: Record<string, unknown>): ToolDefinition[] {
+function openaiTools(body: Record<string, unknown>): ToolDefinition[] {
   const out: ToolDefinition[] = []
   const tools = body.tools
   if (tools === undefined || tools === null) return out
@@ -94,110 +70,74 @@ function openaiTools(c: Collector, body: Record<string, unknown>): ToolDefinitio
     const type = typeof t.type === 'string' ? t.type : 'function'
     if (type === 'function' && (typeof name !== 'string' || name === '')) throw invalid(`tools[${i}].name`, 'is required for function tools')
     out.push({ name: typeof name === 'string' ? name : type, type })
-    const base: JsonPath = isObj(t.function) ? ['tools', i, 'function'] : ['tools', i]
-    c.add([...base, 'description'], fn.description, 'tool_definition', undefined)
   })
   return out
 }
 
-function chatCompletions(c: Collector, body: Record<string, unknown>): void {
+function chatCompletions(body: Record<string, unknown>): void {
   const messages = requireArray(body, 'messages')
   if (messages.length === 0) throw invalid('messages', 'must not be empty')
   messages.forEach((m, i) => {
     if (!isObj(m)) throw invalid(`messages[${i}]`, 'must be an object')
     if (typeof m.role !== 'string') throw invalid(`messages[${i}].role`, 'is required')
-    const role = m.role
-    openaiContent(c, ['messages', i, 'content'], m.content, role, role === 'tool' ? 'tool_result' : 'message')
-    if (Array.isArray(m.tool_calls)) {
-      m.tool_calls.forEach((tc, j) => {
-        if (isObj(tc) && isObj(tc.function)) c.add(['messages', i, 'tool_calls', j, 'function', 'arguments'], tc.function.arguments, 'tool_call', role)
-      })
-    }
-    // The deprecated single function call that predates tool_calls; still accepted by the API.
-    if (isObj(m.function_call)) c.add(['messages', i, 'function_call', 'arguments'], m.function_call.arguments, 'tool_call', role)
+    openaiContent(['messages', i, 'content'], m.content)
   })
 }
 
-function promptLike(c: Collector, body: Record<string, unknown>, key: string, kind: TextField['kind']): void {
+/**
+ * The output budget of a chat completion. `max_completion_tokens` replaced
+ * `max_tokens`; a request may carry both, and providers differ in which one
+ * they honour, so the larger (most permissive) one is the budget policy and
+ * quotas see. Each must be a positive integer.
+ */
+function chatMaxTokens(body: Record<string, unknown>): number | undefined {
+  const a = optPositiveInt(body, 'max_completion_tokens')
+  const b = optPositiveInt(body, 'max_tokens')
+  return a === undefined ? b : b === undefined ? a : Math.max(a, b)
+}
+
+function promptLike(body: Record<string, unknown>, key: string): void {
   const v = body[key]
-  if (typeof v === 'string') return c.add([key], v, kind, undefined)
+  if (typeof v === 'string') return
   if (Array.isArray(v)) {
     if (v.length === 0) throw invalid(key, 'must not be empty')
     v.forEach((p, i) => {
-      if (typeof p === 'string') c.add([key, i], p, kind, undefined)
-      else if (!(typeof p === 'number' || Array.isArray(p))) throw invalid(`${key}[${i}]`, 'must be a string or tokens')
+      if (!(typeof p === 'string' || typeof p === 'number' || Array.isArray(p))) throw invalid(`${key}[${i}]`, 'must be a string or tokens')
     })
     return
   }
   throw invalid(key, 'is required and must be a string or an array')
 }
 
-function responsesInput(c: Collector, body: Record<string, unknown>): void {
-  c.add(['instructions'], body.instructions, 'instructions', 'system')
+function responsesInput(body: Record<string, unknown>): void {
   const input = body.input
-  if (typeof input === 'string') return c.add(['input'], input, 'message', 'user')
+  if (typeof input === 'string') return
   if (!Array.isArray(input)) throw invalid('input', 'is required and must be a string or an array of items')
   input.forEach((item, i) => {
     if (!isObj(item)) throw invalid(`input[${i}]`, 'must be an object')
-    const role = typeof item.role === 'string' ? item.role : undefined
     // The output is a string or, in newer API versions, a list of content parts.
-    if (item.type === 'function_call_output') openaiContent(c, ['input', i, 'output'], item.output, 'tool', 'tool_result')
-    else if (item.type === 'function_call') c.add(['input', i, 'arguments'], item.arguments, 'tool_call', 'assistant')
-    else openaiContent(c, ['input', i, 'content'], item.content, role, 'message')
+    if (item.type === 'function_call_output') openaiContent(['input', i, 'output'], item.output)
+    else if (item.type !== 'function_call') openaiContent(['input', i, 'content'], item.content)
   })
 }
 
-function anthropicContent(c: Collector, path: JsonPath, content: unknown, role: string | undefined): void {
-  if (typeof content === 'string') return c.add(path, content, 'message', role)
+function anthropicContent(path: JsonPath, content: unknown): void {
+  if (typeof content === 'string') return
   if (!Array.isArray(content)) throw invalid(pathString(path), 'must be a string or an array of content blocks')
   content.forEach((block, i) => {
     if (!isObj(block)) throw invalid(pathString([...path, i]), 'must be an object')
-    const p: JsonPath = [...path, i]
-    switch (block.type) {
-      case 'text':
-        return c.add([...p, 'text'], block.text, 'message', role)
-      case 'tool_use':
-        return c.addLeaves([...p, 'input'], block.input, 'tool_call', role)
-      case 'document':
-        return anthropicDocument(c, p, block, role)
-      case 'tool_result':
-        if (typeof block.content === 'string') return c.add([...p, 'content'], block.content, 'tool_result', role)
-        if (Array.isArray(block.content)) {
-          block.content.forEach((b, j) => {
-            if (isObj(b)) c.add([...p, 'content', j, 'text'], b.text, 'tool_result', role)
-          })
-        }
-        return
-      default:
-        return
-    }
   })
 }
 
-/** A document block: a plain-text source (and the title and context) is text the model reads. */
-function anthropicDocument(c: Collector, p: JsonPath, block: Record<string, unknown>, role: string | undefined): void {
-  c.add([...p, 'title'], block.title, 'message', role)
-  c.add([...p, 'context'], block.context, 'message', role)
-  const source = block.source
-  if (!isObj(source)) return
-  if (source.type === 'text') c.add([...p, 'source', 'data'], source.data, 'message', role)
-  else if (source.type === 'content') {
-    if (typeof source.content === 'string') c.add([...p, 'source', 'content'], source.content, 'message', role)
-    else if (Array.isArray(source.content)) source.content.forEach((b, j) => isObj(b) && c.add([...p, 'source', 'content', j, 'text'], b.text, 'message', role))
-  }
-}
-
-function anthropicMessages(c: Collector, body: Record<string, unknown>): ToolDefinition[] {
+function anthropicMessages(body: Record<string, unknown>): ToolDefinition[] {
   const system = body.system
-  if (typeof system === 'string') c.add(['system'], system, 'instructions', 'system')
-  else if (Array.isArray(system)) system.forEach((b, i) => isObj(b) && c.add(['system', i, 'text'], b.text, 'instructions', 'system'))
-  else if (system !== undefined && system !== null) throw invalid('system', 'must be a string or an array of text blocks')
+  if (system !== undefined && system !== null && typeof system !== 'string' && !Array.isArray(system)) throw invalid('system', 'must be a string or an array of text blocks')
   const messages = requireArray(body, 'messages')
   if (messages.length === 0) throw invalid('messages', 'must not be empty')
   messages.forEach((m, i) => {
     if (!isObj(m)) throw invalid(`messages[${i}]`, 'must be an object')
     if (m.role !== 'user' && m.role !== 'assistant') throw invalid(`messages[${i}].role`, 'must be "user" or "assistant"')
-    anthropicContent(c, ['messages', i, 'content'], m.content, m.role)
+    anthropicContent(['messages', i, 'content'], m.content)
   })
   const tools: ToolDefinition[] = []
   if (body.tools !== undefined && body.tools !== null) {
@@ -205,7 +145,6 @@ function anthropicMessages(c: Collector, body: Record<string, unknown>): ToolDef
     body.tools.forEach((t, i) => {
       if (!isObj(t) || typeof t.name !== 'string' || t.name === '') throw invalid(`tools[${i}].name`, 'is required')
       tools.push({ name: t.name, type: typeof t.type === 'string' ? t.type : 'custom' })
-      c.add(['tools', i, 'description'], t.description, 'tool_definition', undefined)
     })
   }
   return tools
@@ -217,7 +156,6 @@ function anthropicMessages(c: Collector, body: Record<string, unknown>): ToolDef
  */
 export function parseProviderRequest(route: ApiRoute, json: unknown, providerName: string): ParsedRequest {
   if (!isObj(json)) throw invalid('', 'the body must be a JSON object')
-  const c = new Collector()
   let tools: ToolDefinition[] = []
   let maxTokens: number | undefined
   let model: string
@@ -225,32 +163,32 @@ export function parseProviderRequest(route: ApiRoute, json: unknown, providerNam
     case 'openai.chat_completions':
     case 'azure_openai.chat_completions':
       model = requireModel(json, route.deployment)
-      chatCompletions(c, json)
-      tools = openaiTools(c, json)
-      maxTokens = optPositiveInt(json, 'max_completion_tokens') ?? optPositiveInt(json, 'max_tokens')
+      chatCompletions(json)
+      tools = openaiTools(json)
+      maxTokens = chatMaxTokens(json)
       break
     case 'openai.completions':
     case 'azure_openai.completions':
       model = requireModel(json, route.deployment)
-      promptLike(c, json, 'prompt', 'prompt')
+      promptLike(json, 'prompt')
       maxTokens = optPositiveInt(json, 'max_tokens')
       break
     case 'openai.responses':
       model = requireModel(json)
-      responsesInput(c, json)
-      tools = openaiTools(c, json)
+      responsesInput(json)
+      tools = openaiTools(json)
       maxTokens = optPositiveInt(json, 'max_output_tokens')
       break
     case 'openai.embeddings':
     case 'azure_openai.embeddings':
       model = requireModel(json, route.deployment)
-      promptLike(c, json, 'input', 'input')
+      promptLike(json, 'input')
       break
     case 'anthropic.messages':
       model = requireModel(json)
       maxTokens = optPositiveInt(json, 'max_tokens')
       if (maxTokens === undefined) throw invalid('max_tokens', 'is required for Anthropic messages')
-      tools = anthropicMessages(c, json)
+      tools = anthropicMessages(json)
       break
     default:
       throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `no parser for ${route.api}` })
@@ -263,8 +201,6 @@ export function parseProviderRequest(route: ApiRoute, json: unknown, providerNam
     model: route.deployment ?? model,
     stream: optBool(json, 'stream'),
     maxTokens,
-    texts: Object.freeze(c.texts),
     tools: Object.freeze(tools),
-    json,
   })
 }

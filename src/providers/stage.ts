@@ -1,15 +1,15 @@
 /**
  * The provider stage: recognises the provider API from the path, checks the
- * method, content type and encoding, parses the JSON body once into
- * ctx.request for every later stage, and reads the model and token usage back
- * from the response.
+ * method, content type and encoding, has the body inspected once (parsed into
+ * ctx.request for every later stage and, with redaction on, scanned: see
+ * inspection/), and reads the model and token usage back from the response.
  */
 import { GateError } from '../errors.ts'
 import type { ProvidersConfig } from '../config/sections/providers.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { decodeBuffered, DecodeError, MAX_STACKED_CODINGS, parseContentEncoding, SUPPORTED_CODINGS, type Coding } from '../redaction/encoding.ts'
-import { parseProviderRequest } from './parse.ts'
+import { inProcessInspector, type BodyInspector } from '../inspection/inspector.ts'
 import { bodyFacts, SseFactsReader } from './response.ts'
 import { matchRoute, type ApiRoute } from './routes.ts'
 
@@ -45,10 +45,16 @@ function decode(body: Buffer, codings: readonly Coding[], maxBytes: number): Buf
 export interface ProviderStageOptions {
   readonly config: ProvidersConfig
   readonly maxBodyBytes: number
+  /**
+   * Parses (and, with redaction on, scans) the body, in this thread or in the
+   * worker pool. Default: in this thread, parsing only, default JSON limits.
+   */
+  readonly inspector?: BodyInspector
 }
 
 export function createProviderStage(opts: ProviderStageOptions): Stage {
   const routes = opts.config.routes
+  const inspector = opts.inspector ?? inProcessInspector()
   return {
     name: 'provider',
     requestHeaders(ctx) {
@@ -59,7 +65,7 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       // Ask for an uncompressed response so every byte can be inspected on the way back.
       ctx.requestHeaderChanges.setHeader('accept-encoding', 'identity')
     },
-    requestBody(ctx) {
+    async requestBody(ctx) {
       const route = ctx.local<ApiRoute | undefined>(ROUTE, () => undefined)
       if (!route) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'request body without a recognised route' })
       const contentType = (ctx.requestHeaders.get('content-type') ?? '').toLowerCase()
@@ -80,12 +86,6 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
         ctx.requestHeaderChanges.removeHeader('content-encoding')
       }
       if (ctx.requestBody.length === 0) throw new GateError('MG_BODY_MALFORMED', { details: { problem: 'the body is empty' } })
-      let json: unknown
-      try {
-        json = JSON.parse(ctx.requestBody.toString('utf8'))
-      } catch (err) {
-        throw new GateError('MG_BODY_MALFORMED', { details: { problem: (err as Error).message.slice(0, 200) } })
-      }
       const declared = routeProviderName(ctx)
       let providerName = declared ?? route.kind
       let kind = route.kind
@@ -99,7 +99,8 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       // A route's provider kind must agree with the API the path speaks (openai-compatible kinds share parsers).
       const compatible = kind === route.kind || (kind !== 'anthropic' && route.kind !== 'anthropic')
       if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${kind}` })
-      ctx.request = parseProviderRequest(route, json, providerName)
+      // One decode and parse of the body: the parsed request here, its leaves for redaction.
+      ctx.request = await inspector.inspect(ctx, route, providerName)
     },
     responseBody(ctx, chunk) {
       if (ctx.responseStreaming) {

@@ -1,120 +1,177 @@
 /**
- * Scanning and rewriting a whole body (a request, or a buffered response):
- * JSON bodies string by string, anything else as one text.
+ * Scanning and rewriting a whole body (a request, or a buffered response).
+ *
+ * A JSON body is scanned leaf by leaf, in decoded form: every string value,
+ * every object key and every number literal's raw text goes through the
+ * scanner. Nothing is left out by its key name or position; the only
+ * exemptions are values positively identified as not free text (exempt.ts):
+ * an enumerated field holding one of its own values, and a base64 payload
+ * whose bytes are an image or audio format. A body that is not JSON is
+ * scanned as one text.
+ *
+ * A rewrite replaces only the spans of changed leaves, re-encoded with
+ * JSON.stringify, so the rest of the body stays byte for byte what the caller
+ * sent and the result is valid JSON whatever the new text holds. A redacted
+ * key is written as the redacted key; a redacted number literal becomes a
+ * JSON string holding the redacted text (`4111111111111111` →
+ * `"[CREDIT_CARD_1]"`).
  */
-import type { JsonPath, ParsedRequest } from '../providers/types.ts'
+import { GateError } from '../errors.ts'
+import { containerPath, DEFAULT_JSON_LIMITS, formatPath, JsonDocumentError, parseJsonDocument, type JsonDocument, type JsonLeaf, type JsonLimits, type LeafKind } from '../json/document.ts'
 import type { RedactionEngine } from './engine.ts'
-import { formatPath, isBinaryPayload, JsonShapeError, pathKey, rewriteStrings, STRUCTURAL_KEYS, stringLeaves } from './json.ts'
+import { binaryPayloadKind, isEnumeratedValue } from './exempt.ts'
 import { applyEdits, findPlaceholders, type Edit, type PlaceholderBook } from './placeholders.ts'
 import type { Detection, RedactionAction, ScanSubject } from './types.ts'
 
-/** One scanned text with what was found in it. */
+/** A scanned text that matters to the rewrite: it has detections, or placeholder-shaped text. */
 export interface TextSite {
-  readonly path: JsonPath
-  /** Printable location for findings: a JSON path, or `$body` for a non-JSON body. */
+  /** What the text is in the body: a string value, an object key, a number literal, or a whole non-JSON body. */
+  readonly kind: LeafKind | 'text'
+  /**
+   * Printable location for findings: a JSON path, or `$body` for a non-JSON
+   * body. An object key is written `<key>` after its object's path
+   * (`metadata.<key>`); a key that itself holds detected data is never
+   * printed: in the paths below it, it reads `[*]` (`metadata[*].note`).
+   */
   readonly location: string
-  /** Span of the JSON string token in the raw text (JSON mode only). */
+  /** Span of the token in the raw text (JSON bodies only). */
   readonly span: { readonly start: number; readonly end: number } | undefined
+  /** The decoded text that was scanned (a number's raw text). */
   readonly value: string
   readonly detections: readonly Detection[]
 }
 
 export interface DocumentScan {
   readonly mode: 'json' | 'text' | 'empty'
-  readonly raw: string
-  /** Every scanned text, with or without detections. */
+  /** The texts with detections or placeholder-shaped text, in document order. Structured-clone friendly. */
   readonly sites: readonly TextSite[]
+  /** How many texts were scanned. */
+  readonly scanned: number
 }
 
-/**
- * Scans a body. With a ParsedRequest, the texts it lists are scanned, plus
- * (scanAllStrings) every other non-structural string; without one, a JSON body
- * is scanned string by string and anything else as a single text.
- */
-export function scanDocument(
-  engine: RedactionEngine,
-  body: Buffer,
-  parsed: ParsedRequest | undefined,
-  subject: ScanSubject | undefined,
-  opts: { text?: boolean } = {},
-): DocumentScan {
-  if (body.length === 0) return { mode: 'empty', raw: '', sites: [] }
-  const raw = body.toString('utf8')
-  let leaves
+export interface ScanDocumentOptions {
+  /** Scan the body as one text even when it is JSON (`modelgate redact --format text`). */
+  readonly text?: boolean
+  /**
+   * `request`: duplicate keys and the limits are refused (JsonDocumentError).
+   * `response` (default): duplicate keys are scanned (every occurrence), no limits apply.
+   * In both, a body that is not JSON is scanned as one text.
+   */
+  readonly direction?: 'request' | 'response'
+  /** Limits for requests (default DEFAULT_JSON_LIMITS). */
+  readonly limits?: JsonLimits
+  /** Date.now() after which the scan stops with MG_TIMEOUT. */
+  readonly deadline?: number
+}
+
+/** Texts up to this length are scanned once per document; repeats reuse the result. */
+const MEMO_MAX_LENGTH = 256
+/** Leaves scanned between two deadline checks. */
+const DEADLINE_EVERY = 512
+
+/** Scans a body: JSON leaf by leaf, anything else as one text. */
+export function scanDocument(engine: RedactionEngine, body: Buffer, subject: ScanSubject | undefined, opts: ScanDocumentOptions = {}): DocumentScan {
+  if (body.length === 0) return { mode: 'empty', sites: [], scanned: 0 }
   if (!opts.text) {
+    const request = opts.direction === 'request'
+    let doc: JsonDocument | undefined
     try {
-      leaves = stringLeaves(raw)
+      doc = parseJsonDocument(
+        body,
+        request ? { ...(opts.limits ?? DEFAULT_JSON_LIMITS), duplicateKeys: 'refuse' } : { maxDepth: Infinity, maxValues: Infinity, duplicateKeys: 'last' },
+      )
     } catch (err) {
-      if (!(err instanceof JsonShapeError) && !(err instanceof SyntaxError)) throw err
-      leaves = undefined
+      // Not JSON: scanned as one text below. Any other refusal stands.
+      if (!(err instanceof JsonDocumentError) || err.code !== 'MG_BODY_MALFORMED') throw err
     }
+    if (doc) return scanLeaves(engine, doc, subject, opts.deadline)
   }
+  const raw = body.toString('utf8')
+  return { mode: 'text', sites: textSites(engine, raw, '$body', subject), scanned: 1 }
+}
+
+/** Scans every leaf of a parsed document (except the exempt ones). */
+export function scanLeaves(engine: RedactionEngine, doc: JsonDocument, subject: ScanSubject | undefined, deadline?: number): DocumentScan {
   const scanner = engine.scanner
-  if (!leaves) {
-    return { mode: 'text', raw, sites: [{ path: [], location: '$body', span: undefined, value: raw, detections: scanner.scan(raw, { subject }) }] }
-  }
-  const listed = parsed ? new Set(parsed.texts.map((t) => pathKey(t.path))) : undefined
-  const all = !parsed || engine.config.scanAllStrings
-  const sites: TextSite[] = []
-  for (const leaf of leaves) {
-    if (leaf.value.length === 0 || isBinaryPayload(leaf.value, leaf.path)) continue
-    const inListed = listed !== undefined && coveredBy(leaf.path, listed)
-    if (!inListed) {
-      if (!all) continue
-      const last = leaf.path[leaf.path.length - 1]
-      if (typeof last === 'string' && STRUCTURAL_KEYS.has(last)) continue
+  const memo = new Map<string, Detection[]>()
+  const found: { leaf: JsonLeaf; detections: Detection[] }[] = []
+  /** Keys holding detected data: never printed in locations. */
+  const maskedKeys = new Set<string>()
+  let scanned = 0
+  const leaves = doc.leaves
+  for (let k = 0; k < leaves.length; k++) {
+    if (deadline !== undefined && k % DEADLINE_EVERY === 0 && Date.now() > deadline) {
+      throw new GateError('MG_TIMEOUT', { internal: `body scan stopped at its deadline after ${k} of ${leaves.length} texts` })
     }
-    sites.push({
-      path: leaf.path,
-      location: formatPath(leaf.path),
-      span: { start: leaf.start, end: leaf.end },
-      value: leaf.value,
-      detections: scanner.scan(leaf.value, { subject }),
-    })
+    const leaf = leaves[k]!
+    const value = leaf.value
+    if (value.length === 0) continue
+    if (leaf.kind === 'string' && (isEnumeratedValue(leaf.key, value) || binaryPayloadKind(value) !== undefined)) continue
+    scanned++
+    let detections: Detection[]
+    if (value.length <= MEMO_MAX_LENGTH) {
+      const known = memo.get(value)
+      if (known === undefined) {
+        detections = scanner.scan(value, { subject })
+        memo.set(value, detections)
+      } else detections = known.length === 0 ? known : known.map((d) => ({ ...d })) // one object per occurrence
+    } else detections = scanner.scan(value, { subject })
+    if (detections.length > 0) {
+      if (leaf.kind === 'key') maskedKeys.add(value)
+      found.push({ leaf, detections })
+    } else if (value.indexOf('[') >= 0 && findPlaceholders(value).length > 0) found.push({ leaf, detections })
   }
-  return { mode: 'json', raw, sites }
+  const sites: TextSite[] = found.map(({ leaf, detections }) => ({
+    kind: leaf.kind,
+    location: leafLocation(leaf, maskedKeys),
+    span: { start: leaf.start, end: leaf.end },
+    value: leaf.value,
+    detections,
+  }))
+  return { mode: 'json', sites, scanned }
 }
 
-/** True when the path or one of its ancestors is listed. */
-function coveredBy(path: JsonPath, listed: ReadonlySet<string>): boolean {
-  for (let k = path.length; k >= 1; k--) if (listed.has(pathKey(path.slice(0, k)))) return true
-  return false
+function textSites(engine: RedactionEngine, raw: string, location: string, subject: ScanSubject | undefined): TextSite[] {
+  const detections = engine.scanner.scan(raw, { subject })
+  if (detections.length === 0 && findPlaceholders(raw).length === 0) return []
+  return [{ kind: 'text', location, span: undefined, value: raw, detections }]
 }
 
-export interface RewriteResult {
-  readonly raw: string
-  readonly changed: boolean
-  /** New value per rewritten JSON path (for keeping a parsed view in step). */
-  readonly changes: readonly { readonly path: JsonPath; readonly value: string }[]
+/** A leaf's printable location; keys that hold detected data are masked. */
+export function leafLocation(leaf: JsonLeaf, maskedKeys: ReadonlySet<string>): string {
+  const hide = (key: string) => maskedKeys.has(key)
+  const path = containerPath(leaf.parent)
+  if (leaf.kind === 'key') return path.length === 0 ? '<key>' : `${formatPath(path, hide)}.<key>`
+  if (leaf.key !== undefined) path.push(leaf.key)
+  return formatPath(path, hide)
 }
+
+/** The rewritten text, when anything changed. */
+export type RewriteResult = { readonly changed: false } | { readonly changed: true; readonly raw: string }
 
 /**
- * Rewrites a scanned body: detections whose action is `redact` become
- * placeholders, and (when `restore`) placeholders the book handed out become
- * the original values again. Detections are decided by `actionOf`.
+ * Rewrites a scanned body (`body`: its bytes, or its decoded text): detections
+ * whose action is `redact` become placeholders, and (when `restore`)
+ * placeholders the book handed out become the original values again.
  */
 export function rewriteDocument(
   scan: DocumentScan,
+  body: Buffer | string,
   actionOf: (site: TextSite, d: Detection) => RedactionAction,
   book: PlaceholderBook,
   restore: boolean,
 ): RewriteResult {
-  const stringEdits: { start: number; end: number; value: string }[] = []
-  const changes: { path: JsonPath; value: string }[] = []
-  let textResult: string | undefined
+  const edits: { start: number; end: number; text: string }[] = []
   for (const site of scan.sites) {
-    const edits = siteEdits(site.value, site.detections, (d) => actionOf(site, d), book, restore)
-    if (edits.length === 0) continue
-    const value = applyEdits(site.value, edits)
-    if (scan.mode === 'text') textResult = value
-    else {
-      stringEdits.push({ start: site.span!.start, end: site.span!.end, value })
-      changes.push({ path: site.path, value })
-    }
+    const siteEditList = siteEdits(site.value, site.detections, (d) => actionOf(site, d), book, restore)
+    if (siteEditList.length === 0) continue
+    const value = applyEdits(site.value, siteEditList)
+    if (scan.mode === 'text') return { raw: value, changed: true }
+    // Strings and keys are re-encoded; a number literal becomes a string holding the redacted text.
+    edits.push({ start: site.span!.start, end: site.span!.end, text: JSON.stringify(value) })
   }
-  if (scan.mode === 'text') return { raw: textResult ?? scan.raw, changed: textResult !== undefined, changes }
-  if (stringEdits.length === 0) return { raw: scan.raw, changed: false, changes }
-  return { raw: rewriteStrings(scan.raw, stringEdits), changed: true, changes }
+  if (edits.length === 0) return { changed: false }
+  return { changed: true, raw: applyEdits(typeof body === 'string' ? body : body.toString('utf8'), edits) }
 }
 
 /**
@@ -138,4 +195,11 @@ export function siteEdits(
     edits.push({ start: d.start, end: d.end, text: book.placeholder(d.label, d.value) })
   }
   return edits
+}
+
+/** Placeholder-shaped strings the caller wrote: a book for this body never hands them out. */
+export function reservedPlaceholders(scan: DocumentScan): string[] {
+  const out: string[] = []
+  for (const s of scan.sites) for (const p of findPlaceholders(s.value)) out.push(p.text)
+  return out
 }

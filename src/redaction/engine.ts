@@ -5,7 +5,7 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import { Ajv } from 'ajv'
 import RE2 from 're2'
-import { ConfigError, type ConfigProblem } from '../config/config.ts'
+import { ConfigError, type ConfigProblem } from '../config/problems.ts'
 import { redactionSchema, type CustomDetectorConfig, type RedactionConfig } from '../config/sections/redaction.ts'
 import { BUILTIN_DETECTORS } from './catalog.ts'
 import { Scanner } from './scanner.ts'

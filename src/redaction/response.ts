@@ -30,10 +30,7 @@ import type { RedactionEngine } from './engine.ts'
 import { applyEdits, PlaceholderBook } from './placeholders.ts'
 import { carriesSseFields, errorEvent } from './sse.ts'
 import { SseRedactor } from './stream.ts'
-import type { JsonPath } from '../providers/types.ts'
-import { jsonTokens } from './json-tokens.ts'
 import type { Detection, RedactionAction, ScanSubject } from './types.ts'
-import { isExempt, ValueScanner } from './values.ts'
 
 const RESPONSE = Symbol('redaction.response')
 
@@ -205,7 +202,7 @@ function redactBuffered(engine: RedactionEngine, chunk: BodyChunk, rs: ResponseS
     chunk.data = redactSseBody(engine, body, deps)
     return
   }
-  const doc = scanDocument(engine, body, undefined, deps.subject)
+  const doc = scanDocument(engine, body, deps.subject)
   const blocked = new Set<string>()
   const actions = new Map<Detection, RedactionAction>()
   for (const site of doc.sites) {
@@ -217,37 +214,9 @@ function redactBuffered(engine: RedactionEngine, chunk: BodyChunk, rs: ResponseS
     }
   }
   if (blocked.size > 0) throw blockedError(blocked)
-  const result = rewriteDocument(doc, (_s, d) => actions.get(d)!, deps.book, deps.restore)
-  let raw = result.raw
-  if (doc.mode === 'json') raw = redactUnscanned(engine, raw, doc.sites, deps) ?? raw
-  if (raw !== doc.raw) chunk.data = Buffer.from(raw, 'utf8')
+  const result = rewriteDocument(doc, body, (_s, d) => actions.get(d)!, deps.book, deps.restore)
+  if (result.changed) chunk.data = Buffer.from(result.raw, 'utf8')
   else if (body !== chunk.data) chunk.data = body
-}
-
-/**
- * What a client decodes from a JSON body that the document scan did not
- * scan (keys, numbers, strings it passed over) is scanned here, as in a
- * stream event: every key, string and number, exempt only by exempt.ts.
- * Strings at the paths the document scan covered are not scanned again.
- * Returns the new text, or undefined when nothing changed.
- */
-function redactUnscanned(engine: RedactionEngine, raw: string, sites: readonly { readonly path: JsonPath }[], deps: ResponseDeps): string | undefined {
-  const bom = raw.charCodeAt(0) === 0xfeff ? 1 : 0
-  const text = bom ? raw.slice(1) : raw
-  try {
-    JSON.parse(text)
-  } catch {
-    return undefined
-  }
-  const covered = new Set(sites.map((s) => JSON.stringify(s.path)))
-  const rest = jsonTokens(text).filter((t) => !(t.kind === 'string' && covered.has(JSON.stringify(t.path))) && !isExempt(t))
-  if (rest.length === 0) return undefined
-  const blocked = new Set<string>()
-  const values = new ValueScanner({ scanner: engine.scanner, subject: deps.subject, action: deps.action, book: deps.book, restore: deps.restore, onDetection: deps.onDetection })
-  const edits = values.tokenEdits(rest, blocked, '')
-  if (blocked.size > 0) throw blockedError(blocked)
-  if (edits.length === 0) return undefined
-  return raw.slice(0, bom) + applyEdits(text, edits)
 }
 
 /**

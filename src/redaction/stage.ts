@@ -1,8 +1,10 @@
 /**
  * The redaction stages.
  *
- * - `redaction-scan` (before policy): scans every text of the request and
- *   records findings, so the data classes reach the Cedar context.
+ * - `redaction-scan` (before policy): records the findings of the request
+ *   body's scan, so the data classes reach the Cedar context. The scan itself
+ *   is made where the body is parsed, once (inspection/, in the provider
+ *   stage); without one (`modelgate redact`, a text body), it scans here.
  * - `redaction-apply` (after policy): decides each class (allow, redact,
  *   block), rewrites the body JSON-aware, and redacts responses: buffered
  *   JSON/text bodies whole, SSE streams event by event with a bounded
@@ -16,17 +18,20 @@ import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Finding, RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
-import type { TextField } from '../providers/types.ts'
-import { rewriteDocument, scanDocument, type DocumentScan, type TextSite } from './document.ts'
+import { requestScanOf, scanSubjectOf } from '../inspection/inspector.ts'
+import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../json/document.ts'
+import { reservedPlaceholders, rewriteDocument, scanDocument, type DocumentScan, type TextSite } from './document.ts'
 import { compileRedaction, type RedactionEngine } from './engine.ts'
-import { findPlaceholders, PlaceholderBook } from './placeholders.ts'
+import { PlaceholderBook } from './placeholders.ts'
 import { createResponseRedaction } from './response.ts'
-import type { Detection, RedactionAction, ScanSubject } from './types.ts'
+import type { Detection, RedactionAction } from './types.ts'
 
 export interface RedactionStageDeps {
   readonly logger: Logger
   /** True when policy lets this request send data of `dataClass` unredacted. */
   readonly permitsUnredacted?: (ctx: RequestContext, dataClass: string) => boolean
+  /** Limits for a request body this stage has to parse itself (default DEFAULT_JSON_LIMITS). */
+  readonly jsonLimits?: JsonLimits
 }
 
 export interface RedactionStages {
@@ -83,7 +88,7 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       return { book: st.book, restore: st.restore }
     },
     record: (ctx, f) => void record(ctx, f),
-    subject: subjectOf,
+    subject: scanSubjectOf,
   })
 
   const scan: Stage = {
@@ -91,7 +96,10 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
     requestBody(ctx) {
       if (!config.enabled) return
       const st = requestState(ctx)
-      const doc = scanDocument(engine, ctx.requestBody, ctx.request, subjectOf(ctx), { text: ctx.local(TEXT_BODY, () => false) })
+      const text = ctx.local(TEXT_BODY, () => false)
+      const doc =
+        (text ? undefined : requestScanOf(ctx)) ??
+        scanDocument(engine, ctx.requestBody, scanSubjectOf(ctx), { text, direction: 'request', limits: deps.jsonLimits ?? DEFAULT_JSON_LIMITS })
       st.scan = doc
       for (const site of doc.sites) {
         for (const d of site.detections) {
@@ -148,19 +156,8 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       }
       const book = new PlaceholderBook(reservedPlaceholders(doc))
       st.book = book
-      const result = rewriteDocument(doc, (_site: TextSite, d: Detection) => decide(d), book, false)
-      if (!result.changed) return
-      ctx.replaceRequestBody(Buffer.from(result.raw, 'utf8'))
-      if (ctx.request && doc.mode === 'json') {
-        // Later stages see what goes upstream.
-        const json = JSON.parse(result.raw) as Record<string, unknown>
-        const changed = new Map(result.changes.map((c) => [JSON.stringify(c.path), c.value]))
-        const texts: TextField[] = ctx.request.texts.map((t) => {
-          const v = changed.get(JSON.stringify(t.path))
-          return v === undefined ? t : { ...t, text: v }
-        })
-        ctx.request = { ...ctx.request, json, texts }
-      }
+      const result = rewriteDocument(doc, ctx.requestBody, (_site: TextSite, d: Detection) => decide(d), book, false)
+      if (result.changed) ctx.replaceRequestBody(Buffer.from(result.raw, 'utf8'))
     },
 
     ...response.phases,
@@ -174,15 +171,3 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
 
   return { scan, apply, engine }
 }
-
-function subjectOf(ctx: RequestContext): ScanSubject | undefined {
-  return ctx.identity ? { spiffeId: ctx.identity.spiffeId, namespace: ctx.identity.namespace } : undefined
-}
-
-/** Placeholder-shaped strings the caller wrote: the book never hands them out. */
-function reservedPlaceholders(doc: DocumentScan): string[] {
-  const out: string[] = []
-  for (const s of doc.sites) for (const p of findPlaceholders(s.value)) out.push(p.text)
-  return out
-}
-

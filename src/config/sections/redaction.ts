@@ -41,8 +41,6 @@ export interface RedactionConfig {
   defaultAction: RedactionActionSetting
   /** Per-detector overrides of the class action. */
   detectorActions: Record<string, RedactionActionSetting>
-  /** Scan every string of the request JSON, not only the texts the provider parser lists (structural fields excepted). */
-  scanAllStrings: boolean
   /** Decode base64 runs of at least this many characters and look for secrets inside (0 disables). */
   base64MinLength: number
   /**
@@ -88,7 +86,6 @@ export const redactionSchema = {
     actions: classActions,
     defaultAction: { ...action, default: 'redact' },
     detectorActions: { type: 'object', additionalProperties: action, default: {} },
-    scanAllStrings: { type: 'boolean', default: true },
     base64MinLength: { type: 'integer', minimum: 0, maximum: 4096, default: 32 },
     hashSalt: { type: 'string', default: '' },
     hashSaltEnv: { type: 'string', default: 'MODELGATE_REDACTION_SALT' },

@@ -29,9 +29,7 @@ export function parsed(over: Partial<ParsedRequest> = {}): ParsedRequest {
     model: 'gpt-4o-mini',
     stream: false,
     maxTokens: undefined,
-    texts: [],
     tools: [],
-    json: {},
     ...over,
   }
 }

@@ -149,7 +149,8 @@ t.test('the Cedar call', async (t) => {
   })
 
   t.test('has a small context of derived features, never text', async (t) => {
-    const ctx = requestContext({ request: { maxTokens: 64, texts: [{ path: ['messages', 0, 'content'], text: 'my secret prompt', role: 'user', kind: 'message' }] }, dataClasses: ['pii'] })
+    const ctx = requestContext({ request: { maxTokens: 64 }, dataClasses: ['pii'] })
+    ctx.requestBody = Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'my secret prompt' }] }))
     const f = factsFromContext(ctx)
     const call = buildCall(f, modelQuery(f), shipped)
     t.same(Object.keys(call.context).sort(), ['api', 'clientApp', 'dataClasses', 'dayOfWeek', 'detectors', 'maxTokens', 'model', 'purpose', 'region', 'stream', 'tenant', 'tools', 'utcHour'])

@@ -16,9 +16,6 @@ function parse(path: string, body: unknown, providerName?: string): ParsedReques
   return parseProviderRequest(route, body, providerName ?? route.kind)
 }
 
-/** Texts as [path, text, kind, role] rows. */
-const rows = (r: ParsedRequest) => r.texts.map((f) => [pathString(f.path), f.text, f.kind, f.role])
-
 /** The denial a parse raises: code, the caller-visible details and the internal reason. */
 function failure(path: string, body: unknown): { code: string; details: Record<string, unknown>; internal: string | undefined } | undefined {
   try {
@@ -38,7 +35,7 @@ t.test('pathString writes JSON paths the way the errors and findings show them',
 })
 
 t.test('OpenAI chat completions', async (t) => {
-  t.test('collects every message text, tool call argument, tool result and tool description', async (t) => {
+  t.test('reads the model, stream flag, output budget and tools of a request with every kind of message', async (t) => {
     const body = {
       model: 'gpt-4o-mini',
       stream: true,
@@ -79,25 +76,16 @@ t.test('OpenAI chat completions', async (t) => {
     t.equal(r.api, 'openai.chat_completions')
     t.equal(r.model, 'gpt-4o-mini')
     t.equal(r.stream, true)
-    t.equal(r.maxTokens, 300, 'max_completion_tokens wins over max_tokens')
-    t.same(rows(r), [
-      ['messages[0].content', 'Be brief.', 'message', 'system'],
-      ['messages[1].content[0].text', 'What is in this image?', 'message', 'user'],
-      ['messages[2].tool_calls[0].function.arguments', '{"account":"DE89370400440532013000"}', 'tool_call', 'assistant'],
-      ['messages[3].content', 'balance: 12 EUR', 'tool_result', 'tool'],
-      ['messages[4].content[0].text', 'part result', 'tool_result', 'tool'],
-      ['messages[5].content', 'Use tools.', 'message', 'developer'],
-      ['tools[0].function.description', 'Looks up an account.', 'tool_definition', undefined],
-    ])
+    t.equal(r.maxTokens, 300, 'the larger of max_completion_tokens and max_tokens')
     t.same(r.tools, [
       { name: 'lookup', type: 'function' },
       { name: 'noop', type: 'function' },
     ])
-    t.equal(r.json, body, 'the parsed JSON is kept as it is')
-    t.ok(Object.isFrozen(r) && Object.isFrozen(r.texts) && Object.isFrozen(r.tools), 'the result is frozen')
+    t.same(Object.keys(r).sort(), ['api', 'maxTokens', 'model', 'operation', 'provider', 'providerName', 'stream', 'tools'], 'a summary: no text of the body')
+    t.ok(Object.isFrozen(r) && Object.isFrozen(r.tools), 'the result is frozen')
   })
 
-  t.test('the deprecated function_call arguments are collected too', async (t) => {
+  t.test('a deprecated function_call message and a function role are accepted', async (t) => {
     const r = parse(CHAT, {
       model: 'm',
       messages: [
@@ -106,11 +94,8 @@ t.test('OpenAI chat completions', async (t) => {
         { role: 'function', name: 'pay', content: 'paid' },
       ],
     })
-    t.same(rows(r), [
-      ['messages[0].content', 'pay it', 'message', 'user'],
-      ['messages[1].function_call.arguments', '{"card":"4111 1111 1111 1111"}', 'tool_call', 'assistant'],
-      ['messages[2].content', 'paid', 'message', 'function'],
-    ])
+    t.equal(r.model, 'm')
+    t.equal(r.maxTokens, undefined)
   })
 
   t.test('defaults: not streaming, no output budget, no tools', async (t) => {
@@ -120,8 +105,23 @@ t.test('OpenAI chat completions', async (t) => {
     t.same(r.tools, [])
   })
 
-  t.test('max_tokens is used when max_completion_tokens is absent', async (t) => {
+  t.test('max_tokens is used when max_completion_tokens is absent, and the other way round', async (t) => {
     t.equal(parse(CHAT, { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 7 }).maxTokens, 7)
+    t.equal(parse(CHAT, { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 9 }).maxTokens, 9)
+  })
+
+  t.test('with both max_tokens and max_completion_tokens, the larger is the budget whichever comes first', async (t) => {
+    const user = [{ role: 'user', content: 'hi' }]
+    t.equal(parse(CHAT, { model: 'm', messages: user, max_completion_tokens: 10, max_tokens: 4000 }).maxTokens, 4000)
+    t.equal(parse(CHAT, { model: 'm', max_tokens: 4000, messages: user, max_completion_tokens: 10 }).maxTokens, 4000)
+    t.equal(parse(CHAT, { model: 'm', messages: user, max_completion_tokens: 4000, max_tokens: 10 }).maxTokens, 4000)
+    t.equal(parse(CHAT, { model: 'm', messages: user, max_completion_tokens: 5, max_tokens: null }).maxTokens, 5)
+    t.same(failure(CHAT, { model: 'm', messages: user, max_completion_tokens: 10, max_tokens: 0 }), {
+      code: 'MG_BODY_INVALID',
+      details: { field: 'max_tokens', problem: 'must be a positive integer' },
+      internal: 'max_tokens must be a positive integer',
+    }, 'each one must still be a positive integer')
+    t.equal(failure(CHAT, { model: 'm', messages: user, max_completion_tokens: 'lots', max_tokens: 10 })?.details.field, 'max_completion_tokens')
   })
 
   t.test('the provider name from the route is kept', async (t) => {
@@ -129,26 +129,18 @@ t.test('OpenAI chat completions', async (t) => {
   })
 })
 
-t.test('OpenAI completions', async (t) => {
-  const cases: [name: string, prompt: unknown, expected: unknown[][]][] = [
-    ['a string prompt', 'Once upon a time', [['prompt', 'Once upon a time', 'prompt', undefined]]],
-    [
-      'an array of strings',
-      ['a', 'b'],
-      [
-        ['prompt[0]', 'a', 'prompt', undefined],
-        ['prompt[1]', 'b', 'prompt', undefined],
-      ],
-    ],
-    ['an array of token ids', [1, 2, 3], []],
-    ['an array of token arrays', [[1, 2], [3]], []],
-    ['strings mixed with tokens', ['x', [1]], [['prompt[0]', 'x', 'prompt', undefined]]],
+t.test('OpenAI completions: a prompt is a string, strings, token ids or token arrays', async (t) => {
+  const cases: [name: string, prompt: unknown][] = [
+    ['a string prompt', 'Once upon a time'],
+    ['an array of strings', ['a', 'b']],
+    ['an array of token ids', [1, 2, 3]],
+    ['an array of token arrays', [[1, 2], [3]]],
+    ['strings mixed with tokens', ['x', [1]]],
   ]
-  for (const [name, prompt, expected] of cases) {
+  for (const [name, prompt] of cases) {
     const r = parse(COMPLETIONS, { model: 'gpt-3.5-turbo-instruct', prompt, max_tokens: 16 })
-    t.same(rows(r), expected, name)
-    t.equal(r.operation, 'completion')
-    t.equal(r.maxTokens, 16)
+    t.equal(r.operation, 'completion', name)
+    t.equal(r.maxTokens, 16, name)
   }
 })
 
@@ -159,10 +151,7 @@ t.test('OpenAI responses', async (t) => {
     t.equal(r.operation, 'responses')
     t.equal(r.maxTokens, 64)
     t.equal(r.stream, true)
-    t.same(rows(r), [
-      ['instructions', 'Answer in French.', 'instructions', 'system'],
-      ['input', 'Hello', 'message', 'user'],
-    ])
+    t.equal(r.model, 'gpt-4.1')
   })
 
   t.test('input items: messages, function calls and their outputs', async (t) => {
@@ -181,14 +170,6 @@ t.test('OpenAI responses', async (t) => {
         { type: 'web_search' },
       ],
     })
-    t.same(rows(r), [
-      ['input[0].content', 'plain message', 'message', 'user'],
-      ['input[1].content[0].text', 'part text', 'message', 'user'],
-      ['input[2].arguments', '{"q":"card 4111"}', 'tool_call', 'assistant'],
-      ['input[3].output', 'found it', 'tool_result', 'tool'],
-      ['input[5].content[0].text', 'earlier answer', 'message', 'assistant'],
-      ['tools[0].description', 'Finds things.', 'tool_definition', undefined],
-    ])
     t.same(r.tools, [
       { name: 'lookup', type: 'function' },
       { name: 'web_search', type: 'web_search' },
@@ -196,12 +177,12 @@ t.test('OpenAI responses', async (t) => {
   })
 })
 
-t.test('OpenAI responses: a function_call_output given as content parts', async (t) => {
+t.test('OpenAI responses: a function_call_output is a string or content parts', async (t) => {
   const r = parse(RESPONSES, {
     model: 'gpt-4.1',
     input: [{ type: 'function_call_output', call_id: 'c1', output: [{ type: 'input_text', text: 'account DE89370400440532013000' }, { type: 'input_image', image_url: 'https://x' }] }],
   })
-  t.same(rows(r), [['input[0].output[0].text', 'account DE89370400440532013000', 'tool_result', 'tool']])
+  t.equal(r.api, 'openai.responses')
   t.same(failure(RESPONSES, { model: 'm', input: [{ type: 'function_call_output', call_id: 'c1', output: 42 }] }), {
     code: 'MG_BODY_INVALID',
     details: { field: 'input[0].output', problem: 'must be a string or an array of parts' },
@@ -209,16 +190,12 @@ t.test('OpenAI responses: a function_call_output given as content parts', async 
   })
 })
 
-t.test('OpenAI embeddings', async (t) => {
+t.test('OpenAI embeddings: an input is a string, strings or tokens', async (t) => {
   const one = parse(EMBEDDINGS, { model: 'text-embedding-3-small', input: 'embed me' })
   t.equal(one.operation, 'embedding')
-  t.same(rows(one), [['input', 'embed me', 'input', undefined]])
   t.equal(one.maxTokens, undefined)
   const many = parse(EMBEDDINGS, { model: 'text-embedding-3-small', input: ['a', 'b', [1, 2]] })
-  t.same(rows(many), [
-    ['input[0]', 'a', 'input', undefined],
-    ['input[1]', 'b', 'input', undefined],
-  ])
+  t.equal(many.model, 'text-embedding-3-small')
 })
 
 t.test('Azure OpenAI deployment paths', async (t) => {
@@ -233,7 +210,7 @@ t.test('Azure OpenAI deployment paths', async (t) => {
   t.equal(completions.maxTokens, 5)
   const embeddings = parse('/openai/deployments/embed/embeddings', { input: ['x'] })
   t.equal(embeddings.api, 'azure_openai.embeddings')
-  t.same(rows(embeddings), [['input[0]', 'x', 'input', undefined]])
+  t.equal(embeddings.model, 'embed')
 })
 
 t.test('Anthropic messages', async (t) => {
@@ -273,24 +250,13 @@ t.test('Anthropic messages', async (t) => {
     t.equal(r.model, 'claude-sonnet-4-5')
     t.equal(r.maxTokens, 1024)
     t.equal(r.stream, true)
-    t.same(rows(r), [
-      ['system', 'You are terse.', 'instructions', 'system'],
-      ['messages[0].content', 'What is the weather?', 'message', 'user'],
-      ['messages[1].content[0].text', 'Let me check.', 'message', 'assistant'],
-      ['messages[1].content[1].input.city', 'Berlin', 'tool_call', 'assistant'],
-      ['messages[1].content[1].input.opts.units[0]', 'metric', 'tool_call', 'assistant'],
-      ['messages[1].content[1].input.opts.note', 'n', 'tool_call', 'assistant'],
-      ['messages[2].content[0].content', '12 degrees', 'tool_result', 'user'],
-      ['messages[2].content[1].content[0].text', 'block result', 'tool_result', 'user'],
-      ['tools[0].description', 'Current weather.', 'tool_definition', undefined],
-    ])
     t.same(r.tools, [
       { name: 'weather', type: 'custom' },
       { name: 'web_search', type: 'web_search_20250305' },
     ])
   })
 
-  t.test('document blocks with text sources, titles and context', async (t) => {
+  t.test('document blocks of every source type are accepted', async (t) => {
     const r = parse(MESSAGES, {
       model: 'claude-sonnet-4-5',
       max_tokens: 10,
@@ -307,13 +273,7 @@ t.test('Anthropic messages', async (t) => {
         },
       ],
     })
-    t.same(rows(r), [
-      ['messages[0].content[0].title', 'Q3 notes', 'message', 'user'],
-      ['messages[0].content[0].context', 'internal', 'message', 'user'],
-      ['messages[0].content[0].source.data', 'revenue figures', 'message', 'user'],
-      ['messages[0].content[1].source.content[0].text', 'chunk one', 'message', 'user'],
-      ['messages[0].content[2].source.content', 'whole text', 'message', 'user'],
-    ])
+    t.equal(r.maxTokens, 10)
   })
 
   t.test('system as text blocks', async (t) => {
@@ -323,11 +283,8 @@ t.test('Anthropic messages', async (t) => {
       system: [{ type: 'text', text: 'Block one.' }, 'junk', { type: 'text', text: 'Block two.', cache_control: { type: 'ephemeral' } }],
       messages: [{ role: 'user', content: 'hi' }],
     })
-    t.same(rows(r).slice(0, 2), [
-      ['system[0].text', 'Block one.', 'instructions', 'system'],
-      ['system[2].text', 'Block two.', 'instructions', 'system'],
-    ])
     t.equal(r.stream, false)
+    t.equal(r.model, 'claude-haiku-4-5')
   })
 })
 
@@ -390,45 +347,35 @@ t.test('a route without a parser is refused', async (t) => {
 })
 
 t.test('hostile bodies', async (t) => {
-  t.test('tool input nested beyond the depth bound is refused, not recursed into', async (t) => {
+  t.test('tool input of any depth is not walked (the document parser bounds depth)', async (t) => {
     let input: unknown = 'leaf'
-    for (let i = 0; i < 40; i++) input = { a: input }
-    const f = failure(MESSAGES, { model: 'c', max_tokens: 1, messages: [{ role: 'assistant', content: [{ type: 'tool_use', id: 't', name: 'x', input }] }] })
-    t.equal(f?.code, 'MG_BODY_INVALID')
-    t.equal(f?.details.problem, 'is nested too deeply')
-    t.match(f?.details.field, /^messages\[0\]\.content\[0\]\.input(\.a)+$/)
+    for (let i = 0; i < 10_000; i++) input = { a: input }
+    const r = parse(MESSAGES, { model: 'c', max_tokens: 1, messages: [{ role: 'assistant', content: [{ type: 'tool_use', id: 't', name: 'x', input }] }] })
+    t.equal(r.model, 'c')
   })
 
-  t.test('very deep JSON outside the parsed fields is not walked', async (t) => {
+  t.test('very deep JSON outside the read fields is not walked', async (t) => {
     let extra: unknown = 1
     for (let i = 0; i < 10_000; i++) extra = [extra]
     const r = parse(CHAT, { model: 'm', messages: [{ role: 'user', content: 'hi' }], metadata: extra })
-    t.equal(r.texts.length, 1)
+    t.equal(r.model, 'm')
   })
 
-  t.test('more than 100000 text fields are refused', async (t) => {
-    const messages = Array.from({ length: 100_001 }, () => ({ role: 'user', content: 'x' }))
-    t.same(failure(CHAT, { model: 'm', messages }), { code: 'MG_BODY_INVALID', details: { field: '', problem: 'more than 100000 text fields' }, internal: 'body more than 100000 text fields' })
-  })
-
-  t.test('huge token arrays are accepted without collecting texts', async (t) => {
+  t.test('huge token arrays are read without being walked element by element', async (t) => {
     const prompt = Array.from({ length: 200_000 }, (_, i) => i % 50_000)
     const r = parse(COMPLETIONS, { model: 'm', prompt })
-    t.same(r.texts, [])
+    t.equal(r.operation, 'completion')
   })
 
-  t.test('"__proto__" keys neither pollute prototypes nor hide text from the scan', async (t) => {
+  t.test('"__proto__" keys do not pollute prototypes', async (t) => {
     const raw =
       '{"__proto__":{"polluted":"yes"},"model":"c","max_tokens":5,"messages":[{"role":"assistant","content":[' +
       '{"type":"tool_use","id":"t","name":"x","input":{"__proto__":{"secret":"hidden text"},"constructor":{"prototype":{"p":"q"}}}}]}]}'
     const body = JSON.parse(raw)
     const r = parse(MESSAGES, body)
+    t.equal(r.model, 'c')
     t.equal(({} as Record<string, unknown>).polluted, undefined)
     t.equal((Object.prototype as Record<string, unknown>).secret, undefined)
-    t.same(rows(r), [
-      ['messages[0].content[0].input.__proto__.secret', 'hidden text', 'tool_call', 'assistant'],
-      ['messages[0].content[0].input.constructor.prototype.p', 'q', 'tool_call', 'assistant'],
-    ])
   })
 
   t.test('a "__proto__" model or stream key does not stand in for the real field', async (t) => {
@@ -436,8 +383,8 @@ t.test('hostile bodies', async (t) => {
     t.same(failure(CHAT, body), { code: 'MG_BODY_INVALID', details: { field: 'model', problem: 'is required and must be a non-empty string' }, internal: 'model is required and must be a non-empty string' })
   })
 
-  t.test('non-string text values are skipped, never coerced', async (t) => {
+  t.test('non-string text values are accepted, never coerced', async (t) => {
     const r = parse(CHAT, { model: 'm', messages: [{ role: 'user', content: [{ type: 'text', text: 42 }, { type: 'text', text: { x: 'y' } }] }] })
-    t.same(r.texts, [])
+    t.equal(r.model, 'm')
   })
 })

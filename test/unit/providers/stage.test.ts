@@ -110,21 +110,21 @@ t.test('request body: content type', async (t) => {
   }
 })
 
-t.test('request body: malformed and empty JSON is MG_BODY_MALFORMED', async (t) => {
-  const cases: [name: string, body: string | Buffer, problem: string | RegExp][] = [
-    ['an empty body', '', 'the body is empty'],
-    ['truncated JSON', '{"model":"m","messages":[', /JSON/],
-    ['a trailing comma', '{"model":"m",}', /JSON/],
-    ['plain text', 'hello', /JSON/],
-    ['a byte-order mark before the JSON', '\ufeff' + CHAT_BODY, /JSON/],
-    ['a NUL byte', '\u0000', /JSON/],
+t.test('request body: malformed and empty JSON is MG_BODY_MALFORMED, with the line and column', async (t) => {
+  const cases: [name: string, body: string | Buffer, details: Record<string, unknown>][] = [
+    ['an empty body', '', { problem: 'the body is empty' }],
+    ['truncated JSON', '{"model":"m","messages":[', { problem: 'unexpected end of input (expected a value)', line: 1, column: 26 }],
+    ['a trailing comma', '{"model":"m",\n}', { problem: "unexpected character '}' (expected a string key)", line: 2, column: 1 }],
+    ['plain text', 'hello', { problem: "unexpected character 'h' (expected a value)", line: 1, column: 1 }],
+    ['a byte-order mark before the JSON', '\ufeff' + CHAT_BODY, { problem: 'a byte order mark is not allowed before JSON', line: 1, column: 1 }],
+    ['a NUL byte', '\u0000', { problem: 'unexpected character U+0000 (expected a value)', line: 1, column: 1 }],
+    ['bytes that are not UTF-8', Buffer.concat([Buffer.from('{"model":"m",\n "x":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), { problem: 'the body is not valid UTF-8', line: 2, column: 7 }],
   ]
-  for (const [name, body, problem] of cases) {
+  for (const [name, body, details] of cases) {
     const err = await runRequest(stage(), request({ body }))
     t.equal(err?.code, 'MG_BODY_MALFORMED', name)
     t.equal(err?.status, 400, name)
-    t.match(err?.details.problem, problem, name)
-    t.ok(String(err?.details.problem).length <= 200, `${name}: the problem is bounded`)
+    t.same(err?.details, details, name)
   }
 })
 
@@ -134,7 +134,8 @@ t.test('request body: valid JSON that does not fit the API is MG_BODY_INVALID', 
   t.same(err?.details, { field: '', problem: 'the body must be a JSON object' })
   const deep = '['.repeat(100_000) + ']'.repeat(100_000)
   const e2 = await runRequest(stage(), request({ body: deep }))
-  t.ok(e2 && ['MG_BODY_INVALID', 'MG_BODY_MALFORMED'].includes(e2.code), 'very deep JSON is refused either way, never thrown as an exception')
+  t.equal(e2?.code, 'MG_BODY_TOO_DEEP', 'very deep JSON is refused, never thrown as an exception')
+  t.same(e2?.details, { limit: 128, line: 1, column: 129 })
 })
 
 t.test('request body: compressed bodies are decoded and the decoded bytes go upstream', async (t) => {
@@ -159,7 +160,7 @@ t.test('request body: compressed bodies are decoded and the decoded bytes go ups
     t.equal(ctx.requestBodyReplaced, true)
     t.same(ctx.requestBody, json, `${encoding}: the decoded body replaces the request body`)
     t.ok(ctx.requestHeaderChanges.remove.has('content-encoding'), `${encoding}: content-encoding is removed`)
-    t.equal(ctx.request?.texts[0]?.text, 'Grüße')
+    t.equal(ctx.request?.maxTokens, 20, `${encoding}: the decoded body is what was parsed`)
   }
   for (const encoding of ['identity', '']) {
     const ctx = request({ headers: { 'content-type': 'application/json', 'content-encoding': encoding } })

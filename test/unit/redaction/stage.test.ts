@@ -50,7 +50,8 @@ t.test('scan records findings and classes; apply rewrites every text field with 
   t.same(JSON.parse(sent.messages[1].tool_calls[0].function.arguments), { to: '[EMAIL_2]' })
   t.equal(sent.messages[2].content, 'sent to [EMAIL_2]')
   t.ok(ctx.requestBodyReplaced)
-  t.equal(ctx.request!.texts.find((x) => x.kind === 'message')!.text, sent.messages[0].content, 'the parsed view follows the body')
+  t.equal(sent.seed, chatBody.seed, 'untouched values stay as they were')
+  t.equal(ctx.request!.model, 'gpt-4o', 'the parsed request is a summary, unaffected by the rewrite')
 })
 
 t.test('block is decided per class and reports classes, never values', async (t) => {
