@@ -104,7 +104,8 @@ t.test('with modelgate running', async (t) => {
         const id = res.headers['x-request-id'] as string
         t.equal(res.status, ERRORS[code].status, `${code} on ${path}: modelgate's status`)
         t.equal(res.headers['x-modelgate-error'], code, `${code} on ${path}: modelgate's code`)
-        t.equal(res.text(), denialBody(new GateError(code), { requestId: id }).toString(), `${code} on ${path}: modelgate's own body, byte for byte`)
+        const dialect = path === '/v1/messages' ? 'anthropic' : 'openai'
+        t.equal(res.text(), denialBody(new GateError(code), { requestId: id }, dialect).toString(), `${code} on ${path}: modelgate's own body, byte for byte`)
       }
     }
     t.equal(stack.provider.requests.length, 0)

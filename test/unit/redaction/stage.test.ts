@@ -152,6 +152,6 @@ t.test('a gzip SSE stream is decoded chunk by chunk; a block ends it with an SSE
   const chunks = [gz.subarray(0, 20), gz.subarray(20, 40), gz.subarray(40)]
   const out = Buffer.concat(await respond(stages, ctx, { 'content-type': 'text/event-stream', 'content-encoding': 'gzip' }, chunks)).toString()
   t.notOk(out.includes('ghp_'))
-  t.match(out, /event: error\ndata: \{"type":"error","error":\{"type":"modelgate_error","code":"MG_RESPONSE_BLOCKED"/)
+  t.match(out, /event: error\ndata: \{"error":\{"type":"modelgate_error","code":"MG_RESPONSE_BLOCKED"/)
   t.ok(ctx.responseTerminated)
 })
