@@ -43,7 +43,7 @@ export interface RedactionConfig {
   detectorActions: Record<string, RedactionActionSetting>
   /** Scan every string of the request JSON, not only the texts the provider parser lists (structural fields excepted). */
   scanAllStrings: boolean
-  /** Decode base64 runs of at least this many characters and look for secrets inside (0 disables). */
+  /** Decode base64 runs of at least this many characters and scan what they hold with every detector (0 disables). */
   base64MinLength: number
   /**
    * Key for the salted hashes in findings (HMAC-SHA256). Empty: a random key
@@ -83,7 +83,7 @@ export const redactionSchema = {
     defaultAction: { ...action, default: 'redact' },
     detectorActions: { type: 'object', additionalProperties: action, default: {} },
     scanAllStrings: { type: 'boolean', default: true },
-    base64MinLength: { type: 'integer', minimum: 0, maximum: 4096, default: 32 },
+    base64MinLength: { type: 'integer', minimum: 0, maximum: 4096, default: 16 },
     hashSalt: { type: 'string', default: '' },
     hashSaltEnv: { type: 'string', default: 'MODELGATE_REDACTION_SALT' },
     restore: {

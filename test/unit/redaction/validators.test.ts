@@ -15,11 +15,17 @@ import {
   validSsn,
 } from '../../../src/redaction/validators.ts'
 
-t.test('Luhn and card numbers: checksum, issuer prefix, one separator kind', async (t) => {
+t.test('Luhn and card numbers: checksum, issuer prefix and length, separators as cards are written', async (t) => {
   const cases: [string, boolean][] = [
     ['4111 1111 1111 1111', true],
     ['4111-1111-1111-1111', true],
-    ['4111 1111-1111 1111', false],
+    ['4111 1111-1111 1111', true],
+    ['4111  1111\n1111.1111', true],
+    ['4111 11-11 1111 1111', false],
+    ['4111 1111 1111 1111 1', false],
+    ['5555 5555 5555 4444', true],
+    ['3056 9309 0259 04', true],
+    ['6759 6498 2643 8453', true],
     ['4111 1111 1111 1112', false],
     ['3782 822463 10005', true],
     ['1234 5678 9012 3456', false],
