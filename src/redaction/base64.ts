@@ -24,37 +24,72 @@ const GLUE_SEARCH = 32
 /** Encoded characters sampled before a whole run is decoded. */
 const SAMPLE = 16
 
-/** Runs of at least `min` characters: flat [start, end, …] byte offsets. */
+/**
+ * Runs of at least `min` base64 characters (padding and line breaks not
+ * counted): flat [start, end, …] byte offsets. Looks at every `min`-th byte
+ * first: a run that long must cover it.
+ */
 export function base64Runs(bytes: Uint8Array, min: number): number[] {
   const out: number[] = []
   const n = bytes.length
   let i = 0
-  while (i < n) {
-    if (!B64[bytes[i]!]) {
-      i++
-      continue
+  while (i + min <= n) {
+    let probe = i + min - 1
+    const c = bytes[probe]!
+    if (!B64[c]) {
+      // Padding or a line break may still sit inside a long enough (wrapped) run: look next to it.
+      let q = -1
+      if (c === 0x3d) {
+        q = bytes[probe - 1] === 0x3d ? probe - 2 : probe - 1
+        if (q < i || !B64[bytes[q]!]) q = -1
+      } else if (c === 0x0a || c === 0x0d) {
+        q = c === 0x0d && bytes[probe + 1] === 0x0a ? probe + 2 : probe + 1
+        if (q >= n || !B64[bytes[q]!]) q = -1
+      }
+      if (q < 0) {
+        i = probe + 1
+        continue
+      }
+      probe = q
     }
-    const start = i
+    // bytes[i - 1] is not a base64 character (or i is 0): this line of the run starts in [i, probe].
+    let start = probe
+    while (start > i && B64[bytes[start - 1]!]) start--
+    // Earlier lines of a wrapped block belong to the run.
     for (;;) {
-      const line = i
-      while (i < n && B64[bytes[i]!]) i++
+      let j = start - 1
+      if (j < 0 || bytes[j] !== 0x0a) break
+      if (j > 0 && bytes[j - 1] === 0x0d) j--
+      let ls = j
+      while (ls > 0 && B64[bytes[ls - 1]!]) ls--
+      if (j - ls < 16 || (j - ls) % 4 !== 0) break
+      start = ls
+    }
+    let line = start
+    let end = start
+    let chars = 0
+    for (;;) {
+      while (end < n && B64[bytes[end]!]) end++
+      chars += end - line
       let pad = 0
-      while (i < n && bytes[i] === 0x3d && pad < 2) {
-        i++
+      while (end < n && bytes[end] === 0x3d && pad < 2) {
+        end++
         pad++
       }
       // A wrapped block: a full line (a multiple of four, at least 16) followed by a line break and more.
-      if (pad === 0 && i - line >= 16 && (i - line) % 4 === 0) {
-        let j = i
+      if (pad === 0 && end - line >= 16 && (end - line) % 4 === 0) {
+        let j = end
         if (bytes[j] === 0x0d) j++
         if (bytes[j] === 0x0a && j + 1 < n && B64[bytes[j + 1]!]) {
-          i = j + 1
+          end = line = j + 1
           continue
         }
       }
       break
     }
-    if (i - start >= min) out.push(start, i)
+    if (chars >= min) out.push(start, end)
+    // bytes[end] is not a base64 character, or the run ended with padding (bytes[end - 1] is "=").
+    i = bytes[end - 1] === 0x3d ? end : end + 1
   }
   return out
 }

@@ -99,9 +99,9 @@ function computeFold(cp: number): string | undefined {
 
 /** Normalises a text for detection (see the module comment). */
 export function prepareText(text: string): DetectionText {
-  const first = text.search(NON_ASCII)
-  if (first < 0) return { original: text, bytes: Buffer.from(text, 'latin1'), view: text, ascii: true, origin: undefined }
-  return new Builder(text, first).build()
+  // Any character outside ASCII (a lone surrogate too) takes more than one UTF-8 byte.
+  if (Buffer.byteLength(text, 'utf8') === text.length) return { original: text, bytes: Buffer.from(text, 'latin1'), view: text, ascii: true, origin: undefined }
+  return new Builder(text, text.search(NON_ASCII)).build()
 }
 
 /** Normalises a string and returns the normalised string (for keywords, tests and tools). */

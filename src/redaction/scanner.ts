@@ -32,6 +32,8 @@ import { looksLikePlaceholder, shannonEntropy } from './validators.ts'
 /** A pattern shared by one or more detectors (e.g. public and internal IPv4 addresses): run once, validated per detector. */
 interface PatternUnit {
   readonly re: RE2
+  /** The same program, sticky, for units whose matches start at a keyword hit. */
+  readonly anchoredRe: RE2 | undefined
   readonly groups: readonly number[]
   readonly detectors: readonly CompiledDetector[]
   /** Some detector is limited to some callers: filter per scan. */
@@ -173,8 +175,10 @@ export class Scanner {
         else if (s.gate?.kind === 'country-check') countryTargets.add(index)
         else alwaysOn = true
       }
+      const anchored = !alwaysOn && group.every((s) => s.anchored === true && s.keywords.length > 0)
       units.push({
         re: new RE2(group[0]!.pattern, 'gdu'),
+        anchoredRe: anchored ? new RE2(group[0]!.pattern, 'ydu') : undefined,
         groups,
         detectors: group.map((spec) => ({ spec, contextRe: spec.context?.words.length ? wordsRe(spec.context.words) : undefined })),
         scoped: group.some((s) => s.scope && (s.scope.namespaces.length > 0 || s.scope.spiffeIdPrefixes.length > 0)),
@@ -278,6 +282,10 @@ export class Scanner {
       this.#execRange(u, active, dt, 0, n, found)
       return
     }
+    if (u.anchoredRe) {
+      this.#execAnchored(u, u.anchoredRe, active, dt, hits, found)
+      return
+    }
     // Windows [hit - before, hit + len + after], merged, edges on code point boundaries.
     // Most matches are short: windows first reach SHORT_AFTER past a hit, and
     // one whose match runs into that edge is run again to the full maxLength.
@@ -316,6 +324,31 @@ export class Scanner {
       }
       for (const c of local) found.push(c)
       local.length = 0
+    }
+  }
+
+  /** Tries a pattern at each hit (and one character before it), never searching. */
+  #execAnchored(u: PatternUnit, re: RE2, active: readonly CompiledDetector[], dt: DetectionText, hits: readonly number[], found: Candidate[]): void {
+    const input = dt.bytes as unknown as string
+    for (let k = 0; k < hits.length; k += 2) {
+      const p = hits[k]!
+      // From the start of the character before the hit, then from the hit.
+      for (let at = p > 0 ? codePointStart(dt, p - 1) : 0; at <= p; at = at < p ? p : p + 1) {
+        re.lastIndex = at
+        const m = re.exec(input)
+        if (m === null) continue
+        const idx = m.indices!
+        for (const g of u.groups) {
+          const span = idx[g]
+          if (!span) continue
+          for (const d of active) {
+            const c = this.#validate(d, dt, span[0], span[1])
+            if (c) found.push(c)
+          }
+          break
+        }
+        break
+      }
     }
   }
 

@@ -108,6 +108,12 @@ export interface DetectorSpec {
    * hit to `maxLength` after it. 0 when the match starts with its keyword.
    */
   readonly keywordOffset?: number
+  /**
+   * Every match starts at one of its keywords, or one character before it
+   * (the boundary character a token pattern begins with): the pattern is
+   * tried there only instead of being searched for around the keyword.
+   */
+  readonly anchored?: boolean
   /** Detectors without keywords: where the pattern can match at all (see `CandidateGate`). */
   readonly gate?: CandidateGate
   /** Upper bound on a match's length (UTF-16 units): sizes prefilter windows and the streaming hold-back. */

@@ -5,14 +5,39 @@
 import { isIPv6 } from 'node:net'
 import { isValidBIC, isValidIBAN } from 'ibantools'
 
-/** Shannon entropy in bits per character. */
+const asciiCounts = new Int32Array(128)
+
+/** Shannon entropy in bits per character (code point). */
 export function shannonEntropy(s: string): number {
   if (s.length === 0) return 0
-  const counts = new Map<string, number>()
-  for (const ch of s) counts.set(ch, (counts.get(ch) ?? 0) + 1)
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) < 128) continue
+    // Not ASCII: count code points in a map.
+    const counts = new Map<string, number>()
+    let n = 0
+    for (const ch of s) {
+      counts.set(ch, (counts.get(ch) ?? 0) + 1)
+      n++
+    }
+    return entropyOf(counts.values(), n)
+  }
+  const counts = asciiCounts
+  for (let i = 0; i < s.length; i++) counts[s.charCodeAt(i)]!++
   let h = 0
-  const n = [...s].length
-  for (const c of counts.values()) {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    const k = counts[c]!
+    if (k === 0) continue
+    const p = k / s.length
+    h -= p * Math.log2(p)
+    counts[c] = 0
+  }
+  return h
+}
+
+function entropyOf(counts: Iterable<number>, n: number): number {
+  let h = 0
+  for (const c of counts) {
     const p = c / n
     h -= p * Math.log2(p)
   }
@@ -363,18 +388,31 @@ const PLACEHOLDER_WORDS = [
   'abcdefgh',
 ]
 
+/** The placeholder words as one case-insensitive alternation of literals (no quantifiers: linear). */
+const PLACEHOLDER_RE = new RegExp(PLACEHOLDER_WORDS.map((w) => w.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')).join('|'), 'i')
+
 /**
  * True for values that are templates or placeholders rather than secrets:
  * `${VAR}`, `{{ x }}`, `<token>`, "example", "xxxx", YOUR_API_KEY, a single
  * repeated character, and modelgate's own `[LABEL_n]` placeholders.
  */
 export function looksLikePlaceholder(value: string): boolean {
-  const v = value.toLowerCase()
-  for (const w of PLACEHOLDER_WORDS) if (v.includes(w)) return true
+  if (PLACEHOLDER_RE.test(value)) return true
   if (/^\[[A-Z][A-Z0-9_]*_\d+\]$/.test(value)) return true
   if (/^\$[A-Za-z_]/.test(value) || /^%[A-Za-z_]+%$/.test(value)) return true
-  const distinct = new Set(v.replace(/[-_.]/g, '')).size
-  return distinct <= 2
+  // At most two distinct characters, case and "-_." aside.
+  let a = -1
+  let b = -1
+  for (let i = 0; i < value.length; i++) {
+    let c = value.charCodeAt(i)
+    if (c === 0x2d || c === 0x5f || c === 0x2e) continue
+    if (c >= 65 && c <= 90) c += 32
+    if (c === a || c === b) continue
+    if (a < 0) a = c
+    else if (b < 0) b = c
+    else return false
+  }
+  return true
 }
 
 /** Values of `password = …` that are code, types or empty markers rather than a password. */
