@@ -55,10 +55,10 @@ export function base64Runs(bytes: Uint8Array, min: number): number[] {
     // bytes[i - 1] is not a base64 character (or i is 0): this line of the run starts in [i, probe].
     let start = probe
     while (start > i && B64[bytes[start - 1]!]) start--
-    // Earlier lines of a wrapped block belong to the run.
+    // Earlier lines of a wrapped block belong to the run (when this line is base64 to its end).
     for (;;) {
       let j = start - 1
-      if (j < 0 || bytes[j] !== 0x0a) break
+      if (j < 0 || bytes[j] !== 0x0a || !base64Line(bytes, start)) break
       if (j > 0 && bytes[j - 1] === 0x0d) j--
       let ls = j
       while (ls > 0 && B64[bytes[ls - 1]!]) ls--
@@ -76,11 +76,11 @@ export function base64Runs(bytes: Uint8Array, min: number): number[] {
         end++
         pad++
       }
-      // A wrapped block: a full line (a multiple of four, at least 16) followed by a line break and more.
+      // A wrapped block: a full line (a multiple of four, at least 16), a line break, and a next line of base64 only.
       if (pad === 0 && end - line >= 16 && (end - line) % 4 === 0) {
         let j = end
         if (bytes[j] === 0x0d) j++
-        if (bytes[j] === 0x0a && j + 1 < n && B64[bytes[j + 1]!]) {
+        if (bytes[j] === 0x0a && j + 1 < n && base64Line(bytes, j + 1)) {
           end = line = j + 1
           continue
         }
@@ -92,6 +92,16 @@ export function base64Runs(bytes: Uint8Array, min: number): number[] {
     i = bytes[end - 1] === 0x3d ? end : end + 1
   }
   return out
+}
+
+/** The line from `i` is base64 characters, then at most two "=", then its end. */
+function base64Line(bytes: Uint8Array, i: number): boolean {
+  const n = bytes.length
+  const from = i
+  while (i < n && B64[bytes[i]!]) i++
+  if (i === from) return false
+  for (let pad = 0; pad < 2 && i < n && bytes[i] === 0x3d; pad++) i++
+  return i === n || bytes[i] === 0x0a || bytes[i] === 0x0d
 }
 
 /** Start of the run (wrapped lines included) that reaches the end of the bytes, or -1. */

@@ -76,6 +76,11 @@ function token(
   }
 }
 
+/** What may follow a label such as "passport": " number", "_no", " #", "#" (prose, forms, JSON and YAML keys). */
+const NUMBER_SUFFIX = '(?:[\\s_-]*(?:number|no\\.?|num|#))?'
+/** Between a label and its value: spaces, ":", "#", ".", "=", and the quotes of a JSON or YAML key. */
+const LABEL_SEP = `[\\s:#.="']{0,6}`
+
 /** Separators between the digit groups of a card number: up to four spaces, tabs, line breaks, dots or dashes. */
 const CARD_SEP = '[ \\t\\r\\n.-]{0,4}'
 
@@ -435,9 +440,9 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'SSN',
     description: 'US Social Security Number without dashes, after "SSN" or "social security"',
-    pattern: '(?i:\\b(?:ssn|social security(?: number| no\\.?)?|ss#))[\\s:#.-]{0,5}(\\d{3} \\d{2} \\d{4}|\\d{9})\\b',
+    pattern: `(?i:\\b(?:ssn|social[ _-]security(?:[ _-](?:number|no\\.?))?|ss#))${LABEL_SEP}(\\d{3} \\d{2} \\d{4}|\\d{9})\\b`,
     groups: [1],
-    keywords: ['ssn', 'social security', 'ss#'],
+    keywords: ['ssn', 'social security', 'social_security', 'social-security', 'ss#'],
     keywordOffset: 0,
     anchored: true,
     keywordBoundary: 'word',
@@ -491,7 +496,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'PASSPORT',
     description: 'Passport number after the word "passport"',
-    pattern: '(?i:\\bpassport(?:\\s+(?:no\\.?|number|#|num))?)[\\s:#.]{0,4}([A-Z0-9]{6,9})\\b',
+    pattern: `(?i:\\bpassport${NUMBER_SUFFIX})${LABEL_SEP}([A-Z0-9]{6,9})\\b`,
     groups: [1],
     keywords: ['passport'],
     keywordOffset: 0,
@@ -547,7 +552,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'BIC',
     description: 'SWIFT/BIC code after "SWIFT" or "BIC"',
-    pattern: '(?i:\\b(?:swift|bic)(?:[ /-]?(?:code|bic))?)[\\s:#]{0,4}([A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?)\\b',
+    pattern: `(?i:\\b(?:swift|bic)(?:[ /_-]?(?:code|bic))?)${LABEL_SEP}([A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?)\\b`,
     groups: [1],
     keywords: ['swift', 'bic'],
     keywordOffset: 0,
@@ -562,7 +567,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'ROUTING_NUMBER',
     description: 'US ABA routing number (3-7-1 checksum) after "routing" or "ABA"',
-    pattern: '(?i:\\b(?:routing|aba|rtn)(?:\\s+(?:number|no\\.?|#))?)[\\s:#]{0,4}(\\d{9})\\b',
+    pattern: `(?i:\\b(?:routing|aba|rtn)${NUMBER_SUFFIX})${LABEL_SEP}(\\d{9})\\b`,
     groups: [1],
     keywords: ['routing', 'aba', 'rtn'],
     keywordOffset: 0,
@@ -577,7 +582,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'ACCOUNT_NUMBER',
     description: 'Bank account number (6–17 digits) after "account number" or "acct"',
-    pattern: '(?i:\\b(?:account|acct|a/c)(?:\\s+(?:number|no\\.?|num|#)|#|\\s*no\\.?)?)[\\s:#.]{0,4}(\\d{6,17})\\b',
+    pattern: `(?i:\\b(?:account|acct|a/c)${NUMBER_SUFFIX})${LABEL_SEP}(\\d{6,17})\\b`,
     groups: [1],
     keywords: ['account', 'acct', 'a/c'],
     keywordOffset: 0,
@@ -593,7 +598,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'NPI',
     description: 'US National Provider Identifier (Luhn with prefix 80840) after "NPI"',
-    pattern: '(?i:\\bnpi)(?:\\s+(?:number|no\\.?|#))?[\\s:#]{0,4}(\\d{10})\\b',
+    pattern: `(?i:\\bnpi${NUMBER_SUFFIX})${LABEL_SEP}(\\d{10})\\b`,
     groups: [1],
     keywords: ['npi'],
     keywordOffset: 0,
@@ -608,9 +613,9 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'MRN',
     description: 'Medical record number after "MRN" or "medical record"',
-    pattern: '(?i:\\b(?:mrn|medical record(?:\\s+(?:number|no\\.?|#))?|patient id))[\\s:#.]{0,4}([A-Z0-9][A-Z0-9-]{4,15})\\b',
+    pattern: `(?i:\\b(?:mrn|medical[ _-]record${NUMBER_SUFFIX}|patient[ _-]id))${LABEL_SEP}([A-Z0-9][A-Z0-9-]{4,15})\\b`,
     groups: [1],
-    keywords: ['mrn', 'medical record', 'patient id'],
+    keywords: ['mrn', 'medical record', 'medical_record', 'medical-record', 'patient id', 'patient_id', 'patient-id'],
     keywordOffset: 0,
     anchored: true,
     keywordBoundary: 'word',
@@ -638,7 +643,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'DIAGNOSIS',
     description: 'ICD-10 diagnosis code after "ICD-10", "diagnosis" or "dx"',
-    pattern: '(?i:\\b(?:icd-?10(?:-cm)?(?:\\s+code)?|diagnosis(?:\\s+code)?|diagnosed with|dx))[\\s:#]{1,4}([A-TV-Z]\\d[0-9A-Z](?:\\.[0-9A-Z]{1,4})?)\\b',
+    pattern: `(?i:\\b(?:icd-?10(?:-cm)?(?:[ _-]code)?|diagnosis(?:[ _-]code)?|diagnosed with|dx))[\\s:#="']{1,6}([A-TV-Z]\\d[0-9A-Z](?:\\.[0-9A-Z]{1,4})?)\\b`,
     groups: [1],
     keywords: ['icd', 'diagnos', 'dx'],
     keywordOffset: 0,
@@ -652,7 +657,7 @@ const SPECS: readonly Spec[] = [
     confidence: 'medium',
     label: 'DEA_NUMBER',
     description: 'DEA registration number (check digit verified) after "DEA"',
-    pattern: '(?i:\\bdea)(?:\\s+(?:number|no\\.?|#|registration))?[\\s:#]{0,4}([A-Z][A-Z9]\\d{7})\\b',
+    pattern: `(?i:\\bdea(?:[\\s_-]+registration)?${NUMBER_SUFFIX})${LABEL_SEP}([A-Z][A-Z9]\\d{7})\\b`,
     groups: [1],
     keywords: ['dea'],
     keywordOffset: 0,

@@ -44,6 +44,8 @@ interface PatternUnit {
   readonly maxLength: number
   /** How far before a hit a match can start: how far before it windows reach. */
   readonly before: number
+  /** Number-shaped (gated or ungated) detectors: a rejected candidate is tried again past its first separator. */
+  readonly retry: boolean
 }
 
 interface CompiledDetector {
@@ -185,6 +187,7 @@ export class Scanner {
         alwaysOn,
         maxLength: Math.max(...group.map((s) => s.maxLength)),
         before,
+        retry: group.some((s) => s.keywords.length === 0),
       })
     }
     this.#units = units
@@ -363,7 +366,8 @@ export class Scanner {
     const input = whole ? dt.bytes : dt.bytes.subarray(a, b)
     const re = u.re
     re.lastIndex = 0
-    let retries = RETRY_BUDGET
+    // Number-shaped candidates only (keyword detectors match their label, not a run of numbers).
+    let retries = u.retry ? RETRY_BUDGET : 0
     let m: RegExpExecArray | null
     while ((m = re.exec(input as unknown as string)) !== null) {
       const idx = m.indices!

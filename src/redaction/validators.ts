@@ -388,6 +388,16 @@ const PLACEHOLDER_WORDS = [
   'abcdefgh',
 ]
 
+/** Credentials vendors publish as samples in their documentation: public, nobody's secret. */
+const DOCUMENTATION_SAMPLES: ReadonlySet<string> = new Set([
+  // AWS documentation's example access key pair (also caught by "example").
+  'AKIAIOSFODNN7EXAMPLE',
+  'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+  // Stripe API reference sample test-mode keys (current and earlier pages).
+  'sk_test_BQokikJOvBiI2HlWgH4olfQ2',
+  'sk_test_4eC39HqLyjWDarjtT1zdp7dc',
+])
+
 /** The placeholder words as one case-insensitive alternation of literals (no quantifiers: linear). */
 const PLACEHOLDER_RE = new RegExp(PLACEHOLDER_WORDS.map((w) => w.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')).join('|'), 'i')
 
@@ -397,7 +407,7 @@ const PLACEHOLDER_RE = new RegExp(PLACEHOLDER_WORDS.map((w) => w.replace(/[\\^$.
  * repeated character, and modelgate's own `[LABEL_n]` placeholders.
  */
 export function looksLikePlaceholder(value: string): boolean {
-  if (PLACEHOLDER_RE.test(value)) return true
+  if (PLACEHOLDER_RE.test(value) || DOCUMENTATION_SAMPLES.has(value)) return true
   if (/^\[[A-Z][A-Z0-9_]*_\d+\]$/.test(value)) return true
   if (/^\$[A-Za-z_]/.test(value) || /^%[A-Za-z_]+%$/.test(value)) return true
   // At most two distinct characters, case and "-_." aside.
@@ -552,6 +562,8 @@ export function validEmail(value: string, site?: { text: string; start: number }
   if (RESERVED_EMAIL_DOMAIN.test(domain) || FILE_TLD.test(domain)) return false
   const local = value.slice(0, at)
   if (local.startsWith('.') || local.endsWith('.') || local.includes('..')) return false
+  // "<3f2b…-…@mail.example.net>" is a Message-ID or an object id, not a mailbox.
+  if (isUuid(local) || /^[0-9a-f]{16,}$/i.test(local) || /^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(local)) return false
   return true
 }
 
