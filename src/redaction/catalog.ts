@@ -525,8 +525,8 @@ const SPECS: readonly Spec[] = [
     confidence: 'high',
     label: 'CARD_NUMBER',
     description: 'Payment card number (issuer prefix and length, Luhn; any separators between groups laid out as on a card)',
-    // A run of digit groups joined by up to four spaces, tabs, line breaks, dots or dashes; the validator finds the card in it.
-    pattern: `(?:^|[^\\w.+-])(\\d(?:${CARD_SEP}\\d){11,40})(?:[^\\w-]|$)`,
+    // A whole run of digit groups joined by up to four spaces, tabs, line breaks, dots or dashes; the validator finds the card in it.
+    pattern: `(?:^|[^\\w.+-])(\\d(?:${CARD_SEP}\\d){11,})(?:[^\\w-]|$)`,
     groups: [1],
     keywords: [],
     gate: { kind: 'digits', separators: ' \t\r\n.-', maxGap: 4, minDigits: 12 },

@@ -88,7 +88,7 @@ export interface OpenMarker {
   readonly maxLength: number
 }
 
-/** More hits than this for one pattern: scan the whole text instead of windows. */
+/** More keyword hits than this for one pattern: scan the whole text instead of windows. */
 const MAX_WINDOWS = 1024
 /** Retries after a rejected candidate (shifting its start past a separator) per pattern and scan. */
 const RETRY_BUDGET = 256
@@ -262,9 +262,10 @@ export class Scanner {
     const hits: Hits[] = new Array<Hits>(this.#units.length)
     if (this.#prefilter) {
       this.#automaton?.scan(dt.bytes, hits, MAX_WINDOWS)
-      if (this.#digitGates.length > 0) digitRunHits(dt.view, dt.bytes, this.#digitGates, hits, MAX_WINDOWS)
-      if (this.#hexTargets.length > 0) hexGroupHits(dt.bytes, this.#hexTargets, hits, MAX_WINDOWS)
-      if (this.#countryTargets.length > 0) countryCheckHits(dt.view, this.#countryTargets, hits, MAX_WINDOWS)
+      // Gate hits are precise (runs that pass the gate): windows around them stay cheaper than the whole text however many there are.
+      if (this.#digitGates.length > 0) digitRunHits(dt.view, dt.bytes, this.#digitGates, hits, Number.MAX_SAFE_INTEGER)
+      if (this.#hexTargets.length > 0) hexGroupHits(dt.bytes, this.#hexTargets, hits, Number.MAX_SAFE_INTEGER)
+      if (this.#countryTargets.length > 0) countryCheckHits(dt.view, this.#countryTargets, hits, Number.MAX_SAFE_INTEGER)
     }
     for (let i = 0; i < this.#units.length; i++) {
       const u = this.#units[i]!
@@ -399,7 +400,7 @@ export class Scanner {
       }
       // After a value accepted in part (a card at the start of a run of numbers), look again right after it.
       let next = accepted ? Math.max(acceptedEnd, m.index + 1) : Math.max(ve, m.index + 1)
-      if (!accepted && retries > 0) {
+      if (!accepted && retries > 0 && ve - vs <= u.maxLength) {
         // "12 415-555-0132": the candidate began too early; try again after its first separator.
         const sep = dt.view.slice(a + vs, a + ve).search(/[ \t\r\n.-]/)
         if (sep > 0) {

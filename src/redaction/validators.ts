@@ -187,7 +187,23 @@ export function validCardNumber(value: string): boolean {
  * Groups in the middle of a longer run of numbers are not cards.
  */
 export function cardInRun(value: string): boolean | { start: number; end: number } {
-  if (validCardNumber(value)) return true
+  let digits = 0
+  let lineEnd = -1
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c >= 48 && c <= 57) digits++
+    else if ((c === 0x0a || c === 0x0d) && lineEnd < 0) lineEnd = i
+  }
+  if (digits < 12) return false
+  if (digits <= 19 && validCardNumber(value)) return true
+  // Longer than a card and seven more digits: only its first line can hold one.
+  if (digits > 26) {
+    if (lineEnd < 0) return false
+    let end = lineEnd
+    while (end > 0 && (value.charCodeAt(end - 1) < 48 || value.charCodeAt(end - 1) > 57)) end--
+    const first = cardInRun(value.slice(0, end))
+    return first === true ? { start: 0, end } : first
+  }
   const groups = digitGroupsOf(value)
   if (groups.length < 2) return false
   const lineBreak = groups.findIndex((g, i) => i > 0 && /[\r\n]/.test(g.gap))
