@@ -312,6 +312,7 @@ export class Scanner {
       this.#execRange(u, active, dt, 0, n, found)
       return
     }
+    const collected: Candidate[] = []
     const local: Candidate[] = []
     for (let [a, b] of windows) {
       a = codePointStart(dt, a)
@@ -326,9 +327,10 @@ export class Scanner {
         this.#execRange(u, active, dt, 0, n, found)
         return
       }
-      for (const c of local) found.push(c)
+      for (const c of local) collected.push(c)
       local.length = 0
     }
+    for (const c of collected) found.push(c)
   }
 
   /** Tries a pattern at each hit (and one character before it), never searching. */

@@ -184,7 +184,9 @@ export function validCardNumber(value: string): boolean {
  * cards); else the longest valid run of leading or trailing groups laid out
  * as a card when what is left is at most seven digits ("4111 1111 1111 1111
  * 12 27" with its expiry date; "2 4111 1111 1111 1111" after a quantity).
- * Groups in the middle of a longer run of numbers are not cards.
+ * (The scanner tries a rejected run again from each of its separators, so a
+ * card after other numbers, "536-22-1234  4111 1111 1111 1111", is found on
+ * a later try.)
  */
 export function cardInRun(value: string): boolean | { start: number; end: number } {
   let digits = 0
