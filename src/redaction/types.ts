@@ -13,7 +13,10 @@ export const CONFIDENCE_RANK: Readonly<Record<Confidence, number>> = { low: 1, m
 
 /** Where a candidate match sits, handed to validators that need surroundings or context words. */
 export interface MatchSite {
-  /** The whole text being scanned. */
+  /**
+   * The whole text being scanned, as the detectors see it: normalised (see
+   * normalize.ts), one character per UTF-8 byte, so ASCII reads as itself.
+   */
   readonly text: string
   /** Offsets of the value (the redacted part) in `text`. */
   readonly start: number
@@ -23,10 +26,52 @@ export interface MatchSite {
 }
 
 /**
- * A validator accepts the value (true), rejects it (false), or accepts a
- * shorter prefix of it (the new length in UTF-16 units, > 0).
+ * A validator accepts the value (true), rejects it (false), accepts a
+ * shorter prefix of it (the new length in UTF-16 units, > 0), or accepts a
+ * part of it (`start`/`end` in UTF-16 units of `value`).
  */
-export type Validator = (value: string, site: MatchSite) => boolean | number
+export type Validator = (value: string, site: MatchSite) => boolean | number | { readonly start: number; readonly end: number }
+
+/**
+ * For a detector without keywords: a cheap test that every match passes, so
+ * the pattern runs only around runs of digits that pass it instead of over
+ * the whole text. A run is a maximal sequence of digit groups joined by at
+ * most `maxGap` characters from `separators`.
+ */
+export interface DigitRunGate {
+  readonly kind: 'digits'
+  /** Characters that may separate digit groups within one run: some of space, tab, CR, LF, `.`, `-`, `(`, `)`. */
+  readonly separators: string
+  /** Longest run of separators between two digits (at most 4). */
+  readonly maxGap: number
+  /** Fewest digits (at least 4), and fewest/most digit groups, a run holding a match has. */
+  readonly minDigits: number
+  readonly minGroups?: number
+  readonly maxGroups?: number
+  /** The run comes right after this character (the `+` of an international number). */
+  readonly charBefore?: string
+  /** The run comes right after an ASCII capital letter, one space allowed between (IBAN, National Insurance number). */
+  readonly capitalBefore?: boolean
+  /** Matches start at a digit group beginning with this digit (a trunk prefix); `minDigits` counts from there. */
+  readonly groupStartsWith?: string
+  /** How far before the run a match can start (default 8). */
+  readonly reach?: number
+}
+
+/**
+ * The IPv6 shape: a maximal run of hex digits and colons, with at least
+ * three non-empty groups and either "::" or seven colons.
+ */
+export interface HexGroupsGate {
+  readonly kind: 'hex-groups'
+}
+
+/** Two ASCII capital letters and two digits at the start of a word: an IBAN's country code and check digits. */
+export interface CountryCheckGate {
+  readonly kind: 'country-check'
+}
+
+export type CandidateGate = DigitRunGate | HexGroupsGate | CountryCheckGate
 
 /** A detector as declared by the catalog or the configuration, before compilation. */
 export interface DetectorSpec {
@@ -50,6 +95,27 @@ export interface DetectorSpec {
    */
   readonly keywords: readonly string[]
   readonly caseSensitiveKeywords?: boolean
+  /**
+   * Where a keyword must start to count: at the start of a word (not after a
+   * letter, digit or `_`), of a token (not after a letter, digit, `_` or
+   * `-`), or of a part of a name (not after a letter or digit: `DB_PASSWORD`
+   * holds "pass" this way, "bypass" does not). Default: anywhere.
+   */
+  readonly keywordBoundary?: 'word' | 'token' | 'part'
+  /**
+   * How far into a match one of its keywords can start (UTF-16 units;
+   * default `maxLength`): the pattern runs from this far before a keyword
+   * hit to `maxLength` after it. 0 when the match starts with its keyword.
+   */
+  readonly keywordOffset?: number
+  /**
+   * Every match starts at one of its keywords, or one character before it
+   * (the boundary character a token pattern begins with): the pattern is
+   * tried there only instead of being searched for around the keyword.
+   */
+  readonly anchored?: boolean
+  /** Detectors without keywords: where the pattern can match at all (see `CandidateGate`). */
+  readonly gate?: CandidateGate
   /** Upper bound on a match's length (UTF-16 units): sizes prefilter windows and the streaming hold-back. */
   readonly maxLength: number
   /**
@@ -92,9 +158,14 @@ export interface Detection {
   readonly dataClass: string
   readonly confidence: Confidence
   readonly label: string
-  /** UTF-16 offsets of the value in the scanned text. */
+  /**
+   * UTF-16 offsets of the value in the exact text that was scanned. A value
+   * written with zero-width or other removed characters inside covers them
+   * too; full-width or other folded forms cover their original characters.
+   */
   readonly start: number
   readonly end: number
+  /** The original text of [start, end). */
   readonly value: string
   /** Set when the value was found inside base64 text: the whole base64 run is the value. */
   readonly encoded?: 'base64'

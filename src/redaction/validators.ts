@@ -5,14 +5,39 @@
 import { isIPv6 } from 'node:net'
 import { isValidBIC, isValidIBAN } from 'ibantools'
 
-/** Shannon entropy in bits per character. */
+const asciiCounts = new Int32Array(128)
+
+/** Shannon entropy in bits per character (code point). */
 export function shannonEntropy(s: string): number {
   if (s.length === 0) return 0
-  const counts = new Map<string, number>()
-  for (const ch of s) counts.set(ch, (counts.get(ch) ?? 0) + 1)
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) < 128) continue
+    // Not ASCII: count code points in a map.
+    const counts = new Map<string, number>()
+    let n = 0
+    for (const ch of s) {
+      counts.set(ch, (counts.get(ch) ?? 0) + 1)
+      n++
+    }
+    return entropyOf(counts.values(), n)
+  }
+  const counts = asciiCounts
+  for (let i = 0; i < s.length; i++) counts[s.charCodeAt(i)]!++
   let h = 0
-  const n = [...s].length
-  for (const c of counts.values()) {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    const k = counts[c]!
+    if (k === 0) continue
+    const p = k / s.length
+    h -= p * Math.log2(p)
+    counts[c] = 0
+  }
+  return h
+}
+
+function entropyOf(counts: Iterable<number>, n: number): number {
+  let h = 0
+  for (const c of counts) {
     const p = c / n
     h -= p * Math.log2(p)
   }
@@ -70,31 +95,153 @@ function consistentSeparators(s: string): boolean {
   return true
 }
 
-/** Issuer prefixes (IIN ranges) of the major card networks, with their lengths. */
+/**
+ * Issuer identification number (IIN) ranges of the card networks and the
+ * lengths each issues, from the networks' published ranges (ISO/IEC 7812
+ * numbering): Visa, Mastercard, American Express, Discover, UnionPay, JCB,
+ * Diners Club, Maestro, Mir, RuPay, Verve, Troy, Dankort, InstaPayment.
+ */
 function cardIssuerValid(d: string): boolean {
   const n = d.length
   const p2 = Number(d.slice(0, 2))
   const p3 = Number(d.slice(0, 3))
   const p4 = Number(d.slice(0, 4))
   const p6 = Number(d.slice(0, 6))
+  const between = (lo: number, hi: number) => n >= lo && n <= hi
   if (d[0] === '4') return n === 13 || n === 16 || n === 19 // Visa
   if ((p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720)) return n === 16 // Mastercard
   if (p2 === 34 || p2 === 37) return n === 15 // American Express
-  if (p4 === 6011 || p2 === 65 || (p3 >= 644 && p3 <= 649) || (p6 >= 622126 && p6 <= 622925)) return n >= 16 && n <= 19 // Discover
-  if (p4 >= 3528 && p4 <= 3589) return n >= 16 && n <= 19 // JCB
-  if ((p3 >= 300 && p3 <= 305) || p2 === 36 || p2 === 38 || p2 === 39 || p3 === 309) return n >= 14 && n <= 19 // Diners Club
-  if (p2 === 62) return n >= 16 && n <= 19 // UnionPay
-  if (d.startsWith('50') || (p2 >= 56 && p2 <= 69)) return n >= 12 && n <= 19 // Maestro
+  if (p4 >= 2200 && p4 <= 2204) return between(16, 19) // Mir
+  if (p4 === 6011 || (p3 >= 644 && p3 <= 649) || p2 === 65 || (p6 >= 622126 && p6 <= 622925)) return between(16, 19) // Discover (and co-branded UnionPay)
+  if (p2 === 62) return between(16, 19) // UnionPay
+  if (p4 >= 3528 && p4 <= 3589) return between(16, 19) // JCB
+  if (p2 === 36) return between(14, 19) // Diners Club International
+  if (p3 >= 300 && p3 <= 305) return n === 14 || between(16, 19) // Diners Club Carte Blanche
+  if (p4 === 3095 || p2 === 38 || p2 === 39) return between(16, 19) // Diners Club
+  if ([5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763].includes(p4)) return between(12, 19) // Maestro
+  if ((p6 >= 506099 && p6 <= 506198) || (p6 >= 507865 && p6 <= 507964) || (p6 >= 650002 && p6 <= 650027)) return n === 16 || n === 18 || n === 19 // Verve
+  if (p2 === 60 || p2 === 81 || p2 === 82 || p3 === 508) return n === 16 // RuPay
+  if (p4 === 9792) return n === 16 // Troy
+  if (p4 === 5019) return n === 16 // Dankort
+  if (p3 >= 637 && p3 <= 639) return n === 16 // InstaPayment
   return false
 }
 
-/** Payment card number: 13–19 digits, a known issuer prefix, Luhn, one separator kind. */
+/** Separator runs a card number may be written with: spaces, tabs, line breaks, dots and dashes, up to four of them. */
+const CARD_GAP = /^[ \t\r\n.-]{1,4}$/
+
+/**
+ * Digit groups laid out the way cards are printed: fours with a shorter last
+ * group (4-4-4-4, 4-4-4-4-3, 4-4-4-1), or 4-6-5 and 4-6-4 (American
+ * Express, Diners Club).
+ */
+function cardLayout(sizes: readonly number[]): boolean {
+  if (sizes.length === 1) return true
+  if (sizes.length === 3 && sizes[0] === 4 && sizes[1] === 6 && (sizes[2] === 5 || sizes[2] === 4)) return true
+  for (let i = 0; i < sizes.length - 1; i++) if (sizes[i] !== 4) return false
+  const last = sizes[sizes.length - 1]!
+  return last >= 1 && last <= 4
+}
+
+/** Digit groups of a value with the separator run before each (empty for the first). */
+function digitGroupsOf(value: string): { start: number; end: number; gap: string }[] {
+  const out: { start: number; end: number; gap: string }[] = []
+  let prevEnd = 0
+  for (let i = 0; i < value.length; ) {
+    const c = value.charCodeAt(i)
+    if (c < 48 || c > 57) {
+      i++
+      continue
+    }
+    const s = i
+    while (i < value.length && value.charCodeAt(i) >= 48 && value.charCodeAt(i) <= 57) i++
+    out.push({ start: s, end: i, gap: value.slice(prevEnd, s) })
+    prevEnd = i
+  }
+  return out
+}
+
+/**
+ * Payment card number: 12–19 digits with an issuer prefix and a length that
+ * network issues, Luhn, not one digit repeated; written without separators,
+ * with one separator character throughout ("4111-1111-1111-1111"), or with
+ * runs of up to four spaces, tabs, line breaks, dots or dashes between
+ * groups laid out as cards are printed ("4111  1111\n1111.1111").
+ */
 export function validCardNumber(value: string): boolean {
   const d = digitsOnly(value)
-  if (d.length < 13 || d.length > 19) return false
+  if (d.length < 12 || d.length > 19) return false
   if (allSame(d)) return false
-  if (!consistentSeparators(value)) return false
-  return cardIssuerValid(d) && luhnValid(d)
+  if (!cardIssuerValid(d) || !luhnValid(d)) return false
+  if (consistentSeparators(value)) return true
+  const groups = digitGroupsOf(value)
+  return groups.every((g, i) => i === 0 || CARD_GAP.test(g.gap)) && cardLayout(groups.map((g) => g.end - g.start))
+}
+
+/**
+ * A card number inside a run of digit groups: the whole run; else, when the
+ * run spans lines, its first line ("4111 1111 1111 1111\n5555 …", a list of
+ * cards); else the longest valid run of leading or trailing groups laid out
+ * as a card when what is left is at most seven digits ("4111 1111 1111 1111
+ * 12 27" with its expiry date; "2 4111 1111 1111 1111" after a quantity).
+ * (The scanner tries a rejected run again from each of its separators, so a
+ * card after other numbers, "536-22-1234  4111 1111 1111 1111", is found on
+ * a later try.)
+ */
+export function cardInRun(value: string): boolean | { start: number; end: number } {
+  let digits = 0
+  let lineEnd = -1
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c >= 48 && c <= 57) digits++
+    else if ((c === 0x0a || c === 0x0d) && lineEnd < 0) lineEnd = i
+  }
+  if (digits < 12) return false
+  if (digits <= 19 && validCardNumber(value)) return true
+  // Longer than a card and seven more digits: only its first line can hold one.
+  if (digits > 26) {
+    if (lineEnd < 0) return false
+    let end = lineEnd
+    while (end > 0 && (value.charCodeAt(end - 1) < 48 || value.charCodeAt(end - 1) > 57)) end--
+    const first = cardInRun(value.slice(0, end))
+    return first === true ? { start: 0, end } : first
+  }
+  const groups = digitGroupsOf(value)
+  if (groups.length < 2) return false
+  const lineBreak = groups.findIndex((g, i) => i > 0 && /[\r\n]/.test(g.gap))
+  if (lineBreak > 0) {
+    const line = value.slice(0, groups[lineBreak - 1]!.end)
+    if (validCardNumber(line)) return { start: 0, end: line.length }
+    const inLine = edgeCard(value, groups.slice(0, lineBreak))
+    if (inLine) return inLine
+  }
+  return edgeCard(value, groups) ?? false
+}
+
+/** The longest card of leading or trailing groups, leaving at most seven digits. */
+function edgeCard(value: string, groups: readonly { start: number; end: number; gap: string }[]): { start: number; end: number } | undefined {
+  const size = (from: number, to: number) => {
+    let n = 0
+    for (let k = from; k < to; k++) n += groups[k]!.end - groups[k]!.start
+    return n
+  }
+  const laidOut = (from: number, to: number): boolean => {
+    const part = groups.slice(from, to)
+    if (!part.every((g, i) => i === 0 || CARD_GAP.test(g.gap)) || !cardLayout(part.map((g) => g.end - g.start))) return false
+    return validCardNumber(value.slice(part[0]!.start, part[part.length - 1]!.end))
+  }
+  const total = size(0, groups.length)
+  for (let to = groups.length - 1; to >= 1; to--) {
+    const digits = size(0, to)
+    if (total - digits > 7) break
+    if (digits >= 12 && digits <= 19 && laidOut(0, to)) return { start: groups[0]!.start, end: groups[to - 1]!.end }
+  }
+  for (let from = 1; from < groups.length; from++) {
+    const digits = size(from, groups.length)
+    if (total - digits > 7) break
+    if (digits >= 12 && digits <= 19 && laidOut(from, groups.length)) return { start: groups[from]!.start, end: groups[groups.length - 1]!.end }
+  }
+  return undefined
 }
 
 /**
@@ -259,18 +406,41 @@ const PLACEHOLDER_WORDS = [
   'abcdefgh',
 ]
 
+/** Credentials vendors publish as samples in their documentation: public, nobody's secret. */
+const DOCUMENTATION_SAMPLES: ReadonlySet<string> = new Set([
+  // AWS documentation's example access key pair (also caught by "example").
+  'AKIAIOSFODNN7EXAMPLE',
+  'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+  // Stripe API reference sample test-mode keys (current and earlier pages).
+  'sk_test_BQokikJOvBiI2HlWgH4olfQ2',
+  'sk_test_4eC39HqLyjWDarjtT1zdp7dc',
+])
+
+/** The placeholder words as one case-insensitive alternation of literals (no quantifiers: linear). */
+const PLACEHOLDER_RE = new RegExp(PLACEHOLDER_WORDS.map((w) => w.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')).join('|'), 'i')
+
 /**
  * True for values that are templates or placeholders rather than secrets:
  * `${VAR}`, `{{ x }}`, `<token>`, "example", "xxxx", YOUR_API_KEY, a single
  * repeated character, and modelgate's own `[LABEL_n]` placeholders.
  */
 export function looksLikePlaceholder(value: string): boolean {
-  const v = value.toLowerCase()
-  for (const w of PLACEHOLDER_WORDS) if (v.includes(w)) return true
+  if (PLACEHOLDER_RE.test(value) || DOCUMENTATION_SAMPLES.has(value)) return true
   if (/^\[[A-Z][A-Z0-9_]*_\d+\]$/.test(value)) return true
   if (/^\$[A-Za-z_]/.test(value) || /^%[A-Za-z_]+%$/.test(value)) return true
-  const distinct = new Set(v.replace(/[-_.]/g, '')).size
-  return distinct <= 2
+  // At most two distinct characters, case and "-_." aside.
+  let a = -1
+  let b = -1
+  for (let i = 0; i < value.length; i++) {
+    let c = value.charCodeAt(i)
+    if (c === 0x2d || c === 0x5f || c === 0x2e) continue
+    if (c >= 65 && c <= 90) c += 32
+    if (c === a || c === b) continue
+    if (a < 0) a = c
+    else if (b < 0) b = c
+    else return false
+  }
+  return true
 }
 
 /** Values of `password = …` that are code, types or empty markers rather than a password. */
@@ -312,6 +482,16 @@ export function plausiblePassword(value: string): boolean {
   if (/^[~.]?\//.test(v)) return false
   if (/^(?:process\.env|os\.environ|getenv|env\.|secrets\.|vault:|arn:)/i.test(v)) return false
   return true
+}
+
+/**
+ * The password of a URL's userinfo. Reserved characters may appear in it
+ * (`pa#ss`, `p@ss/w?rd`: the last `@` before the host ends it), so a port
+ * followed by a path (`host:8080/@scope/pkg`) can look like one: not a password.
+ */
+export function plausibleUrlPassword(value: string): boolean {
+  if (/^\d{1,5}(?:[/?#]|$)/.test(value)) return false
+  return plausiblePassword(value)
 }
 
 /** A JWT header segment decodes to a JSON object naming an algorithm or type. */
@@ -393,13 +573,15 @@ const RESERVED_EMAIL_DOMAIN = /(?:^|\.)(?:example\.(?:com|org|net)|example|test|
 /** "logo@2x.png" is a file name, not an address. */
 const FILE_TLD = /\.(?:png|jpe?g|gif|svg|webp|ico|bmp|js|mjs|cjs|ts|css|scss|json|ya?ml|html?|md|txt|lock|map)$/i
 export function validEmail(value: string, site?: { text: string; start: number }): boolean {
-  // "postgres://user:pass@host": the userinfo of a URL, not an address.
-  if (site && /:\/\/[^\s/@]*$/.test(site.text.slice(Math.max(0, site.start - 200), site.start))) return false
+  // "postgres://user:pa/ss@host": the userinfo of a URL (the password may hold reserved characters), not an address.
+  if (site && /:\/\/[^\s:/?#@'"<>]*(?::[^\s'"<>]*)?$/.test(site.text.slice(Math.max(0, site.start - 200), site.start))) return false
   const at = value.lastIndexOf('@')
   const domain = value.slice(at + 1)
   if (RESERVED_EMAIL_DOMAIN.test(domain) || FILE_TLD.test(domain)) return false
   const local = value.slice(0, at)
   if (local.startsWith('.') || local.endsWith('.') || local.includes('..')) return false
+  // "<3f2b…-…@mail.example.net>" is a Message-ID or an object id, not a mailbox.
+  if (isUuid(local) || /^[0-9a-f]{16,}$/i.test(local) || /^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(local)) return false
   return true
 }
 

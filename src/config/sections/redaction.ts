@@ -41,7 +41,7 @@ export interface RedactionConfig {
   defaultAction: RedactionActionSetting
   /** Per-detector overrides of the class action. */
   detectorActions: Record<string, RedactionActionSetting>
-  /** Decode base64 runs of at least this many characters and look for secrets inside (0 disables). */
+  /** Decode base64 runs of at least this many characters and scan what they hold with every detector (0 disables). */
   base64MinLength: number
   /**
    * Key for the salted hashes in findings (HMAC-SHA256). Empty: a random key
@@ -86,7 +86,7 @@ export const redactionSchema = {
     actions: classActions,
     defaultAction: { ...action, default: 'redact' },
     detectorActions: { type: 'object', additionalProperties: action, default: {} },
-    base64MinLength: { type: 'integer', minimum: 0, maximum: 4096, default: 32 },
+    base64MinLength: { type: 'integer', minimum: 0, maximum: 4096, default: 16 },
     hashSalt: { type: 'string', default: '' },
     hashSaltEnv: { type: 'string', default: 'MODELGATE_REDACTION_SALT' },
     restore: {

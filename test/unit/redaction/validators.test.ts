@@ -1,13 +1,16 @@
 import t from 'tap'
 import {
+  cardInRun,
   looksLikePlaceholder,
   luhnValid,
   plausiblePassword,
+  plausibleUrlPassword,
   shannonEntropy,
   validAbaRouting,
   validBirthDate,
   validCardNumber,
   validDea,
+  validEmail,
   validIban,
   validIpv6,
   validJwt,
@@ -15,11 +18,17 @@ import {
   validSsn,
 } from '../../../src/redaction/validators.ts'
 
-t.test('Luhn and card numbers: checksum, issuer prefix, one separator kind', async (t) => {
+t.test('Luhn and card numbers: checksum, issuer prefix and length, separators as cards are written', async (t) => {
   const cases: [string, boolean][] = [
     ['4111 1111 1111 1111', true],
     ['4111-1111-1111-1111', true],
-    ['4111 1111-1111 1111', false],
+    ['4111 1111-1111 1111', true],
+    ['4111  1111\n1111.1111', true],
+    ['4111 11-11 1111 1111', false],
+    ['4111 1111 1111 1111 1', false],
+    ['5555 5555 5555 4444', true],
+    ['3056 9309 0259 04', true],
+    ['6759 6498 2643 8453', true],
     ['4111 1111 1111 1112', false],
     ['3782 822463 10005', true],
     ['1234 5678 9012 3456', false],
@@ -82,4 +91,34 @@ t.test('dates of birth, IPv6 and JWT headers', async (t) => {
   t.notOk(validIpv6('2001:db8::1'))
   t.ok(validJwt('eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig'))
   t.notOk(validJwt('eyJub3RoaW5nIjoxfQ.eyJzdWIiOiIxIn0.sig'))
+})
+
+t.test('a card inside a run of numbers: the whole run, the first line of a list, or an end with at most seven more digits', async (t) => {
+  const cases: [string, boolean | { start: number; end: number }][] = [
+    ['4111 1111 1111 1111', true],
+    ['4111 1111 1111 1111 12 27', { start: 0, end: 19 }],
+    ['2 4111 1111 1111 1111', { start: 2, end: 21 }],
+    ['4111 1111 1111 1111\n5555 5555 5555 4444', { start: 0, end: 19 }],
+    ['1234 5678 4111 1111 1111 1111', false],
+    ['9400 1000 0000 0000 0000 00', false],
+    ['1 '.repeat(200).trim(), false],
+  ]
+  for (const [v, want] of cases) t.same(cardInRun(v), want, JSON.stringify(v))
+})
+
+t.test('URL passwords: reserved characters are fine, a port followed by a path is not a password', async (t) => {
+  for (const v of ['pa#ss', 'p@ss/w?rd', 'h#sh/k3y']) t.ok(plausibleUrlPassword(v), v)
+  for (const v of ['443/', '8080/path/to', '5432']) t.notOk(plausibleUrlPassword(v), v)
+})
+
+t.test('e-mail: a Message-ID or an object id before the @ is not a mailbox, nor is URL userinfo', async (t) => {
+  t.ok(validEmail('jane.roe@gmail.com'))
+  t.notOk(validEmail('f4b2e042-169c-4cf7-be13-6a876c1384ce@mail.acme.io'))
+  t.notOk(validEmail('9f86d081884c7d659a2feaa0c55ad015@objects.acme.io'))
+  t.notOk(validEmail('ss@db.acme.io', { text: 'postgres://app:pa/ss@db.acme.io', start: 18 }))
+})
+
+t.test('vendors\' published sample credentials are placeholders', async (t) => {
+  for (const v of ['AKIAIOSFODNN7EXAMPLE', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', 'sk_test_BQokikJOvBiI2HlWgH4olfQ2']) t.ok(looksLikePlaceholder(v), v)
+  t.notOk(looksLikePlaceholder('sk_test_Grxt3HqbkzASG8qP7TCa5Of1'))
 })
