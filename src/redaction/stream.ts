@@ -347,6 +347,13 @@ export class SseRedactor {
     // Scan only when some slot can be released and (before the end) a step of text arrived since the last scan.
     if (ch.slots[0]!.end - ch.base > r) return
     if (!end && ch.slots[0]!.end > ch.base && ch.base + len - ch.scanned < RELEASE_STEP) return
+    if (!end) {
+      // The scanner's own hold-back, counted in normalised characters: removed (zero-width) characters never
+      // shorten it, markers written with them or in full-width forms still hold, and a base64 run reaching the
+      // end waits whole. Asked at most once per step of new text, so the cost stays linear.
+      r = Math.min(r, scanner.holdbackStart(ch.text))
+      if (ch.slots[0]!.end - ch.base > r) return
+    }
     ch.scanned = ch.base + len
     // A JSON fragment (tool arguments) is scanned as the caller's JSON.parse will read it, escapes decoded;
     // a text that carries escapes (a JSON answer, structured output) both as it is and decoded.
