@@ -208,7 +208,22 @@ export class Scanner {
    */
   scan(text: string, opts: ScanOptions = {}): Detection[] {
     if (text.length === 0) return []
-    const dt = prepareText(text)
+    const first = this.#scanText(text, text, opts)
+    // Removing invisible characters joins what they separated ("see\u200bghp_…" reads "seeghp_…"), so text that
+    // holds any is also scanned with each of them read as a space: a token they only set apart is found too.
+    // The variant keeps every UTF-16 offset, so both scans report spans of the same original text.
+    if (first.invisible) {
+      const spaced = text.replace(INVISIBLE_ALL, (m) => ' '.repeat(m.length))
+      const second = this.#scanText(spaced, text, opts)
+      if (second.found.length > 0) return resolveOverlaps([...first.found, ...second.found])
+    }
+    return first.found
+  }
+
+  /** Scans `scanned` (the original text, or a same-length variant of it); values are taken from `original`. */
+  #scanText(scanned: string, original: string, opts: ScanOptions): { found: Detection[]; invisible: boolean } {
+    const text = original
+    const dt = prepareText(scanned)
     const found: Candidate[] = []
     this.#scanPrepared(dt, opts.subject, opts.base64 !== false, 0, found)
     const out: Detection[] = []
@@ -221,7 +236,7 @@ export class Scanner {
       const s = c.spec
       out.push({ detector: s.id, dataClass: s.dataClass, confidence: s.confidence, label: s.label, start, end, value: text.slice(start, end), ...(c.encoded ? { encoded: c.encoded } : {}) })
     }
-    return out
+    return { found: out, invisible: dt.origin !== undefined && scanned === original && INVISIBLE.test(original) }
   }
 
   /**
@@ -452,6 +467,10 @@ export class Scanner {
 }
 
 /** `b` moved back to the start of the code point it is in. */
+/** Invisible characters normalisation removes (format and other default-ignorable code points). */
+const INVISIBLE = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u
+const INVISIBLE_ALL = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/gu
+
 function codePointStart(dt: DetectionText, b: number): number {
   if (dt.ascii) return b
   const bytes = dt.bytes
