@@ -198,13 +198,16 @@ export function cardInRun(value: string): boolean | { start: number; end: number
   }
   if (digits < 12) return false
   if (digits <= 19 && validCardNumber(value)) return true
-  // Longer than a card and seven more digits: only its first line can hold one.
+  // Longer than a card and seven more digits: its first line, else the first groups laid out as a card
+  // anywhere in it ("4111111111111111 5555555555554444", cards side by side; the scanner looks again after it).
   if (digits > 26) {
-    if (lineEnd < 0) return false
-    let end = lineEnd
-    while (end > 0 && (value.charCodeAt(end - 1) < 48 || value.charCodeAt(end - 1) > 57)) end--
-    const first = cardInRun(value.slice(0, end))
-    return first === true ? { start: 0, end } : first
+    if (lineEnd >= 0) {
+      let end = lineEnd
+      while (end > 0 && (value.charCodeAt(end - 1) < 48 || value.charCodeAt(end - 1) > 57)) end--
+      const first = cardInRun(value.slice(0, end))
+      if (first !== false) return first === true ? { start: 0, end } : first
+    }
+    return firstCardWindow(value, digitGroupsOf(value)) ?? false
   }
   const groups = digitGroupsOf(value)
   if (groups.length < 2) return false
@@ -216,6 +219,27 @@ export function cardInRun(value: string): boolean | { start: number; end: number
     if (inLine) return inLine
   }
   return edgeCard(value, groups) ?? false
+}
+
+/**
+ * The first run of whole digit groups, anywhere in a long run, that is laid
+ * out as a card, joined by card separators and a valid card number.
+ */
+function firstCardWindow(value: string, groups: readonly { start: number; end: number; gap: string }[]): { start: number; end: number } | undefined {
+  for (let from = 0; from < groups.length; from++) {
+    let digits = 0
+    for (let to = from + 1; to <= groups.length; to++) {
+      const g = groups[to - 1]!
+      if (to - 1 > from && !CARD_GAP.test(g.gap)) break
+      digits += g.end - g.start
+      if (digits > 19) break
+      if (digits < 12) continue
+      const part = groups.slice(from, to)
+      if (!cardLayout(part.map((p) => p.end - p.start))) continue
+      if (validCardNumber(value.slice(groups[from]!.start, g.end))) return { start: groups[from]!.start, end: g.end }
+    }
+  }
+  return undefined
 }
 
 /** The longest card of leading or trailing groups, leaving at most seven digits. */

@@ -322,3 +322,20 @@ t.test('holdbackStart: an open marker written with zero-width characters still h
   t.equal(s.holdbackStart(`${before} ${run}`), before.length + 1)
   t.equal(s.holdbackStart(`${before} ${run} done`), before.length + run.length + 6 - s.holdback, 'a closed run is released like any text')
 })
+
+t.test('a token that invisible characters only set apart from its neighbours is found', async (t) => {
+  const v = 'ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'
+  t.same(scan(`see\u200b${v}\u2060now`), [['github-pat', v]], 'zero-width space and word joiner read as separators')
+  t.same(scan(`token: ghp_Zq8Xw2\u200bLk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2`), [['github-pat', 'ghp_Zq8Xw2\u200bLk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2']], 'and removed inside a token')
+})
+
+t.test('card numbers side by side are each found', async (t) => {
+  t.same(scan('4539578763621486 5555555555554444'), [
+    ['credit-card', '4539578763621486'],
+    ['credit-card', '5555555555554444'],
+  ])
+  t.same(scan('cards: 4539 5787 6362 1486  4539 5787 6362 1486 on file'), [
+    ['credit-card', '4539 5787 6362 1486'],
+    ['credit-card', '4539 5787 6362 1486'],
+  ])
+})
