@@ -77,6 +77,11 @@ export interface PolicyAnalysis {
   readonly scope: PolicyScope
   /** Alternatives of the guard, when the policy has one. */
   readonly guard: readonly GuardAlternative[] | undefined
+  /**
+   * The policy is satisfied whenever its scope and guard hold, and cannot
+   * fail: it has no conditions, or a single `when` that is its guard.
+   */
+  readonly decidedByIndex: boolean
   readonly reads: Reads
 }
 
@@ -124,9 +129,11 @@ export function analysePolicy(p: PolicyJson): PolicyAnalysis {
   for (const c of p.conditions) walk(c.body, 'value', reads)
   const first = p.conditions[0]
   const guard = first && first.kind === 'when' ? guardOf(leftmostConjunct(first.body)) : undefined
+  const decidedByIndex = p.conditions.length === 0 || (p.conditions.length === 1 && first!.kind === 'when' && guardOf(first!.body) !== undefined)
   return {
     scope: { principal: scopeKey(p.principal), action: actionScope(p.action), resource: scopeKey(p.resource) },
     guard,
+    decidedByIndex,
     reads,
   }
 }

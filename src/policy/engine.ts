@@ -24,7 +24,7 @@ import { compilePolicySources, readPolicyDir, readPolicyDirSync, readProblem, ty
 import { ACTION_TYPE } from './names.ts'
 import { formatProblem, PolicyLoadError, type PolicyProblem } from './problems.ts'
 import { buildCall, contextOf, EntityGroups, factsFromContext, factsKey, modelQuery, principalUid, toolQueries, unredactedQuery, type CedarQuery, type ContextHeaders, type RequestFacts } from './request.ts'
-import { decisionKey, sliceEntities, Slicer, type Slice } from './slices.ts'
+import { decisionKey, sliceEntities, Slicer, withDecided, type Slice } from './slices.ts'
 import { watchDirectories, type DirectoryWatcher } from './watch.ts'
 
 export interface PolicyEngineOptions {
@@ -320,15 +320,10 @@ export class PolicyEngine {
         preparsedSchemaName: active.schemaName,
         validateRequest: true,
       })
-      evaluation =
-        answer.type === 'success'
-          ? {
-              decision: answer.response.decision,
-              determining: [...answer.response.diagnostics.reason].sort(),
-              errors: answer.response.diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`).sort(),
-              cached: false,
-            }
-          : { decision: 'deny', determining: [], errors: answer.errors.map((e) => `request: ${e.message}`).sort(), cached: false }
+      if (answer.type === 'success') {
+        const { decision, determining } = slice ? withDecided(slice, answer.response.decision, answer.response.diagnostics.reason) : { decision: answer.response.decision, determining: answer.response.diagnostics.reason }
+        evaluation = { decision, determining: [...determining].sort(), errors: answer.response.diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`).sort(), cached: false }
+      } else evaluation = { decision: 'deny', determining: [], errors: answer.errors.map((e) => `request: ${e.message}`).sort(), cached: false }
     } catch (err) {
       evaluation = { decision: 'deny', determining: [], errors: [`request: ${(err as Error).message}`], cached: false }
     }

@@ -17,7 +17,14 @@
  * satisfied nor in error; Cedar's decision, determining policies and errors
  * only ever come from the others.
  *
- * The slice also says what its policies read, which gives two savings:
+ * Some policies in a slice are already decided by the index: those without
+ * conditions, and those whose only condition is their guard (found to hold).
+ * They are satisfied and cannot fail, so Cedar is not asked about them; they
+ * are added to its answer on the rest (`withDecided`): a satisfied forbid
+ * denies, else a satisfied permit allows.
+ *
+ * The slice also says what the policies Cedar evaluates read, which gives two
+ * savings:
  * - the entities sent to Cedar are only the groups its conditions look into
  *   (parsing entities is most of a call's fixed cost);
  * - the decision-cache key holds only the facts it reads, so requests that
@@ -38,10 +45,13 @@ export interface Slice {
   readonly key: string
   /** A short name, unique for the slicer's lifetime (never reused), for decision-cache keys. */
   readonly token: number
-  /** The id it is preparsed under. */
+  /** The id the policies Cedar evaluates are preparsed under. */
   readonly policySetId: string
+  /** Policies Cedar evaluates. */
   readonly size: number
-  /** What its policies read (`full` when entities cannot be pruned for this set). */
+  /** Ids of the policies the index decided (satisfied for every question routed here), by effect. */
+  readonly satisfied: { readonly permit: readonly string[]; readonly forbid: readonly string[] }
+  /** What the policies Cedar evaluates read (`full` when entities cannot be pruned for this set). */
   readonly reads: Reads
 }
 
@@ -56,6 +66,7 @@ export interface SlicerOptions {
 
 interface IndexedPolicy {
   readonly id: string
+  readonly effect: PolicyJson['effect']
   readonly analysis: PolicyAnalysis
   readonly stripped: PolicyJson
 }
@@ -101,7 +112,7 @@ export class Slicer {
   constructor(set: CompiledPolicySet, opts: SlicerOptions) {
     this.#opts = opts
     this.pruneEntities = pruningIsExact(set)
-    for (const [id, json] of set.policyJson) this.#policies.push({ id, analysis: analysePolicy(json), stripped: withoutScope(json) })
+    for (const [id, json] of set.policyJson) this.#policies.push({ id, effect: json.effect, analysis: analysePolicy(json), stripped: withoutScope(json) })
     const ancestors = actionAncestors(set.schemaJson)
     for (const action of ACTIONS) {
       const own = uidKey({ type: ACTION_TYPE, id: action })
@@ -193,10 +204,17 @@ export class Slicer {
     const positions = key ? key.split(',').map(Number) : []
     const reads = emptyReads()
     const staticPolicies: Record<string, PolicyJson> = {}
+    const satisfied = { permit: [] as string[], forbid: [] as string[] }
+    let size = 0
     for (const i of positions) {
       const p = this.#policies[i]!
+      if (p.analysis.decidedByIndex) {
+        satisfied[p.effect].push(p.id)
+        continue
+      }
       mergeReads(reads, p.analysis.reads)
       staticPolicies[p.id] = p.stripped
+      size++
     }
     if (!this.pruneEntities) reads.full = true
     // Reserve the id first: setting the slice may evict (and free) another one.
@@ -206,7 +224,7 @@ export class Slicer {
       this.#free.push(policySetId)
       throw new Error(`preparsePolicySet failed for a slice: ${r.errors.map((e) => e.message).join('; ')}`)
     }
-    const slice: Slice = { key, token: this.#nextToken++, policySetId, size: positions.length, reads }
+    const slice: Slice = { key, token: this.#nextToken++, policySetId, size, satisfied, reads }
     this.#slices.set(key, slice)
     return slice
   }
@@ -231,6 +249,25 @@ function positionsKey(positions: number[]): string {
     prev = i
   }
   return out
+}
+
+/**
+ * Cedar's answer on the rest of a slice, with the policies the index decided
+ * added as Cedar would have counted them: any satisfied forbid denies (and
+ * the satisfied forbids determine it); otherwise any satisfied permit allows
+ * (and the satisfied permits determine it); otherwise deny. Cedar's answer
+ * tells which of its own policies were satisfied as far as that matters: on
+ * allow, its reasons are its satisfied permits and it had no satisfied
+ * forbid; on deny, its reasons are its satisfied forbids, and with none, it
+ * had no satisfied permit either. Errors come only from Cedar's policies.
+ */
+export function withDecided(slice: Slice, decision: 'allow' | 'deny', reasons: readonly string[]): { decision: 'allow' | 'deny'; determining: string[] } {
+  const { permit, forbid } = slice.satisfied
+  if (permit.length === 0 && forbid.length === 0) return { decision, determining: [...reasons] }
+  const forbids = decision === 'deny' ? [...reasons, ...forbid] : [...forbid]
+  if (forbids.length) return { decision: 'deny', determining: forbids }
+  const permits = decision === 'allow' ? [...reasons, ...permit] : [...permit]
+  return permits.length ? { decision: 'allow', determining: permits } : { decision: 'deny', determining: [] }
 }
 
 function guardKey(kind: GuardAlternative['kind'], attr: string, value: string): string {

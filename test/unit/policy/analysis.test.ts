@@ -45,6 +45,15 @@ t.test('a guard is the first thing Cedar evaluates, when it cannot fail', async 
   t.equal(analyse('permit (principal, action, resource) when { context.utcHour < 3 } when { context.dataClasses.contains("x") };').guard, undefined, 'only the first clause counts')
 })
 
+t.test('a policy is decided by the index when it has no condition, or only its guard', async (t) => {
+  t.equal(analyse('permit (principal in ModelGate::Team::"t", action, resource);').decidedByIndex, true)
+  t.equal(when('context.tenant == "" || context.tenant == "a"').decidedByIndex, true)
+  t.equal(when('context.dataClasses.contains("secret")').decidedByIndex, true)
+  t.equal(when('context.dataClasses.contains("secret") && context.stream').decidedByIndex, false, 'more than the guard')
+  t.equal(when('context.stream').decidedByIndex, false, 'no guard')
+  t.equal(analyse('permit (principal, action, resource) when { context has user } unless { context.stream };').decidedByIndex, false, 'another clause')
+})
+
 t.test('reads: context attributes by name, and which request entities are looked into', async (t) => {
   const r = when('context.tenant == "a" && context has maxTokens && context.maxTokens > 5').reads
   t.same([...(r.context as Set<string>)].sort(), ['maxTokens', 'tenant'])

@@ -67,6 +67,8 @@ const commonAtoms = [
   `context.stream`,
   `context has maxTokens && context.maxTokens > 4096`,
   `context has maxTokens && context.maxTokens * 1000000000000 > 5`,
+  `context has maxTokens && context.maxTokens * 10000000000000000 > 5`,
+  `context.utcHour * 1000000000000000000 > 5`,
   `context.utcHour < 12`,
   `context.dayOfWeek > 5`,
   `context has user`,
@@ -221,6 +223,8 @@ t.test('slices and the reduced cache key decide exactly as the whole set without
   let sharedAnswers = 0
   let pruned = 0
   let allowed = 0
+  let errored = 0
+  let withDecided = 0
   const root = t.testdir()
   fc.assert(
     fc.property(fc.array(policy, { minLength: 1, maxLength: 12 }), entities, requests, (policies, ents, list) => {
@@ -233,6 +237,7 @@ t.test('slices and the reduced cache key decide exactly as the whole set without
       }
       const { sliced, whole, uncachedSlices } = built
       runs++
+      if (policies.some((p) => p.clauses.length === 0)) withDecided++
       if (pruningIsExact(sliced.activeSet)) pruned++
       const seen = new Set<string>()
       // Twice through: the second pass answers from the cache what the first one stored.
@@ -246,6 +251,7 @@ t.test('slices and the reduced cache key decide exactly as the whole set without
         if (got.decision.cached && !seen.has(exact)) sharedAnswers++
         seen.add(exact)
         if (want.decision.effect === 'allow') allowed++
+        if (want.decision.errors.length) errored++
         const same = JSON.stringify(answer(got)) === JSON.stringify(answer(want)) && JSON.stringify(answer(uncachedSlices.decide(facts))) === JSON.stringify(answer(want))
         if (!same) throw new Error(`different answers for ${JSON.stringify(d)}:\nsliced ${JSON.stringify(answer(got))}\nwhole  ${JSON.stringify(answer(want))}`)
         for (const c of CLASSES) {
@@ -264,6 +270,8 @@ t.test('slices and the reduced cache key decide exactly as the whole set without
   t.ok(cachedDecisions > decisions / 4, `${cachedDecisions} of ${decisions} decisions came from the cache`)
   t.ok(sharedAnswers > decisions / 20, `${sharedAnswers} decisions were answered from the cache for facts never seen before`)
   t.ok(allowed > 0 && allowed < decisions, `${allowed} of ${decisions} decisions allowed`)
+  t.ok(errored > 0, `${errored} decisions had evaluation errors`)
+  t.ok(withDecided > 0, `${withDecided} sets had policies the index decides`)
   t.ok(pruned > 0 && pruned < runs, `${pruned} of ${runs} sets left entity groups out`)
 })
 
