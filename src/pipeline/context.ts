@@ -69,6 +69,13 @@ export interface PolicyDecision {
   readonly errors: readonly string[]
   readonly policySetHash: string
   readonly cached: boolean
+  /**
+   * Data classes found in the request that policy lets it send unredacted
+   * (`send_unredacted` allowed without errors), sorted; decided with the
+   * request, so later stages read it instead of asking again. Empty on a
+   * deny. Absent only for decisions not made by the policy engine.
+   */
+  readonly unredactedClasses?: readonly string[]
   readonly shadow?: {
     readonly effect: 'allow' | 'deny'
     readonly policies: readonly { readonly id: string; readonly owner: string | undefined }[]

@@ -1,7 +1,9 @@
 /**
  * The Cedar engine: holds the active (and optional shadow) policy set,
- * preparsed once per load; answers questions synchronously through
- * `statefulIsAuthorized`; caches answers; reloads on change.
+ * indexed once per load; answers questions synchronously through
+ * `statefulIsAuthorized` on the slice of the set that can apply to each
+ * question (slices.ts); caches answers keyed on the facts that slice reads;
+ * reloads on change.
  *
  * Reload is safe for traffic: a new set is read, validated and preparsed into
  * a spare slot while the active one keeps answering; the switch is a single
@@ -19,8 +21,10 @@ import type { ErrorCode } from '../errors.ts'
 import { silentLogger, type Logger } from '../log.ts'
 import type { PolicyDecision, RequestContext } from '../pipeline/context.ts'
 import { compilePolicySources, readPolicyDir, readPolicyDirSync, readProblem, type CompiledPolicySet, type PolicyInfo, type PolicySources } from './load.ts'
+import { ACTION_TYPE } from './names.ts'
 import { formatProblem, PolicyLoadError, type PolicyProblem } from './problems.ts'
-import { buildCall, factsFromContext, factsKey, modelQuery, toolQueries, unredactedQuery, type CedarQuery, type ContextHeaders, type RequestFacts } from './request.ts'
+import { buildCall, contextOf, EntityGroups, factsFromContext, factsKey, modelQuery, principalUid, toolQueries, unredactedQuery, type CedarQuery, type ContextHeaders, type RequestFacts } from './request.ts'
+import { decisionKey, sliceEntities, Slicer, withDecided, type Slice } from './slices.ts'
 import { watchDirectories, type DirectoryWatcher } from './watch.ts'
 
 export interface PolicyEngineOptions {
@@ -32,6 +36,14 @@ export interface PolicyEngineOptions {
   readonly watch?: boolean | undefined
   /** Decision cache entries; 0 disables the cache (default 100000). */
   readonly cacheSize?: number | undefined
+  /**
+   * Policy slices kept preparsed (default 1024); 0 evaluates every question
+   * against the whole set with every request entity (the reference the
+   * slices are tested against).
+   */
+  readonly slices?: number | undefined
+  /** Most policies kept preparsed over all slices (default 20000). */
+  readonly slicePolicies?: number | undefined
   readonly region?: string | undefined
   readonly contextHeaders?: ContextHeaders | undefined
   readonly reloadDebounceMs?: number | undefined
@@ -42,9 +54,9 @@ export interface PolicyEngineOptions {
 /** Cedar's answer to one question. */
 export interface Evaluation {
   readonly decision: 'allow' | 'deny'
-  /** Ids of the determining policies (Cedar's `diagnostics.reason`). */
+  /** Ids of the determining policies (Cedar's `diagnostics.reason`), sorted. */
   readonly determining: readonly string[]
-  /** Evaluation errors, as `policy-id: message`, or the request-level failure. */
+  /** Evaluation errors, as `policy-id: message`, or the request-level failure; sorted. */
   readonly errors: readonly string[]
   readonly cached: boolean
 }
@@ -61,6 +73,8 @@ export interface DecisionResult {
   /** Set when the decision is a deny: which error code the caller gets. */
   readonly code: Extract<ErrorCode, 'MG_POLICY_DENIED' | 'MG_POLICY_ERROR'> | undefined
   readonly results: readonly QueryResult[]
+  /** `send_unredacted` for each data class found, asked when the request is allowed (behind `decision.unredactedClasses`). */
+  readonly unredactedResults: readonly QueryResult[]
   readonly shadowResults: readonly QueryResult[] | undefined
 }
 
@@ -78,19 +92,32 @@ type SetRole = 'primary' | 'shadow'
 interface ActiveSet {
   readonly set: CompiledPolicySet
   readonly sources: PolicySources
+  /** The whole set, preparsed (only when slices are off). */
   readonly policySetId: string
   readonly schemaName: string
+  /** Prefix of this set's decision-cache keys. */
+  readonly tag: string
+  readonly groups: EntityGroups
+  readonly slicer: Slicer | undefined
+}
+
+/** One request being decided: its facts, and what its questions share. */
+interface Asking {
+  readonly facts: RequestFacts
+  context?: Record<string, unknown>
+  factsKey?: string
 }
 
 let engineSeq = 0
 
-const DEFAULTS = { cacheSize: 100_000, reloadDebounceMs: 250, pollIntervalMs: 30_000 }
+const DEFAULTS = { cacheSize: 100_000, slices: 1024, slicePolicies: 20_000, reloadDebounceMs: 250, pollIntervalMs: 30_000 }
 
 export class PolicyEngine {
   readonly #opts: PolicyEngineOptions
   readonly #logger: Logger
   readonly #seq = ++engineSeq
   #generation = 0
+  readonly #installs: Record<SetRole, number> = { primary: 0, shadow: 0 }
   #primary: ActiveSet
   #shadow: ActiveSet | undefined
   readonly #cache: LRUCache<string, Evaluation> | undefined
@@ -173,6 +200,11 @@ export class PolicyEngine {
     return this.#cache?.size ?? 0
   }
 
+  /** Policy slices of the active set preparsed so far (0 with slices off). */
+  get slicesPreparsed(): number {
+    return this.#primary.slicer?.preparsed ?? 0
+  }
+
   /** Called after every reload attempt. Returns a function that removes the listener. */
   onReload(listener: (s: ReloadStatus) => void): () => void {
     this.#listeners.add(listener)
@@ -186,19 +218,24 @@ export class PolicyEngine {
 
   /**
    * Decides a request: the model action, and `call_tool` for each declared
-   * tool. Allowed only when every answer allows without errors. The shadow
-   * set, when there is one, answers the same questions for the record.
+   * tool. Allowed only when every answer allows without errors. When it is
+   * allowed, also asks `send_unredacted` for each data class the request
+   * carries, so later stages read the answer from the decision
+   * (`unredactedClasses`). The shadow set, when there is one, answers the
+   * request's own questions for the record.
    */
   decide(facts: RequestFacts, decisionId: string = randomUUID()): DecisionResult {
     const queries = [modelQuery(facts), ...toolQueries(facts)]
-    const fk = factsKey(facts)
-    const results = queries.map((q) => ({ query: q, evaluation: this.#evaluate(this.#primary, facts, fk, q) }))
+    const ask: Asking = { facts }
+    const results = queries.map((q) => ({ query: q, evaluation: this.#evaluate(this.#primary, ask, q) }))
     const main = combine(results, this.#primary.set)
+    const unredactedResults = main.effect === 'allow' ? facts.dataClasses.map(unredactedQuery).map((q) => ({ query: q, evaluation: this.#evaluate(this.#primary, ask, q) })) : []
+    const unredactedClasses = unredactedResults.filter((r) => r.evaluation.decision === 'allow' && r.evaluation.errors.length === 0).map((r) => r.query.resource.id)
     let shadowResults: QueryResult[] | undefined
     let shadow: PolicyDecision['shadow']
     if (this.#shadow) {
       const s = this.#shadow
-      shadowResults = queries.map((q) => ({ query: q, evaluation: this.#evaluate(s, facts, fk, q) }))
+      shadowResults = queries.map((q) => ({ query: q, evaluation: this.#evaluate(s, ask, q) }))
       const c = combine(shadowResults, s.set)
       shadow = { effect: c.effect, policies: c.policies, errors: c.errors, policySetHash: s.set.hash }
     }
@@ -209,9 +246,10 @@ export class PolicyEngine {
       errors: main.errors,
       policySetHash: this.#primary.set.hash,
       cached: results.every((r) => r.evaluation.cached),
+      unredactedClasses,
       ...(shadow ? { shadow } : {}),
     }
-    return { decision, code: main.code, results, shadowResults }
+    return { decision, code: main.code, results, unredactedResults, shadowResults }
   }
 
   /** Decides a live request (see `decide`). */
@@ -222,10 +260,15 @@ export class PolicyEngine {
   /**
    * Whether policy lets this request send `dataClass` to the provider as is
    * (Action::"send_unredacted" on DataClass::"<dataClass>", same principal
-   * and context as the request). Synchronous and cached; for the redaction
-   * stage. False on any error or when the request cannot be described.
+   * and context as the request), with no evaluation errors. Once the policy
+   * stage has decided the request this is read from the decision
+   * (`unredactedClasses`): a class the decision does not list is redacted.
+   * Before that it asks Cedar (cached). False on any error or when the
+   * request cannot be described.
    */
   permitsUnredacted(ctx: RequestContext, dataClass: string): boolean {
+    const decided = ctx.decision
+    if (decided?.unredactedClasses !== undefined) return decided.effect === 'allow' && decided.unredactedClasses.includes(dataClass)
     const e = this.evaluateUnredacted(ctx, dataClass)
     return e !== undefined && e.decision === 'allow' && e.errors.length === 0
   }
@@ -243,39 +286,48 @@ export class PolicyEngine {
 
   /** One question against the active set. */
   evaluate(facts: RequestFacts, q: CedarQuery): Evaluation {
-    return this.#evaluate(this.#primary, facts, factsKey(facts), q)
+    return this.#evaluate(this.#primary, { facts }, q)
   }
 
-  #evaluate(active: ActiveSet, facts: RequestFacts, fk: string, q: CedarQuery): Evaluation {
-    const key = `${active.set.hash}\n${fk}\n${q.action}\n${q.resource.type}\n${q.resource.id}`
-    const hit = this.#cache?.get(key)
-    if (hit) return hit
-    const call = buildCall(facts, q, active.set)
+  #evaluate(active: ActiveSet, ask: Asking, q: CedarQuery): Evaluation {
+    const f = ask.facts
+    let slice: Slice | undefined
+    let key: string | undefined
     let evaluation: Evaluation
     try {
+      if (active.slicer) {
+        slice = active.slicer.select(f, q, active.groups)
+        key = `${active.tag}\n${decisionKey(slice, f, q)}`
+      } else key = `${active.tag}\n${(ask.factsKey ??= factsKey(f))}\n${q.action}\n${q.resource.type}\n${q.resource.id}`
+      const hit = this.#cache?.get(key)
+      if (hit) return hit
+      const call = slice
+        ? {
+            principal: principalUid(f),
+            action: { type: ACTION_TYPE, id: q.action },
+            resource: { type: q.resource.type, id: q.resource.id },
+            context: (ask.context ??= contextOf(f)),
+            entities: sliceEntities(slice, f, q, active.groups),
+          }
+        : buildCall(f, q, active.set)
       const answer = cedar.statefulIsAuthorized({
         principal: call.principal,
         action: call.action,
         resource: call.resource,
         context: call.context as cedar.Context,
         entities: call.entities,
-        preparsedPolicySetId: active.policySetId,
+        preparsedPolicySetId: slice ? slice.policySetId : active.policySetId,
         preparsedSchemaName: active.schemaName,
         validateRequest: true,
       })
-      evaluation =
-        answer.type === 'success'
-          ? {
-              decision: answer.response.decision,
-              determining: answer.response.diagnostics.reason,
-              errors: answer.response.diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`),
-              cached: false,
-            }
-          : { decision: 'deny', determining: [], errors: answer.errors.map((e) => `request: ${e.message}`), cached: false }
+      if (answer.type === 'success') {
+        const { decision, determining } = slice ? withDecided(slice, answer.response.decision, answer.response.diagnostics.reason) : { decision: answer.response.decision, determining: answer.response.diagnostics.reason }
+        evaluation = { decision, determining: [...determining].sort(), errors: answer.response.diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`).sort(), cached: false }
+      } else evaluation = { decision: 'deny', determining: [], errors: answer.errors.map((e) => `request: ${e.message}`).sort(), cached: false }
     } catch (err) {
       evaluation = { decision: 'deny', determining: [], errors: [`request: ${(err as Error).message}`], cached: false }
     }
-    this.#cache?.set(key, { ...evaluation, cached: true })
+    if (key !== undefined) this.#cache?.set(key, { ...evaluation, cached: true })
     return evaluation
   }
 
@@ -346,21 +398,29 @@ export class PolicyEngine {
     const next = this.#install(role, r.set, sources)
     if (role === 'primary') this.#primary = next
     else this.#shadow = next
+    current?.slicer?.release()
     this.#cache?.clear()
     this.#logLoaded(role === 'primary' ? 'policy set reloaded' : 'shadow policy set reloaded', r.set, current?.set.hash)
     return this.#status(true, true, r.set.warnings)
   }
 
-  /** Preparses a compiled set into the spare slot. Throws only if Cedar refuses what it validated (a bug). */
+  /**
+   * Prepares a compiled set in its role's spare slot (the active set of that
+   * role keeps the other): the schema, and either the slice index or, with
+   * slices off, the whole set preparsed. Throws only if Cedar refuses what it
+   * validated (a bug).
+   */
   #install(role: SetRole, set: CompiledPolicySet, sources: PolicySources): ActiveSet {
-    const slot = ++this.#generation % 2
+    const slot = ++this.#installs[role] % 2
     const policySetId = `modelgate-${this.#seq}-${role}-${slot}`
     const schemaName = `${policySetId}-schema`
     const s = cedar.preparseSchema(schemaName, set.schemaText)
     if (s.type === 'failure') throw new Error(`preparseSchema failed: ${s.errors.map((e) => e.message).join('; ')}`)
-    const p = cedar.preparsePolicySet(policySetId, { staticPolicies: set.policyTexts })
+    const slices = this.#opts.slices ?? DEFAULTS.slices
+    const slicer = slices > 0 ? new Slicer(set, { idPrefix: policySetId, maxSlices: slices, maxPolicies: this.#opts.slicePolicies ?? DEFAULTS.slicePolicies }) : undefined
+    const p = cedar.preparsePolicySet(policySetId, { staticPolicies: slicer ? {} : set.policyTexts })
     if (p.type === 'failure') throw new Error(`preparsePolicySet failed: ${p.errors.map((e) => e.message).join('; ')}`)
-    return { set, sources, policySetId, schemaName }
+    return { set, sources, policySetId, schemaName, tag: `${role[0]}${++this.#generation}`, groups: new EntityGroups(set), slicer }
   }
 
   #status(ok: boolean, changed: boolean, problems: readonly PolicyProblem[]): ReloadStatus {

@@ -18,7 +18,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
-import type { EntityJson, EntityUidJson, SchemaJson } from '@cedar-policy/cedar-wasm/nodejs'
+import type { EntityJson, EntityUidJson, PolicyJson, SchemaJson } from '@cedar-policy/cedar-wasm/nodejs'
 import { parseSpiffeId } from '../identity/spiffe.ts'
 import { ACTIONS, ACTION_TYPE, DERIVED_TYPES, ENTITY, NAMESPACE } from './names.ts'
 import { dedupeProblems, problemsFromCedar, SourceText, type PolicyProblem } from './problems.ts'
@@ -68,6 +68,10 @@ export interface CompiledPolicySet {
   readonly policies: ReadonlyMap<string, PolicyInfo>
   /** Policy texts keyed by @id, as handed to preparsePolicySet. */
   readonly policyTexts: Readonly<Record<string, string>>
+  /** Each policy's JSON form (Cedar's EST), keyed by @id, in load order. */
+  readonly policyJson: ReadonlyMap<string, PolicyJson>
+  /** The schema as JSON. */
+  readonly schemaJson: SchemaJson<string>
   readonly entities: StaticEntities
   readonly warnings: readonly PolicyProblem[]
   readonly files: readonly string[]
@@ -205,6 +209,7 @@ export function compilePolicySources(src: PolicySources): CompileResult {
   // ---- policies ------------------------------------------------------------
   const policies = new Map<string, PolicyInfo>()
   const policyTexts: Record<string, string> = {}
+  const policyJson = new Map<string, PolicyJson>()
   const warnings: PolicyProblem[] = []
   for (const f of src.policies) {
     const source = new SourceText(f.text)
@@ -241,6 +246,7 @@ export function compilePolicySources(src: PolicySources): CompileResult {
         if (!annotations.owner) warnings.push({ severity: 'warning', file: f.path, line: pos.line, column: pos.column, message: `policy "${id}" has no @owner annotation`, help: 'add @owner("team or address") so decisions name who to ask' })
         policies.set(id, { id, owner: annotations.owner || undefined, effect: json.json.effect, file: f.path, line: pos.line, column: pos.column, text: part.text, annotations })
         policyTexts[id] = part.text
+        policyJson.set(id, json.json)
       }
       forValidation[key] = part.text
       offsets.set(key, part.offset)
@@ -279,6 +285,8 @@ export function compilePolicySources(src: PolicySources): CompileResult {
       schemaText,
       policies,
       policyTexts,
+      policyJson,
+      schemaJson: schemaJson!,
       entities,
       warnings: dedupeProblems(warnings),
       files: [...src.schemas, ...src.policies, ...(src.entities ? [src.entities] : [])].map((f) => f.path),

@@ -15,6 +15,7 @@ import { parseSpiffeId } from '../identity/spiffe.ts'
 import type { DelegatedUser } from '../identity/types.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { Operation, ToolDefinition } from '../providers/types.ts'
+import { scopeLookupKeys } from './analysis.ts'
 import { kubernetesParts, plainUid, uidKey, type CompiledPolicySet } from './load.ts'
 import { ACTION_TYPE, DEFAULT_CONTEXT_HEADERS, ENTITY, OPERATION_ACTION, type ActionName } from './names.ts'
 
@@ -159,34 +160,26 @@ export function unredactedQuery(dataClass: string): CedarQuery {
  */
 export function buildCall(f: RequestFacts, q: CedarQuery, set: CompiledPolicySet): CedarCall {
   const entities = new EntitySlice(set)
-  const principal = { type: ENTITY.Workload, id: f.principal.spiffeId }
-  entities.add(
-    principal,
-    { trustDomain: f.principal.trustDomain, namespace: f.principal.namespace, serviceAccount: f.principal.serviceAccount },
-    f.principal.namespace ? [{ type: ENTITY.Namespace, id: f.principal.namespace }] : [],
-  )
-  const provider = { type: ENTITY.Provider, id: f.provider }
-  entities.add(provider, { internal: false }, [])
-  const model = modelUid(f)
-  entities.add(model, { name: f.model, provider: { __entity: provider } }, [provider])
-  let user: { type: string; id: string } | undefined
-  if (f.user) {
-    user = { type: ENTITY.User, id: `${f.user.issuer}#${f.user.subject}` }
-    entities.add(
-      user,
-      { subject: f.user.subject, issuer: f.user.issuer, email: f.user.email },
-      f.user.groups.map((g) => ({ type: ENTITY.UserGroup, id: g })),
-    )
-  }
-  if (q.resource.type === ENTITY.Tool) {
-    const tool = f.tools.find((t) => t.name === q.resource.id)
-    entities.add(q.resource, { kind: tool?.type ?? 'function' }, [])
-  } else if (q.resource.type !== ENTITY.Model) {
-    entities.add(q.resource, {}, [])
-  }
+  addPrincipal(entities, f)
+  addModel(entities, f)
+  addUser(entities, f)
+  addResource(entities, f, q)
+  return { principal: principalUid(f), action: { type: ACTION_TYPE, id: q.action }, resource: { type: q.resource.type, id: q.resource.id }, context: contextOf(f), entities: entities.list }
+}
+
+export function principalUid(f: RequestFacts): { type: string; id: string } {
+  return { type: ENTITY.Workload, id: f.principal.spiffeId }
+}
+
+function userUid(u: NonNullable<RequestFacts['user']>): { type: string; id: string } {
+  return { type: ENTITY.User, id: `${u.issuer}#${u.subject}` }
+}
+
+/** The Cedar context of a request: the same for every question the request asks. */
+export function contextOf(f: RequestFacts): Record<string, unknown> {
   const context: Record<string, unknown> = {
     api: f.api,
-    model: { __entity: model },
+    model: { __entity: modelUid(f) },
     stream: f.stream,
     tools: f.tools.map((t) => t.name),
     dataClasses: f.dataClasses,
@@ -199,14 +192,50 @@ export function buildCall(f: RequestFacts, q: CedarQuery, set: CompiledPolicySet
     dayOfWeek: f.dayOfWeek,
   }
   if (f.maxTokens !== undefined) context.maxTokens = f.maxTokens
-  if (user) context.user = { __entity: user }
-  return { principal, action: { type: ACTION_TYPE, id: q.action }, resource: { type: q.resource.type, id: q.resource.id }, context, entities: entities.list }
+  if (f.user) context.user = { __entity: userUid(f.user) }
+  return context
+}
+
+function addPrincipal(entities: EntitySlice, f: RequestFacts): void {
+  entities.add(
+    principalUid(f),
+    { trustDomain: f.principal.trustDomain, namespace: f.principal.namespace, serviceAccount: f.principal.serviceAccount },
+    f.principal.namespace ? [{ type: ENTITY.Namespace, id: f.principal.namespace }] : [],
+  )
+}
+
+/** The provider (derived, with entities.json's attributes), then the model and its groups. */
+function addModel(entities: EntitySlice, f: RequestFacts): void {
+  const provider = { type: ENTITY.Provider, id: f.provider }
+  entities.add(provider, { internal: false }, [])
+  entities.add(modelUid(f), { name: f.model, provider: { __entity: provider } }, [provider])
+}
+
+function addUser(entities: EntitySlice, f: RequestFacts): void {
+  if (!f.user) return
+  entities.add(
+    userUid(f.user),
+    { subject: f.user.subject, issuer: f.user.issuer, email: f.user.email },
+    f.user.groups.map((g) => ({ type: ENTITY.UserGroup, id: g })),
+  )
+}
+
+/** The question's resource when it is not the model: a tool (with its declared kind) or a data class. */
+function addResource(entities: EntitySlice, f: RequestFacts, q: CedarQuery): void {
+  if (q.resource.type === ENTITY.Tool) entities.add(q.resource, { kind: toolKind(f, q.resource.id) }, [])
+  else if (q.resource.type !== ENTITY.Model) entities.add(q.resource, {}, [])
+}
+
+export function toolKind(f: RequestFacts, name: string): string {
+  return f.tools.find((t) => t.name === name)?.type ?? 'function'
 }
 
 /** Collects a request's entities: derived ones merged with entities.json, and every declared ancestor. */
 class EntitySlice {
   readonly list: EntityJson[] = []
-  readonly #keys = new Set<string>()
+  /** `uidKey` of each entity in `list`, in the same order. */
+  readonly keys: string[] = []
+  readonly #seen = new Set<string>()
   readonly #set: CompiledPolicySet
 
   constructor(set: CompiledPolicySet) {
@@ -216,26 +245,103 @@ class EntitySlice {
   /** A derived entity: derived attributes win for derived types; declared attributes (e.g. Provider.internal) fill in otherwise. */
   add(uid: { type: string; id: string }, attrs: Record<string, unknown>, parents: { type: string; id: string }[]): void {
     const key = uidKey(uid)
-    if (this.#keys.has(key)) return
-    this.#keys.add(key)
+    if (this.#seen.has(key)) return
     const declared = this.#set.entities.byKey.get(key)
     const allParents = new Map<string, EntityUidJson>()
     for (const p of parents) allParents.set(uidKey(p), p)
     for (const p of declared?.parents ?? []) allParents.set(uidKey(plainUid(p)), plainUid(p))
     const merged = uid.type === ENTITY.Provider ? { ...attrs, ...(declared?.attrs ?? {}) } : attrs
-    this.list.push({ uid, attrs: merged as EntityJson['attrs'], parents: [...allParents.values()] })
+    this.#push(key, { uid, attrs: merged as EntityJson['attrs'], parents: [...allParents.values()] })
     for (const p of allParents.values()) this.#addAncestor(uidKey(plainUid(p)), plainUid(p))
+  }
+
+  #push(key: string, e: EntityJson): void {
+    this.#seen.add(key)
+    this.keys.push(key)
+    this.list.push(e)
   }
 
   /** A parent and its declared ancestors; parents nobody declared still appear, without attributes. */
   #addAncestor(key: string, uid: { type: string; id: string }): void {
     const { byKey, ancestors } = this.#set.entities
     for (const k of [key, ...(ancestors.get(key) ?? [])]) {
-      if (this.#keys.has(k)) continue
-      this.#keys.add(k)
-      this.list.push(byKey.get(k) ?? { uid: k === key ? uid : uidFromKey(k), attrs: {}, parents: [] })
+      if (this.#seen.has(k)) continue
+      this.#push(k, byKey.get(k) ?? { uid: k === key ? uid : uidFromKey(k), attrs: {}, parents: [] })
     }
   }
+}
+
+/**
+ * A group of request entities that travel together: one derived entity (the
+ * principal, the model with its provider, the user, the tool or data class)
+ * and every ancestor it has, as `buildCall` would put them in the request.
+ */
+export interface EntityGroup {
+  readonly entities: readonly EntityJson[]
+  /** `uidKey` of each entity, in the same order. */
+  readonly keys: readonly string[]
+  /** The keys under which a policy scope can name the group's main entity (see `scopeLookupKeys`). */
+  readonly scope: readonly string[]
+}
+
+/** Most entity groups remembered per kind; beyond it the memo starts over. */
+const MAX_GROUPS = 20_000
+
+/**
+ * Entity groups of one policy set, remembered by the facts that make them
+ * (SPIFFE ID, provider and model, tool, data class): entities.json does not
+ * change while the set is active.
+ */
+export class EntityGroups {
+  readonly #set: CompiledPolicySet
+  readonly #principals = new Map<string, EntityGroup>()
+  readonly #models = new Map<string, EntityGroup>()
+  readonly #resources = new Map<string, EntityGroup>()
+
+  constructor(set: CompiledPolicySet) {
+    this.#set = set
+  }
+
+  principal(f: RequestFacts): EntityGroup {
+    const p = f.principal
+    const key = JSON.stringify([p.spiffeId, p.trustDomain, p.namespace, p.serviceAccount])
+    return remember(this.#principals, key, () => this.#group((s) => addPrincipal(s, f), principalUid(f)))
+  }
+
+  model(f: RequestFacts): EntityGroup {
+    return remember(this.#models, JSON.stringify([f.provider, f.model]), () => this.#group((s) => addModel(s, f), modelUid(f)))
+  }
+
+  /** The question's resource: the model for model actions, else the tool or data class. */
+  resource(f: RequestFacts, q: CedarQuery): EntityGroup {
+    if (q.resource.type === ENTITY.Model) return this.model(f)
+    const kind = q.resource.type === ENTITY.Tool ? toolKind(f, q.resource.id) : ''
+    return remember(this.#resources, JSON.stringify([q.resource.type, q.resource.id, kind]), () => this.#group((s) => addResource(s, f, q), q.resource))
+  }
+
+  /** Not remembered: users are many and their groups come with each token. */
+  user(f: RequestFacts): EntityGroup | undefined {
+    if (!f.user) return undefined
+    const user = f.user
+    return this.#group((s) => addUser(s, f), userUid(user))
+  }
+
+  #group(fill: (s: EntitySlice) => void, main: { type: string; id: string }): EntityGroup {
+    const s = new EntitySlice(this.#set)
+    fill(s)
+    const own = uidKey(main)
+    return { entities: s.list, keys: s.keys, scope: scopeLookupKeys(main, s.keys.filter((k) => k !== own)) }
+  }
+}
+
+function remember<T>(memo: Map<string, T>, key: string, make: () => T): T {
+  let v = memo.get(key)
+  if (v === undefined) {
+    if (memo.size >= MAX_GROUPS) memo.clear()
+    v = make()
+    memo.set(key, v)
+  }
+  return v
 }
 
 function uidFromKey(key: string): { type: string; id: string } {

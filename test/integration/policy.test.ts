@@ -12,9 +12,12 @@ import { createIdentityStage } from '../../src/identity/stage.ts'
 import { silentLogger } from '../../src/log.ts'
 import { Pipeline } from '../../src/pipeline/pipeline.ts'
 import type { Stage } from '../../src/pipeline/stage.ts'
+import type { PolicyDecision } from '../../src/pipeline/context.ts'
 import type { PolicyEngine } from '../../src/policy/engine.ts'
 import { createPolicyStage } from '../../src/policy/stage.ts'
 import { createProviderStage } from '../../src/providers/stage.ts'
+import { redactionConfigFrom } from '../../src/redaction/engine.ts'
+import { createRedactionStages } from '../../src/redaction/stage.ts'
 import { startServer, type RunningServer } from '../../src/server/server.ts'
 import { answerKind, connectExtProc, denialJson, msg, mtlsAttributes, type ExtProcClient } from '../helpers/grpc-client.ts'
 import { sharedTestPki } from '../helpers/pki.ts'
@@ -111,6 +114,48 @@ t.test('through the ext_proc server', async (t) => {
     const allowed = { ...chat('gpt-4o-mini'), tools: [{ type: 'function', function: { name: 'lookup_order', parameters: { type: 'object' } } }] }
     t.match(await h.ask('checkout', allowed), { kind: 'request_body' })
   })
+})
+
+t.test('policy decides once which data classes may leave unredacted, and the redaction stage reads it from the decision', async (t) => {
+  const { clients } = await sharedTestPki()
+  const policyDir = copyShipped(join(t.testdir(), 'policies'))
+  writeFileSync(
+    join(policyDir, 'pii.cedar'),
+    '@id("payments-pii-unredacted")\n@owner("privacy@example.com")\npermit (\n  principal in ModelGate::Team::"payments",\n  action == ModelGate::Action::"send_unredacted",\n  resource == ModelGate::DataClass::"pii"\n);\n',
+  )
+  const config = configFromObject({ identity: { trustDomains: ['modelgate.local'] }, policy: { dir: policyDir, watch: false } }, 'integration', policyDir)
+  const policyStage = createPolicyStage(config, { logger: silentLogger })
+  const redaction = createRedactionStages(redactionConfigFrom({}), { logger: silentLogger, permitsUnredacted: (ctx, cls) => policyStage.engine.permitsUnredacted(ctx, cls) })
+  const decisions: PolicyDecision[] = []
+  const record: Stage = { name: 'record', requestBody: (ctx) => void decisions.push(ctx.decision!) }
+  const pipeline = new Pipeline(
+    [createIdentityStage({ config: config.identity, users: undefined }), createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes }), redaction.scan, policyStage, redaction.apply, record],
+    { phaseTimeoutMs: 2000 },
+  )
+  const server = await startServer({ listen: '127.0.0.1:0', maxBodyBytes: config.server.maxBodyBytes, drainTimeoutMs: 1000, pipeline, logger: silentLogger })
+  const client = connectExtProc(server.address)
+  t.teardown(async () => {
+    client.close()
+    await server.shutdown()
+    policyStage.engine.close()
+  })
+  const email = 'dana.whitfield@gmail.com'
+  const send = async (who: 'checkout' | 'notebook') => {
+    const spiffe = who === 'checkout' ? 'spiffe://modelgate.local/ns/payments/sa/checkout' : 'spiffe://modelgate.local/ns/research/sa/notebook'
+    const stream = client.open()
+    await stream.exchange(msg.requestHeaders({ ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'localhost', 'content-type': 'application/json' }, { attributes: mtlsAttributes(readFileSync(clients[who].cert, 'utf8'), spiffe) }))
+    const answer = await stream.exchange(msg.requestBody(JSON.stringify(chat('gpt-4o-mini', `Write to ${email} about the refund`))))
+    stream.cancel()
+    t.equal(answerKind(answer), 'request_body')
+    return (answer.request_body?.response?.body_mutation as { body?: Buffer } | undefined)?.body?.toString('utf8')
+  }
+
+  t.equal(await send('checkout'), undefined, 'payments may send personal data as is: the body goes upstream unchanged')
+  t.match(decisions.at(-1), { effect: 'allow', unredactedClasses: ['pii'] })
+
+  const rewritten = await send('notebook')
+  t.ok(rewritten && !rewritten.includes(email), 'research may not (its permit is for internal providers): the address is redacted')
+  t.match(decisions.at(-1), { effect: 'allow', unredactedClasses: [] })
 })
 
 t.test('a policy change on disk takes effect without restart; a broken one is refused while traffic flows', async (t) => {

@@ -71,19 +71,31 @@ t.test('the decision cache', async (t) => {
     t.same(again.decision.policies, [{ id: 'payments-approved-models', owner: 'payments-platform@example.com' }])
     t.equal(engine.cacheEntries, 1)
   })
-  t.test('keys on the whole request', async (t) => {
+  t.test('keys on the request facts the applicable policies read, and nothing else', async (t) => {
     const engine = new PolicyEngine({ dir: SHIPPED })
-    engine.decide(facts({}))
-    const variants: Partial<RequestDescription>[] = [{ dataClasses: ['secret'] }, { maxTokens: 9000 }, { principal: NOTEBOOK }, { model: 'gpt-4.1-mini' }, { tenant: 'acme' }, { time: '2025-01-06T13:00:00Z' }]
-    for (const v of variants) t.equal(engine.decide(facts(v)).decision.cached, false, JSON.stringify(v))
+    const base: Partial<RequestDescription> = { maxTokens: 100 }
+    engine.decide(facts(base))
+    // Read by a policy that can apply to this request (the token limits read
+    // any budget; a user brings in the contractors' hours): a new answer each.
+    const read: Partial<RequestDescription>[] = [{ dataClasses: ['secret'] }, { maxTokens: 200 }, { maxTokens: undefined }, { principal: NOTEBOOK }, { model: 'gpt-4o' }, { user: { subject: 'a', issuer: 'i', groups: [] } }]
+    for (const v of read) t.equal(engine.decide(facts({ ...base, ...v })).decision.cached, false, JSON.stringify(v))
+    // Read by no policy that can apply: the answer is shared.
+    const unread: Partial<RequestDescription>[] = [{ tenant: 'acme' }, { time: '2025-01-06T23:00:00Z' }, { model: 'gpt-4.1-mini' }, { stream: true }, { detectors: ['email'] }, { clientApp: 'web', purpose: 'support' }]
+    for (const v of unread) t.equal(engine.decide(facts({ ...base, ...v })).decision.cached, true, JSON.stringify(v))
+    // The contractors' policy reads the user's groups and the time, not who the user is.
+    t.equal(engine.decide(facts({ ...base, user: { subject: 'b', issuer: 'i', groups: [] } })).decision.cached, true, 'another user with the same groups')
+    t.equal(engine.decide(facts({ ...base, user: { subject: 'b', issuer: 'i', groups: ['contractors'] } })).decision.cached, false, 'a contractor')
+    t.equal(engine.decide(facts({ ...base, user: { subject: 'b', issuer: 'i', groups: [] }, time: '2025-01-06T23:00:00Z' })).decision.cached, false, 'another hour')
     t.equal(engine.decide(facts({ dataClasses: ['secret'] })).decision.effect, 'deny', 'a cached deny stays a deny')
+    t.equal(engine.decide(facts({ maxTokens: 9000 })).decision.effect, 'deny', 'over the budget')
+    t.equal(engine.decide(facts({ maxTokens: 8000 })).decision.effect, 'allow', 'under the budget')
   })
   t.test('evicts the least recently used entries at its size', async (t) => {
     const engine = new PolicyEngine({ dir: SHIPPED, cacheSize: 2 })
-    for (const m of [1, 2, 3]) engine.decide(facts({ maxTokens: m }))
+    for (const m of [1, 2, 3]) engine.decide(facts({ maxTokens: 8190 + m }))
     t.equal(engine.cacheEntries, 2)
-    t.equal(engine.decide(facts({ maxTokens: 1 })).decision.cached, false)
-    t.equal(engine.decide(facts({ maxTokens: 3 })).decision.cached, true)
+    t.equal(engine.decide(facts({ maxTokens: 8191 })).decision.cached, false)
+    t.equal(engine.decide(facts({ maxTokens: 8193 })).decision.cached, true)
   })
   t.test('can be turned off', async (t) => {
     const engine = new PolicyEngine({ dir: SHIPPED, cacheSize: 0 })
@@ -105,6 +117,47 @@ t.test('permitsUnredacted asks send_unredacted on the data class with the reques
   engine.permitsUnredacted(ctx, 'pii')
   t.equal(engine.evaluateUnredacted(ctx, 'pii')?.cached, true, 'cached')
   t.same(engine.evaluateUnredacted(ctx, 'pii')?.determining, ['research-pii-internal-unredacted'])
+})
+
+t.test('a decision carries the data classes the request may send unredacted', async (t) => {
+  const engine = new PolicyEngine({ dir: SHIPPED })
+  const research = { principal: NOTEBOOK, provider: 'internal-llm', model: 'llama-3.3-70b' }
+  const allowAll = new PolicyEngine({ dir: writePolicyDir(t.testdir(), { 'a.cedar': ALLOW_ALL }) })
+  const r = allowAll.decide(facts({ ...research, dataClasses: ['pii', 'internal', 'health'] }))
+  t.same(r.decision.unredactedClasses, ['health', 'internal', 'pii'], 'every class a policy permits, sorted')
+  t.same(
+    r.unredactedResults.map((x) => [x.query.action, x.query.resource.id, x.evaluation.decision]),
+    [
+      ['send_unredacted', 'health', 'allow'],
+      ['send_unredacted', 'internal', 'allow'],
+      ['send_unredacted', 'pii', 'allow'],
+    ],
+  )
+  t.same(r.results.length, 1, 'the request\'s own questions stay apart')
+  // The shipped policies: the research team's personal data may go to internal providers; nothing else here.
+  const shipped = engine.decide(facts({ ...research, dataClasses: ['pii', 'financial'] }))
+  t.equal(shipped.decision.effect, 'deny', 'no policy lets research use llama')
+  t.same(shipped.decision.unredactedClasses, [], 'a denied request sends nothing')
+  t.same(shipped.unredactedResults, [], 'and is not asked about')
+  const platform = engine.decide(facts({ principal: ADMIN, provider: 'internal-llm', model: 'llama-3.3-70b', dataClasses: ['internal', 'pii'] }))
+  t.equal(platform.decision.effect, 'allow')
+  t.same(platform.decision.unredactedClasses, ['internal'], 'internal data to an internal provider; personal data stays redacted')
+  t.same(engine.decide(facts({})).decision.unredactedClasses, [], 'no data classes, nothing to ask')
+})
+
+t.test('once a request is decided, permitsUnredacted reads the decision instead of asking again', async (t) => {
+  const engine = new PolicyEngine({ dir: writePolicyDir(t.testdir(), { 'a.cedar': ALLOW_ALL }) })
+  const ctx = requestContext({ spiffeId: NOTEBOOK, dataClasses: ['pii', 'financial'] })
+  ctx.decision = engine.authorize(ctx).decision
+  t.same(ctx.decision.unredactedClasses, ['financial', 'pii'])
+  t.equal(engine.permitsUnredacted(ctx, 'pii'), true)
+  t.equal(engine.permitsUnredacted(ctx, 'health'), false, 'a class the decision did not cover is redacted')
+  // What the decision says is what counts, even if the policies would now say otherwise.
+  ctx.decision = { ...ctx.decision, unredactedClasses: ['financial'] }
+  t.equal(engine.permitsUnredacted(ctx, 'pii'), false)
+  t.equal(engine.permitsUnredacted(ctx, 'financial'), true)
+  ctx.decision = { ...ctx.decision, effect: 'deny' }
+  t.equal(engine.permitsUnredacted(ctx, 'financial'), false, 'never for a denied request')
 })
 
 t.test('shadow policies are evaluated and recorded, never enforced', async (t) => {

@@ -51,6 +51,21 @@ t.test('a policy change on disk takes effect on reload, and the cache starts ove
   t.same(engine.lastReload, status)
 })
 
+t.test('a reload starts the new set without slices, and its answers come from its own policies', async (t) => {
+  const dir = writePolicyDir(t.testdir(), { 'a.cedar': PERMIT_MINI })
+  const engine = new PolicyEngine({ dir })
+  engine.decide(mini)
+  engine.decide(other)
+  t.equal(engine.slicesPreparsed, 2, 'gpt-4o-mini has the permit in its slice; gpt-4.1-mini has an empty one')
+  // A policy in front shifts every position; a forbid now applies to gpt-4o-mini.
+  writeFileSync(join(dir, 'a.cedar'), '@id("no-mini")\nforbid (principal, action, resource == ModelGate::Model::"openai/gpt-4o-mini");\n' + PERMIT_MINI)
+  t.match(await engine.reload(), { ok: true, changed: true })
+  t.equal(engine.slicesPreparsed, 0)
+  t.match(engine.decide(mini).decision, { effect: 'deny', policies: [{ id: 'no-mini' }], cached: false })
+  t.match(engine.decide(other).decision, { effect: 'deny', policies: [], cached: false })
+  t.equal(engine.slicesPreparsed, 2)
+})
+
 t.test('reloading unchanged files changes nothing', async (t) => {
   const dir = writePolicyDir(t.testdir(), { 'a.cedar': PERMIT_MINI })
   const engine = new PolicyEngine({ dir })

@@ -44,6 +44,18 @@ t.test('an allowed request passes and carries the decision', async (t) => {
   })
 })
 
+t.test('the decision lists the data classes found that policy lets the request send unredacted', async (t) => {
+  const admin = 'spiffe://modelgate.local/ns/platform/sa/admin'
+  const ctx = requestContext({ spiffeId: admin, request: { providerName: 'internal-llm', model: 'llama-3.3-70b' }, dataClasses: ['pii', 'internal'] })
+  t.equal(run(stage, ctx), undefined)
+  t.same(ctx.decision?.unredactedClasses, ['internal'], 'internal data may reach an internal provider; personal data is redacted')
+  t.equal(stage.engine.permitsUnredacted(ctx, 'internal'), true)
+  t.equal(stage.engine.permitsUnredacted(ctx, 'pii'), false)
+  const denied = requestContext({ spiffeId: CHECKOUT, request: { model: 'gpt-4o' }, dataClasses: ['internal'] })
+  run(stage, denied)
+  t.same(denied.decision?.unredactedClasses, [], 'nothing for a denied request')
+})
+
 t.test('a model the team may not use is denied with MG_POLICY_DENIED and a decision id, no policy text', async (t) => {
   const ctx = requestContext({ spiffeId: CHECKOUT, request: { model: 'gpt-4o' } })
   const err = run(stage, ctx)
