@@ -55,11 +55,8 @@ export async function buildStages(
   closers.push(() => engine.close())
   try {
     const jsonLimits = { maxDepth: config.server.maxJsonDepth, maxValues: config.server.maxJsonValues }
-    const redaction = createRedactionStages(config.redaction, {
-      logger,
-      permitsUnredacted: (ctx, dataClass) => engine.permitsUnredacted(ctx, dataClass),
-      jsonLimits,
-    })
+    // The policy decision carries the classes that may leave unredacted (decided once with the request).
+    const redaction = createRedactionStages(config.redaction, { logger, jsonLimits })
     // Request bodies are parsed and scanned once, large ones in worker threads.
     const inspector = await createBodyInspector({
       limits: jsonLimits,

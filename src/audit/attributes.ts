@@ -137,6 +137,8 @@ export const MG_DECISION_POLICY_SET_HASH = 'modelgate.decision.policy_set_hash'
 export const MG_DECISION_ERRORS = 'modelgate.decision.errors'
 /** True when the decision came from the decision cache. */
 export const MG_DECISION_CACHED = 'modelgate.decision.cached'
+/** The data classes found in the request that policy lets leave unredacted (Action::"send_unredacted"), decided with the request. */
+export const MG_DECISION_UNREDACTED_CLASSES = 'modelgate.decision.unredacted_classes'
 /** Shadow policy set: its answer, policies, owners, hash and errors (recorded, never enforced). */
 export const MG_SHADOW_EFFECT = 'modelgate.decision.shadow.effect'
 export const MG_SHADOW_POLICIES = 'modelgate.decision.shadow.policies'

@@ -242,6 +242,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.MG_DECISION_POLICY_SET_HASH, d.policySetHash)
     set(A.MG_DECISION_ERRORS, d.errors.slice(0, MAX_ERRORS).map((e) => cap(e, MAX_ERROR_LENGTH)))
     set(A.MG_DECISION_CACHED, d.cached)
+    if (d.unredactedClasses && d.unredactedClasses.length > 0) set(A.MG_DECISION_UNREDACTED_CLASSES, d.unredactedClasses.slice(0, MAX_ITEMS).map((c) => cap(c, 64)))
     const s = d.shadow
     if (s) {
       set(A.MG_SHADOW_EFFECT, s.effect)

@@ -28,7 +28,12 @@ import type { Detection, RedactionAction } from './types.ts'
 
 export interface RedactionStageDeps {
   readonly logger: Logger
-  /** True when policy lets this request send data of `dataClass` unredacted. */
+  /**
+   * For a pipeline without the policy stage (tools, tests): whether data of
+   * `dataClass` may be sent unredacted. With policy in the pipeline the
+   * decision carries the answer (`ctx.decision.unredactedClasses`), decided
+   * once with the request, and this is not asked.
+   */
   readonly permitsUnredacted?: (ctx: RequestContext, dataClass: string) => boolean
   /** Limits for a request body this stage has to parse itself (default DEFAULT_JSON_LIMITS). */
   readonly jsonLimits?: JsonLimits
@@ -129,12 +134,14 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       st.restore = engine.restoreFor(ctx.request?.providerName)
       const doc = st.scan
       if (!doc || !doc.sites.some((s) => s.detections.length > 0)) return
-      // One decision per class (and detector override), policy permission last.
+      // One decision per class (and detector override), policy permission last: the policy decision
+      // lists the classes it lets leave unredacted; nothing else is asked.
+      const unredacted = ctx.decision?.unredactedClasses
       const permitted = new Map<string, boolean>()
       const decide = (d: Detection): RedactionAction => {
         let p = permitted.get(d.dataClass)
         if (p === undefined) {
-          p = deps.permitsUnredacted?.(ctx, d.dataClass) === true
+          p = unredacted ? unredacted.includes(d.dataClass) : deps.permitsUnredacted?.(ctx, d.dataClass) === true
           permitted.set(d.dataClass, p)
         }
         return p ? 'allow' : engine.action('request', d.dataClass, d.detector)

@@ -78,6 +78,14 @@ t.test('an allowed request records who, which model, which data and which policy
   })
 })
 
+t.test('the classes policy let leave unredacted are recorded with the decision, and only when there are some', async (t) => {
+  const ctx = allowedContext()
+  ctx.decision = { ...ctx.decision!, unredactedClasses: ['internal', 'pii'] }
+  t.same(requestAttributes(ctx, { kind: 'completed' }, extras)['modelgate.decision.unredacted_classes'], ['internal', 'pii'])
+  ctx.decision = { ...ctx.decision, unredactedClasses: [] }
+  t.notOk('modelgate.decision.unredacted_classes' in requestAttributes(ctx, { kind: 'completed' }, extras))
+})
+
 t.test('no attribute carries the matched value or the body', async (t) => {
   const ctx = allowedContext()
   const json = JSON.stringify(requestAttributes(ctx, { kind: 'completed' }, extras))
