@@ -3,7 +3,7 @@
  * stable codes, an HTTP status and a message that is safe to show the caller.
  * Internal details never reach the client: they go to logs and the audit span.
  */
-import { matchRoute } from './providers/routes.ts'
+import { pathPart } from './providers/routes.ts'
 
 export interface ErrorSpec {
   readonly status: number
@@ -101,16 +101,13 @@ export function toGateError(err: unknown): GateError {
 export type Dialect = 'openai' | 'anthropic'
 
 /**
- * The dialect of a request path, decided once per request when its headers
- * arrive. It uses the provider stage's own route table, so it always agrees
- * with the API matched there; a path no route matches (a refused one) is
- * Anthropic's when it lies under an Anthropic API prefix, else OpenAI's.
+ * The dialect of a request path, decided when its headers arrive, before any
+ * stage ran: Anthropic's when the path lies under an Anthropic API prefix,
+ * else OpenAI's. Once the provider stage has matched the path to a route
+ * (with the configured base paths), the route's kind decides instead.
  */
 export function dialectForPath(rawPath: string): Dialect {
-  const route = matchRoute(rawPath)
-  if (route) return route.kind === 'anthropic' ? 'anthropic' : 'openai'
-  const q = rawPath.search(/[?#]/)
-  const path = q === -1 ? rawPath : rawPath.slice(0, q)
+  const path = pathPart(rawPath)
   return ANTHROPIC_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`)) ? 'anthropic' : 'openai'
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Dialect, GateError } from '../errors.ts'
 import type { DelegatedUser, WorkloadIdentity } from '../identity/types.ts'
+import type { ApiRoute } from '../providers/routes.ts'
 import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
 
 /** A header change for Envoy: values set (overwriting) and names removed. */
@@ -59,6 +60,12 @@ export interface Finding {
  *   keeps this action until redaction-apply decides it.
  */
 export type FindingAction = 'allow' | 'redact' | 'block' | 'withheld'
+
+/** The URL as the audit trail records it (see RequestContext.url). */
+export interface UrlRecord {
+  readonly path: string
+  readonly queryNames: readonly string[]
+}
 
 /** The policy outcome for a request, as recorded in the audit trail. */
 export interface PolicyDecision {
@@ -122,6 +129,14 @@ export class RequestContext {
 
   identity: WorkloadIdentity | undefined
   user: DelegatedUser | undefined
+  /** The API route the path matched, set by the provider stage when the request headers arrive. */
+  route: ApiRoute | undefined
+  /**
+   * What the audit trail may record of the URL, set by the redaction stage once
+   * it has scanned it: the path with every finding replaced by a placeholder,
+   * and the query's parameter names (likewise). Never the raw query.
+   */
+  url: UrlRecord | undefined
   request: ParsedRequest | undefined
 
   /** The buffered request body. Replace it with `replaceRequestBody`. */
