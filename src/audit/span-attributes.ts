@@ -84,12 +84,6 @@ export function cap(s: string, n = MAX_STRING): string {
   return s.length > n ? s.slice(0, n) : s
 }
 
-/** The path without its query string, which can carry keys (`?key=…`). */
-export function pathOnly(path: string): string {
-  const q = path.search(/[?#]/)
-  return cap(q < 0 ? path : path.slice(0, q))
-}
-
 /** Milliseconds rounded to microseconds, so records stay readable. */
 export function roundMs(ms: number): number {
   return Math.round(ms * 1000) / 1000
@@ -187,7 +181,10 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   set(A.MG_UPSTREAM_REACHED, extras.upstreamReached)
   if (extras.upstreamReached) set(A.MG_RESPONSE_COMPLETE, extras.responseComplete === true)
   set(A.HTTP_REQUEST_METHOD, ctx.method || undefined)
-  set(A.URL_PATH, ctx.path ? pathOnly(ctx.path) : undefined)
+  // The scanned path, or the route's template; nothing of a path no route matched (it may hold anything).
+  set(A.URL_PATH, ctx.url?.path !== undefined ? cap(ctx.url.path) : ctx.route?.template)
+  set(A.HTTP_ROUTE, ctx.route?.template)
+  set(A.MG_URL_QUERY_PARAMS, ctx.url ? ctx.url.queryNames.slice(0, MAX_ITEMS).map((n) => cap(n, 128)) : undefined)
   set(A.SERVER_ADDRESS, ctx.authority ? cap(ctx.authority, 256) : undefined)
   set(A.HTTP_RESPONSE_STATUS_CODE, ctx.responseStatus)
   set(A.MG_DURATION_MS, roundMs(extras.durationMs))
