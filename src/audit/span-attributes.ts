@@ -77,7 +77,7 @@ export function isFailure(ctx: RequestContext, stream: StreamOutcome): boolean {
 /** GenAI semconv span name `{operation} {model}`, or `modelgate.request` before the body was parsed. */
 export function spanName(ctx: RequestContext): string {
   if (!ctx.request) return A.SPAN_REQUEST
-  return `${genAiOperation(ctx.request.operation)} ${cap(ctx.request.model, 128)}`.trim()
+  return `${genAiOperation(ctx.request.operation)} ${cap(ctx.recordableModel(ctx.request.model)!, 128)}`.trim()
 }
 
 export function cap(s: string, n = MAX_STRING): string {
@@ -220,12 +220,12 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.MG_OPERATION, req.operation)
     set(A.MG_API, req.api)
     set(A.MG_PROVIDER_ROUTE, cap(req.providerName, 256))
-    set(A.GEN_AI_REQUEST_MODEL, cap(req.model))
+    set(A.GEN_AI_REQUEST_MODEL, cap(ctx.recordableModel(req.model)!))
     set(A.GEN_AI_REQUEST_STREAM, req.stream)
     set(A.GEN_AI_REQUEST_MAX_TOKENS, req.maxTokens)
     set(A.MG_TOOLS, [...new Set(req.tools.map((t) => cap(t.name, 256)))].slice(0, MAX_ITEMS))
   }
-  set(A.GEN_AI_RESPONSE_MODEL, ctx.responseModel ? cap(ctx.responseModel) : undefined)
+  set(A.GEN_AI_RESPONSE_MODEL, ctx.responseModel ? cap(ctx.recordableModel(ctx.responseModel)!) : undefined)
   set(A.GEN_AI_USAGE_INPUT_TOKENS, ctx.usage.input)
   set(A.GEN_AI_USAGE_OUTPUT_TOKENS, ctx.usage.output)
 

@@ -191,6 +191,17 @@ export class RequestContext {
     this.dataClasses.add(f.dataClass)
   }
 
+  /**
+   * A model name as logs, metrics, Envoy's metadata and the audit trail may
+   * keep it: `[redacted]` when it is the requested model and that name held a
+   * finding (the body's `model`, or an Azure deployment in the path).
+   */
+  recordableModel(model: string | undefined): string | undefined {
+    if (model === undefined || model !== this.request?.model) return model
+    const inPath = this.route?.deployment !== undefined
+    return this.findings.some((f) => f.direction === 'request' && (f.location === 'model' || (inPath && f.location === 'url.path'))) ? '[redacted]' : model
+  }
+
   /** Milliseconds since the stream started. */
   elapsedMs(): number {
     return Number(process.hrtime.bigint() - this.startedNs) / 1e6

@@ -295,7 +295,7 @@ class StreamSession {
       spiffe_id: ctx.identity?.spiffeId,
       decision_id: ctx.decision?.decisionId,
       policy_set: ctx.decision?.policySetHash,
-      model: ctx.request?.model,
+      model: ctx.recordableModel(ctx.request?.model),
       error_code: ctx.denial?.code,
     }
     return { dynamic_metadata: jsToStruct({ [METADATA_NAMESPACE]: facts }) }
