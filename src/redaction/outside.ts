@@ -213,11 +213,16 @@ export function compileOutsideScanner(engine: RedactionEngine, config: Pick<Reda
     if (q >= 0) {
       const query = input.path.slice(q + 1)
       out.push(query)
-      for (const p of splitQuery(query)) out.push(...readings(p.name, true), ...readings(p.value, true))
+      for (const p of splitQuery(query)) {
+        const names = readings(p.name, true)
+        const values = readings(p.value, true)
+        out.push(...values)
+        for (let k = 0; k < Math.max(names.length, values.length); k++) out.push(`${names[Math.min(k, names.length - 1)]!}=${values[Math.min(k, values.length - 1)]!}`)
+      }
     }
     for (const [name, value] of input.headers) {
       if (input.replaced.has(name) || !scans(name)) continue
-      for (const v of readings(value, true)) out.push(`${name}: ${v}`)
+      for (const v of readings(value, true)) out.push(`${name}: ${v}`, v)
     }
     return out
   }
@@ -278,11 +283,14 @@ export function compileOutsideScanner(engine: RedactionEngine, config: Pick<Reda
         params.forEach((p, i) => {
           const names = readings(p.name, true)
           const values = readings(p.value, true)
+          // name=value (the name gives the value context), and the value alone (a match that the name's
+          // own match would swallow, as in `api_key=config.auth_token: …`); -1: no name in the text.
           const pairs = new Map<string, number>()
           for (let k = 0; k < Math.max(names.length, values.length); k++) {
             const n = names[Math.min(k, names.length - 1)]!
             const v = values[Math.min(k, values.length - 1)]!
             pairs.set(p.eq ? `${n}=${v}` : n, n.length)
+            if (p.eq && v !== '' && !pairs.has(v)) pairs.set(v, -1)
           }
           for (const [text, nameLength] of pairs) {
             for (const d of scanner.scan(text, opts)) (d.start < nameLength ? nameHits : valueHits)[i]!.push(d)
@@ -312,16 +320,14 @@ export function compileOutsideScanner(engine: RedactionEngine, config: Pick<Reda
       // Headers: `name: value` in every reading of the value.
       for (const [name, value] of input.headers) {
         if (input.replaced.has(name) || !scans(name)) continue
-        const hits: Detection[] = []
-        let inName = false
+        const hits: { d: Detection; inName: boolean }[] = []
         for (const v of readings(value, true)) {
-          for (const d of scanner.scan(`${name}: ${v}`, opts)) {
-            hits.push(d)
-            if (d.start < name.length) inName = true
-          }
+          for (const d of scanner.scan(`${name}: ${v}`, opts)) hits.push({ d, inName: d.start < name.length })
+          // The value alone too: a match the name's own match would swallow.
+          for (const d of scanner.scan(v, opts)) hits.push({ d, inName: false })
         }
-        const printable = !inName && SAFE_NAME.test(name)
-        for (const d of hits) found.add('header', d.start < name.length ? 'header:<name>' : printable ? `header:${name}` : 'header:[*]', d, { header: name })
+        const printable = !hits.some((h) => h.inName) && SAFE_NAME.test(name)
+        for (const { d, inName } of hits) found.add('header', inName ? 'header:<name>' : printable ? `header:${name}` : 'header:[*]', d, { header: name })
       }
       return { sites: found.sites(), url: Object.freeze({ path, queryNames: Object.freeze(queryNames) }) }
     },

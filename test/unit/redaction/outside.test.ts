@@ -165,3 +165,9 @@ t.test('readings: as sent first, then UTF-8 and percent-decoded forms, without d
   t.same(readings('a%2Bb+c', true), ['a%2Bb+c', 'a+b c', 'a+b+c'])
   t.same(readings('a%2Bb', false), ['a%2Bb'])
 })
+
+t.test('a query value is also scanned alone: a match on the name must not swallow the one in the value', async (t) => {
+  const r = scan('/v1/chat/completions?beta=true&api_key=config.auth_token%3A%20C4Lpx1AAVdQStMCh1Z2zJBQBXcojCgRN')
+  t.same(where(r), [['url.query.api_key', ['generic-secret']]])
+  t.same(where(scan('/v1/chat/completions', { 'x-api-key-note': 'config.auth_token: C4Lpx1AAVdQStMCh1Z2zJBQBXcojCgRN' })), [['header:x-api-key-note', ['generic-secret']]])
+})
