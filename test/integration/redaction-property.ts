@@ -20,14 +20,17 @@
  * decoded, percent-encoding undone, stream deltas joined per channel, digits
  * alone for card numbers.
  *
- * PROPERTY_RUNS and PROPERTY_SEED override the number of cases and the seed
- * (a release run: `PROPERTY_RUNS=200000 bash scripts/test.sh test/integration/redaction.property.test.ts`).
+ * The cases are split over two test files (`redaction.property-1.test.ts`,
+ * `redaction.property-2.test.ts`), one shard each, so that the run uses both
+ * cores. PROPERTY_RUNS (the total, default 10,000) and PROPERTY_SEED override
+ * the number of cases and the seed (a release run:
+ * `PROPERTY_RUNS=200000 bash scripts/test.sh test/integration/redaction.property-*.test.ts`).
  */
 import { readFileSync } from 'node:fs'
 import fc from 'fast-check'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startApp } from '../../src/app.ts'
-import { configFromObject } from '../../src/config/config.ts'
+import { configFromObject, type Config } from '../../src/config/config.ts'
 import { createCa, issueCertificate } from '../../src/dev/pki.ts'
 import { silentLogger } from '../../src/log.ts'
 import type { ProcessingResponseMsg } from '../../src/server/codec.ts'
@@ -41,11 +44,13 @@ const PARALLEL = 32
 
 const TD = 'example.org'
 const CHECKOUT = `spiffe://${TD}/ns/payments/sa/checkout`
-const dir = t.testdir()
-const ca = await createCa(dir, 'ca')
-const ATTRS = mtlsAttributes(readFileSync((await issueCertificate(dir, ca, { name: 'checkout', uris: [CHECKOUT] })).cert, 'utf8'), CHECKOUT)
+const SHARDS = 2
 
-const config = configFromObject(
+async function setup() {
+  const dir = t.testdir()
+  const ca = await createCa(dir, 'ca')
+  const attrs = mtlsAttributes(readFileSync((await issueCertificate(dir, ca, { name: 'checkout', uris: [CHECKOUT] })).cert, 'utf8'), CHECKOUT)
+  const config = configFromObject(
   {
     server: { listen: '127.0.0.1:0', phaseTimeoutMs: 5000, drainTimeoutMs: 2000, maxBodyBytes: 1048576, bodyWorkers: 1 },
     identity: { trustDomains: [TD] },
@@ -57,7 +62,9 @@ const config = configFromObject(
     audit: { enabled: false, spool: { dir: `${dir}/spool` } },
   },
   'redaction.property',
-)
+  )
+  return { attrs, config }
+}
 
 // ---- planted values ---------------------------------------------------------------
 
@@ -331,7 +338,7 @@ interface Outgoing {
   caller: Buffer
 }
 
-async function play(stream: ExtProcStream, x: Exchange): Promise<Outgoing> {
+async function play(stream: ExtProcStream, x: Exchange, ATTRS: Record<string, unknown>): Promise<Outgoing> {
   const out: Outgoing = { refused: false, upstreamBody: undefined, upstreamHeaders: new Map(Object.entries(x.headers)), caller: Buffer.alloc(0) }
   const applyHeaders = (r: ProcessingResponseMsg | undefined) => {
     const m = readMutation(r?.request_headers?.response?.header_mutation ?? r?.request_body?.response?.header_mutation)
@@ -475,7 +482,15 @@ function bodyTexts(body: Buffer, sse: boolean): string[] {
 
 // ---- the run ----------------------------------------------------------------------
 
-t.test(`${RUNS} requests and answers with planted values (seed ${SEED}): none leaves upstream or back to the caller`, async (t) => {
+/** Runs one shard of the cases (`shard` of SHARDS) as a test. */
+export async function runShard(shard: number): Promise<void> {
+  const { attrs, config } = await setup()
+  const runs = Math.ceil(RUNS / SHARDS)
+  const seed = SEED + shard
+  t.test(`${runs} of ${RUNS} requests and answers with planted values (seed ${seed}): none leaves upstream or back to the caller`, (t) => run(t, runs, seed, attrs, config, `PROPERTY_SEED=${SEED} PROPERTY_RUNS=${RUNS}`))
+}
+
+async function run(t: Test, RUNS: number, SEED: number, ATTRS: Record<string, unknown>, config: Config, replay: string): Promise<void> {
   const app = await startApp({ config, logger: silentLogger })
   const client = connectExtProc(app.address, { maxMessageBytes: 4 * 1024 * 1024 })
   t.teardown(async () => {
@@ -499,7 +514,7 @@ t.test(`${RUNS} requests and answers with planted values (seed ${SEED}): none le
       batch.map(async (x, j) => {
         const stream = client.open({ 'x-modelgate-provider': x.api === 'messages' ? 'anthropic' : 'openai' })
         try {
-          const o = await play(stream, x)
+          const o = await play(stream, x, ATTRS)
           await stream.end()
           return { x, o, index: i + j }
         } catch (err) {
@@ -531,6 +546,6 @@ t.test(`${RUNS} requests and answers with planted values (seed ${SEED}): none le
   }
   const seconds = (performance.now() - t0) / 1000
   if (process.env.PROPERTY_DEBUG) for (const l of leaks) console.error(l)
-  t.same(leaks.slice(0, 5), [], `no planted value leaves (${leaks.length} leaks; replay with PROPERTY_SEED=${SEED})`)
+  t.same(leaks.slice(0, 5), [], `no planted value leaves (${leaks.length} leaks; replay with ${replay})`)
   t.ok(upstream > RUNS / 2, `most requests went upstream redacted (${upstream} of ${RUNS}; ${refused} refused), ${planted} values planted; ${generation.toFixed(1)} s to generate, ${seconds.toFixed(1)} s to run (${checking.toFixed(1)} s of it checking)`)
-})
+}
