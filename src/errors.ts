@@ -3,7 +3,7 @@
  * stable codes, an HTTP status and a message that is safe to show the caller.
  * Internal details never reach the client: they go to logs and the audit span.
  */
-import { matchRoute } from './providers/routes.ts'
+import { pathPart } from './providers/routes.ts'
 
 export interface ErrorSpec {
   readonly status: number
@@ -28,6 +28,7 @@ export const ERRORS = {
   MG_POLICY_DENIED: { status: 403, message: 'The request is not permitted by policy.' },
   MG_POLICY_ERROR: { status: 403, message: 'The request could not be evaluated against policy, so it is denied.' },
   MG_DATA_BLOCKED: { status: 403, message: 'The request carries data that policy does not allow to leave.' },
+  MG_DATA_OUTSIDE_BODY: { status: 400, message: 'The request URL or a header carries data that must not leave as it is; modelgate redacts bodies only.' },
   MG_RESPONSE_BLOCKED: { status: 502, message: 'The response carried data that policy does not allow to be returned.' },
   MG_RESPONSE_UNREADABLE: { status: 502, message: 'The response could not be inspected (unsupported or corrupt content-encoding), so it is withheld.' },
   MG_RESPONSE_BINARY: { status: 502, message: 'The response is binary (not UTF-8 text) and cannot be inspected, so it is withheld.' },
@@ -101,16 +102,13 @@ export function toGateError(err: unknown): GateError {
 export type Dialect = 'openai' | 'anthropic'
 
 /**
- * The dialect of a request path, decided once per request when its headers
- * arrive. It uses the provider stage's own route table, so it always agrees
- * with the API matched there; a path no route matches (a refused one) is
- * Anthropic's when it lies under an Anthropic API prefix, else OpenAI's.
+ * The dialect of a request path, decided when its headers arrive, before any
+ * stage ran: Anthropic's when the path lies under an Anthropic API prefix,
+ * else OpenAI's. Once the provider stage has matched the path to a route
+ * (with the configured base paths), the route's kind decides instead.
  */
 export function dialectForPath(rawPath: string): Dialect {
-  const route = matchRoute(rawPath)
-  if (route) return route.kind === 'anthropic' ? 'anthropic' : 'openai'
-  const q = rawPath.search(/[?#]/)
-  const path = q === -1 ? rawPath : rawPath.slice(0, q)
+  const path = pathPart(rawPath)
   return ANTHROPIC_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`)) ? 'anthropic' : 'openai'
 }
 

@@ -47,8 +47,15 @@ export const GEN_AI_TOKEN_TYPE = 'gen_ai.token.type'
 export const HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code'
 /** HTTP method of the request. */
 export const HTTP_REQUEST_METHOD = 'http.request.method'
-/** Request path without the query string (queries can carry keys). */
+/**
+ * Request path without the query string, as modelgate's scan left it: every
+ * segment holding a finding replaced by its placeholder label
+ * (`/openai/deployments/[GITHUB_TOKEN]/chat/completions`); the route template
+ * when the path was not scanned. Never the raw path of a refused route.
+ */
 export const URL_PATH = 'url.path'
+/** The API route the path matched, as a template (`/openai/deployments/{deployment}/chat/completions`). */
+export const HTTP_ROUTE = 'http.route'
 /** The :authority the caller addressed. */
 export const SERVER_ADDRESS = 'server.address'
 /** Set when the request failed inside modelgate: the error code (e.g. MG_INTERNAL) or the stream error name. */
@@ -77,6 +84,12 @@ export const MG_OPERATION = 'modelgate.operation'
 export const MG_API = 'modelgate.api'
 /** The logical provider route name from the Envoy route (e.g. `internal-llm`). */
 export const MG_PROVIDER_ROUTE = 'modelgate.provider.route'
+/**
+ * The query's parameter names, in order (never the values, never the raw
+ * query): a name holding a finding reads as its placeholder label
+ * (`[GITHUB_TOKEN]`), a name that is not plain text as `[*]`.
+ */
+export const MG_URL_QUERY_PARAMS = 'modelgate.url.query_params'
 /** Tool names declared in the request. */
 export const MG_TOOLS = 'modelgate.request.tools'
 /** Size of the request body modelgate received, in bytes. */

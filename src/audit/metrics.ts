@@ -180,7 +180,7 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
       }
       for (const [stage, ms] of ctx.timings) stageDuration.record(ms / 1000, { [MG_STAGE_NAME]: stage })
       if (ctx.request) {
-        const tokenAttrs = { ...base, [GEN_AI_REQUEST_MODEL]: ctx.request.model.slice(0, 128) }
+        const tokenAttrs = { ...base, [GEN_AI_REQUEST_MODEL]: ctx.recordableModel(ctx.request.model)!.slice(0, 128) }
         if (ctx.usage.input !== undefined) tokenUsage.record(ctx.usage.input, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'input' })
         if (ctx.usage.output !== undefined) tokenUsage.record(ctx.usage.output, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'output' })
       }

@@ -77,17 +77,11 @@ export function isFailure(ctx: RequestContext, stream: StreamOutcome): boolean {
 /** GenAI semconv span name `{operation} {model}`, or `modelgate.request` before the body was parsed. */
 export function spanName(ctx: RequestContext): string {
   if (!ctx.request) return A.SPAN_REQUEST
-  return `${genAiOperation(ctx.request.operation)} ${cap(ctx.request.model, 128)}`.trim()
+  return `${genAiOperation(ctx.request.operation)} ${cap(ctx.recordableModel(ctx.request.model)!, 128)}`.trim()
 }
 
 export function cap(s: string, n = MAX_STRING): string {
   return s.length > n ? s.slice(0, n) : s
-}
-
-/** The path without its query string, which can carry keys (`?key=…`). */
-export function pathOnly(path: string): string {
-  const q = path.search(/[?#]/)
-  return cap(q < 0 ? path : path.slice(0, q))
 }
 
 /** Milliseconds rounded to microseconds, so records stay readable. */
@@ -187,7 +181,10 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   set(A.MG_UPSTREAM_REACHED, extras.upstreamReached)
   if (extras.upstreamReached) set(A.MG_RESPONSE_COMPLETE, extras.responseComplete === true)
   set(A.HTTP_REQUEST_METHOD, ctx.method || undefined)
-  set(A.URL_PATH, ctx.path ? pathOnly(ctx.path) : undefined)
+  // The scanned path, or the route's template; nothing of a path no route matched (it may hold anything).
+  set(A.URL_PATH, ctx.url?.path !== undefined ? cap(ctx.url.path) : ctx.route?.template)
+  set(A.HTTP_ROUTE, ctx.route?.template)
+  set(A.MG_URL_QUERY_PARAMS, ctx.url ? ctx.url.queryNames.slice(0, MAX_ITEMS).map((n) => cap(n, 128)) : undefined)
   set(A.SERVER_ADDRESS, ctx.authority ? cap(ctx.authority, 256) : undefined)
   set(A.HTTP_RESPONSE_STATUS_CODE, ctx.responseStatus)
   set(A.MG_DURATION_MS, roundMs(extras.durationMs))
@@ -223,12 +220,12 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.MG_OPERATION, req.operation)
     set(A.MG_API, req.api)
     set(A.MG_PROVIDER_ROUTE, cap(req.providerName, 256))
-    set(A.GEN_AI_REQUEST_MODEL, cap(req.model))
+    set(A.GEN_AI_REQUEST_MODEL, cap(ctx.recordableModel(req.model)!))
     set(A.GEN_AI_REQUEST_STREAM, req.stream)
     set(A.GEN_AI_REQUEST_MAX_TOKENS, req.maxTokens)
     set(A.MG_TOOLS, [...new Set(req.tools.map((t) => cap(t.name, 256)))].slice(0, MAX_ITEMS))
   }
-  set(A.GEN_AI_RESPONSE_MODEL, ctx.responseModel ? cap(ctx.responseModel) : undefined)
+  set(A.GEN_AI_RESPONSE_MODEL, ctx.responseModel ? cap(ctx.recordableModel(ctx.responseModel)!) : undefined)
   set(A.GEN_AI_USAGE_INPUT_TOKENS, ctx.usage.input)
   set(A.GEN_AI_USAGE_OUTPUT_TOKENS, ctx.usage.output)
 

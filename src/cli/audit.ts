@@ -231,7 +231,12 @@ export function story(r: SpanRecord, stages: readonly SpanRecord[] = []): string
     row('model', `${s(A.MG_PROVIDER_ROUTE) ?? s(A.GEN_AI_PROVIDER_NAME)} ${s(A.MG_OPERATION) ?? s(A.GEN_AI_OPERATION_NAME) ?? ''}, ${model}${resp && resp !== model ? ` → ${resp}` : ''}${stream ? ', streamed' : ''}`)
   } else row('model', 'request not parsed (denied before the body was read)')
   const path = s(A.URL_PATH)
-  if (path) row('endpoint', `${s(A.HTTP_REQUEST_METHOD) ?? ''} ${s(A.SERVER_ADDRESS) ?? ''}${path}`.trim())
+  if (path) {
+    const route = s(A.HTTP_ROUTE)
+    const params = attrStrings(r, A.MG_URL_QUERY_PARAMS)
+    row('endpoint', `${s(A.HTTP_REQUEST_METHOD) ?? ''} ${s(A.SERVER_ADDRESS) ?? ''}${path}`.trim() + (route && route !== path ? ` (route ${route})` : ''))
+    if (params.length) row('', `query parameters ${params.join(', ')} (names only)`)
+  }
 
   // What data.
   const classes = attrStrings(r, A.MG_DATA_CLASSES)

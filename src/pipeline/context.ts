@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Dialect, GateError } from '../errors.ts'
 import type { DelegatedUser, WorkloadIdentity } from '../identity/types.ts'
+import type { ApiRoute } from '../providers/routes.ts'
 import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
 
 /** A header change for Envoy: values set (overwriting) and names removed. */
@@ -59,6 +60,12 @@ export interface Finding {
  *   keeps this action until redaction-apply decides it.
  */
 export type FindingAction = 'allow' | 'redact' | 'block' | 'withheld'
+
+/** The URL as the audit trail records it (see RequestContext.url). */
+export interface UrlRecord {
+  readonly path: string
+  readonly queryNames: readonly string[]
+}
 
 /** The policy outcome for a request, as recorded in the audit trail. */
 export interface PolicyDecision {
@@ -129,6 +136,14 @@ export class RequestContext {
 
   identity: WorkloadIdentity | undefined
   user: DelegatedUser | undefined
+  /** The API route the path matched, set by the provider stage when the request headers arrive. */
+  route: ApiRoute | undefined
+  /**
+   * What the audit trail may record of the URL, set by the redaction stage once
+   * it has scanned it: the path with every finding replaced by a placeholder,
+   * and the query's parameter names (likewise). Never the raw query.
+   */
+  url: UrlRecord | undefined
   request: ParsedRequest | undefined
 
   /** The buffered request body. Replace it with `replaceRequestBody`. */
@@ -181,6 +196,17 @@ export class RequestContext {
   addFinding(f: Finding): void {
     this.findings.push(f)
     this.dataClasses.add(f.dataClass)
+  }
+
+  /**
+   * A model name as logs, metrics, Envoy's metadata and the audit trail may
+   * keep it: `[redacted]` when it is the requested model and that name held a
+   * finding (the body's `model`, or an Azure deployment in the path).
+   */
+  recordableModel(model: string | undefined): string | undefined {
+    if (model === undefined || model !== this.request?.model) return model
+    const inPath = this.route?.deployment !== undefined
+    return this.findings.some((f) => f.direction === 'request' && (f.location === 'model' || (inPath && f.location === 'url.path'))) ? '[redacted]' : model
   }
 
   /** Milliseconds since the stream started. */

@@ -11,7 +11,7 @@ import type { Stage } from '../pipeline/stage.ts'
 import { decodeBuffered, DecodeError, MAX_STACKED_CODINGS, parseContentEncoding, SUPPORTED_CODINGS, type Coding } from '../redaction/encoding.ts'
 import { inProcessInspector, type BodyInspector } from '../inspection/inspector.ts'
 import { bodyFacts, SseFactsReader } from './response.ts'
-import { matchRoute, type ApiRoute } from './routes.ts'
+import { compileRouteTable, type ApiRoute } from './routes.ts'
 
 /** The gRPC metadata key Envoy routes set (grpc_initial_metadata) to name their provider. */
 export const PROVIDER_METADATA_KEY = 'x-modelgate-provider'
@@ -54,12 +54,16 @@ export interface ProviderStageOptions {
 
 export function createProviderStage(opts: ProviderStageOptions): Stage {
   const routes = opts.config.routes
+  const table = compileRouteTable(opts.config)
   const inspector = opts.inspector ?? inProcessInspector()
   return {
     name: 'provider',
     requestHeaders(ctx) {
-      const route = matchRoute(ctx.path)
-      if (!route) throw new GateError('MG_ROUTE_UNSUPPORTED', { details: { path: ctx.path.split('?')[0]!.slice(0, 200) } })
+      const route = table.match(ctx.path, routeProviderName(ctx))
+      // No path in the details: the caller knows it, and a refused path may carry a secret the audit must not keep.
+      if (!route) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'the path is not an API path of this provider route' })
+      ctx.route = route
+      ctx.dialect = route.kind === 'anthropic' ? 'anthropic' : 'openai'
       if (ctx.method !== 'POST') throw new GateError('MG_METHOD_UNSUPPORTED', { details: { method: ctx.method.slice(0, 16) } })
       ctx.local(ROUTE, () => route)
       // Ask for an uncompressed response so every byte can be inspected on the way back.

@@ -132,8 +132,9 @@ export function decodeRun(view: string, start: number, end: number): { at: numbe
     if (!sampleIsText(view, at)) continue
     let encoded = view.slice(at, end)
     if (encoded.includes('\n')) encoded = encoded.replace(/\r?\n/g, '')
-    const text = Buffer.from(encoded, 'base64').toString('utf8')
-    if (mostlyText(text)) return { at, text }
+    const bytes = Buffer.from(encoded, 'base64')
+    const text = bytes.toString('utf8')
+    if (mostlyText(text, literalReplacements(bytes))) return { at, text }
   }
   return undefined
 }
@@ -169,13 +170,24 @@ function sampleIsText(view: string, at: number): boolean {
   return true
 }
 
-/** Fewer than 5% control characters or replacement characters (bytes that were not UTF-8). */
-function mostlyText(s: string): boolean {
+/**
+ * Fewer than 5% control characters or replacement characters for bytes that
+ * were not UTF-8. `literal` replacement characters were encoded as such
+ * (EF BF BD): they are text, and do not count.
+ */
+function mostlyText(s: string, literal = 0): boolean {
   if (s.length === 0) return false
-  let bad = 0
+  let bad = -literal
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)
     if ((c < 32 && c !== 9 && c !== 10 && c !== 13) || c === 0x7f || c === 0xfffd) bad++
   }
   return bad / s.length < 0.05
+}
+
+/** How many U+FFFD the bytes hold, encoded as UTF-8 (a text writer's replacement of a lone surrogate). */
+function literalReplacements(bytes: Buffer): number {
+  let n = 0
+  for (let i = bytes.indexOf(0xef); i >= 0 && i + 2 < bytes.length; i = bytes.indexOf(0xef, i + 1)) if (bytes[i + 1] === 0xbf && bytes[i + 2] === 0xbd) n++
+  return n
 }

@@ -112,10 +112,10 @@ export function scanLeaves(engine: RedactionEngine, doc: JsonDocument, subject: 
     if (value.length <= MEMO_MAX_LENGTH) {
       const known = memo.get(value)
       if (known === undefined) {
-        detections = scanner.scan(value, { subject })
+        detections = scanText(engine, value, subject)
         memo.set(value, detections)
       } else detections = known.length === 0 ? known : known.map((d) => ({ ...d })) // one object per occurrence
-    } else detections = scanner.scan(value, { subject })
+    } else detections = scanText(engine, value, subject)
     if (detections.length > 0) {
       if (leaf.kind === 'key') maskedKeys.add(value)
       found.push({ leaf, detections })
@@ -129,6 +129,78 @@ export function scanLeaves(engine: RedactionEngine, doc: JsonDocument, subject: 
     detections,
   }))
   return { mode: 'json', sites, scanned }
+}
+
+/** How deep JSON held in strings is read: arguments holding JSON that holds JSON. */
+const MAX_ESCAPE_LEVELS = 2
+const SIMPLE_ESCAPES: Readonly<Record<string, string>> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' }
+
+/**
+ * A text's JSON escapes decoded (`\"`, `\\`, `\n`, `\u0067`…), as the reader of
+ * JSON held in a string (tool arguments, structured output) decodes it, with
+ * the span in `text` of each decoded unit. Undefined when nothing is escaped.
+ */
+export function unescapedView(text: string): { readonly view: string; readonly starts: readonly number[]; readonly ends: readonly number[] } | undefined {
+  if (text.indexOf('\\') < 0) return undefined
+  let view = ''
+  const starts: number[] = []
+  const ends: number[] = []
+  let changed = false
+  for (let i = 0; i < text.length; ) {
+    if (text.charCodeAt(i) === 0x5c && i + 1 < text.length) {
+      const simple = SIMPLE_ESCAPES[text[i + 1]!]
+      if (simple !== undefined) {
+        view += simple
+        starts.push(i)
+        ends.push(i + 2)
+        i += 2
+        changed = true
+        continue
+      }
+      if (text[i + 1] === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) {
+        view += String.fromCharCode(parseInt(text.slice(i + 2, i + 6), 16))
+        starts.push(i)
+        ends.push(i + 6)
+        i += 6
+        changed = true
+        continue
+      }
+    }
+    view += text[i]
+    starts.push(i)
+    ends.push(i + 1)
+    i++
+  }
+  return changed ? { view, starts, ends } : undefined
+}
+
+/**
+ * Scans a leaf's text, and, when it carries JSON escapes, the text as a JSON
+ * reader decodes it (two levels deep): a value written `api_key = \"…\"` inside
+ * tool arguments is found, and redacted in place of its escaped span.
+ */
+function scanText(engine: RedactionEngine, text: string, subject: ScanSubject | undefined): Detection[] {
+  const found = engine.scanner.scan(text, { subject })
+  let current = text
+  let starts: readonly number[] | undefined
+  let ends: readonly number[] | undefined
+  for (let level = 0; level < MAX_ESCAPE_LEVELS; level++) {
+    const u = unescapedView(current)
+    if (!u) break
+    // Offsets of this level's units in the original text.
+    const s0 = starts
+    const e0 = ends
+    starts = u.starts.map((x) => (s0 ? s0[x]! : x))
+    ends = u.ends.map((x) => (e0 ? e0[x - 1]! : x))
+    current = u.view
+    for (const d of engine.scanner.scan(current, { subject })) {
+      const start = starts[d.start]!
+      const end = ends[d.end - 1]!
+      if (found.some((f) => f.start < end && start < f.end)) continue
+      found.push({ ...d, start, end, value: text.slice(start, end) })
+    }
+  }
+  return found.sort((a, b) => a.start - b.start)
 }
 
 function textSites(engine: RedactionEngine, raw: string, location: string, subject: ScanSubject | undefined): TextSite[] {

@@ -1,14 +1,21 @@
 /**
  * The redaction stages.
  *
- * - `redaction-scan` (before policy): records the findings of the request
- *   body's scan, so the data classes reach the Cedar context. The scan itself
- *   is made where the body is parsed, once (inspection/, in the provider
- *   stage); without one (`modelgate redact`, a text body), it scans here.
+ * - `redaction-scan` (before policy): when the request headers arrive, scans
+ *   what leaves outside the body — the path, the query and the request
+ *   headers (outside.ts) — and records the findings and the URL the audit
+ *   trail may keep; then records the findings of the request body's scan, so
+ *   the data classes of both reach the Cedar context. The body scan itself is
+ *   made where the body is parsed, once (inspection/, in the provider stage);
+ *   without one (`modelgate redact`, a text body), it scans here.
  * - `redaction-apply` (after policy): decides each class (allow, redact,
- *   block), rewrites the body JSON-aware, and redacts responses: buffered
- *   JSON/text bodies whole, SSE streams event by event with a bounded
- *   hold-back. Compressed responses are decoded first, or refused.
+ *   block) for the body and outside it alike. Outside the body nothing can
+ *   be replaced by a placeholder: a value to be redacted there refuses the
+ *   request (MG_DATA_OUTSIDE_BODY), or, where configured, its header is
+ *   stripped or its query parameter removed. Then it rewrites the body
+ *   JSON-aware, and redacts responses: buffered JSON/text bodies whole, SSE
+ *   streams event by event with a bounded hold-back. Compressed responses
+ *   are decoded first, or refused.
  *
  * Findings carry detector, class, location, offsets and a salted hash; values
  * stay in memory for the request's lifetime only and are never logged.
@@ -23,6 +30,7 @@ import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../json/document.ts'
 import { reservedPlaceholders, rewriteDocument, scanDocument, type DocumentScan, type TextSite } from './document.ts'
 import { compileRedaction, type RedactionEngine } from './engine.ts'
 import { PlaceholderBook } from './placeholders.ts'
+import { canStrip, compileOutsideScanner, pathWithout, type OutsideScan, type OutsideSite } from './outside.ts'
 import { createResponseRedaction } from './response.ts'
 import type { Detection, RedactionAction } from './types.ts'
 
@@ -57,6 +65,8 @@ export function treatBodyAsText(ctx: RequestContext): void {
   ctx.local(TEXT_BODY, () => true)
 }
 interface RequestState {
+  /** The scan of the path, query and headers. */
+  outside: OutsideScan | undefined
   scan: DocumentScan | undefined
   /** Index in ctx.findings of each recorded request detection. */
   readonly findingIndex: Map<Detection, number>
@@ -71,8 +81,9 @@ interface RequestState {
  */
 export function createRedactionStages(config: RedactionConfig, deps: RedactionStageDeps, engine: RedactionEngine = compileRedaction(config)): RedactionStages {
   const { logger } = deps
+  const outside = compileOutsideScanner(engine, config)
   const requestState = (ctx: RequestContext) =>
-    ctx.local<RequestState>(REQUEST, () => ({ scan: undefined, findingIndex: new Map(), book: undefined, restore: false, dropped: 0 }))
+    ctx.local<RequestState>(REQUEST, () => ({ outside: undefined, scan: undefined, findingIndex: new Map(), book: undefined, restore: false, dropped: 0 }))
 
   const record = (ctx: RequestContext, f: Finding): number | undefined => {
     if (ctx.findings.length >= MAX_FINDINGS) {
@@ -96,8 +107,34 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
     subject: scanSubjectOf,
   })
 
+  const recordDetection = (ctx: RequestContext, st: RequestState, d: Detection, location: string) => {
+    const idx = record(ctx, {
+      detector: d.detector,
+      dataClass: d.dataClass,
+      confidence: d.confidence,
+      direction: 'request',
+      location,
+      start: d.start,
+      length: d.end - d.start,
+      hash: engine.hash(d.value),
+      // Nothing is sent until redaction-apply decides; a request refused before then withheld the value.
+      action: 'withheld',
+    })
+    if (idx !== undefined) st.findingIndex.set(d, idx)
+  }
+
   const scan: Stage = {
     name: 'redaction-scan',
+    requestHeaders(ctx) {
+      if (!config.enabled) return
+      const st = requestState(ctx)
+      // Headers an earlier stage removes or replaces (identity headers, accept-encoding) do not go upstream as sent.
+      const replaced = new Set([...ctx.requestHeaderChanges.remove, ...ctx.requestHeaderChanges.set.keys()])
+      const out = outside.scan({ path: ctx.path, headers: ctx.requestHeaders, replaced, subject: scanSubjectOf(ctx) })
+      st.outside = out
+      ctx.url = out.url
+      for (const site of out.sites) for (const d of site.detections) recordDetection(ctx, st, d, site.location)
+    },
     requestBody(ctx) {
       if (!config.enabled) return
       const st = requestState(ctx)
@@ -106,23 +143,7 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
         (text ? undefined : requestScanOf(ctx)) ??
         scanDocument(engine, ctx.requestBody, scanSubjectOf(ctx), { text, direction: 'request', limits: deps.jsonLimits ?? DEFAULT_JSON_LIMITS })
       st.scan = doc
-      for (const site of doc.sites) {
-        for (const d of site.detections) {
-          const idx = record(ctx, {
-            detector: d.detector,
-            dataClass: d.dataClass,
-            confidence: d.confidence,
-            direction: 'request',
-            location: site.location,
-            start: d.start,
-            length: d.end - d.start,
-            hash: engine.hash(d.value),
-            // Nothing is sent until redaction-apply decides; a request refused before then withheld the value.
-            action: 'withheld',
-          })
-          if (idx !== undefined) st.findingIndex.set(d, idx)
-        }
-      }
+      for (const site of doc.sites) for (const d of site.detections) recordDetection(ctx, st, d, site.location)
     },
   }
 
@@ -133,7 +154,9 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       const st = requestState(ctx)
       st.restore = engine.restoreFor(ctx.request?.providerName)
       const doc = st.scan
-      if (!doc || !doc.sites.some((s) => s.detections.length > 0)) return
+      const outsideSites = st.outside?.sites ?? []
+      const inBody = doc !== undefined && doc.sites.some((s) => s.detections.length > 0)
+      if (!inBody && outsideSites.length === 0) return
       // One decision per class (and detector override), policy permission last: the policy decision
       // lists the classes it lets leave unredacted; nothing else is asked.
       const unredacted = ctx.decision?.unredactedClasses
@@ -146,21 +169,30 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
         }
         return p ? 'allow' : engine.action('request', d.dataClass, d.detector)
       }
+      const setAction = (d: Detection, a: RedactionAction) => {
+        const idx = st.findingIndex.get(d)
+        if (idx !== undefined && ctx.findings[idx]!.action !== a) ctx.findings[idx] = { ...ctx.findings[idx]!, action: a }
+      }
+      /** The request is refused: values other than those that refused it were not sent either. */
+      const withholdOthers = () => {
+        for (const idx of st.findingIndex.values()) if (ctx.findings[idx]!.action !== 'block') ctx.findings[idx] = { ...ctx.findings[idx]!, action: 'withheld' }
+      }
       const blocked = new Set<string>()
-      for (const site of doc.sites) {
+      const sites = [...outsideSites, ...(doc?.sites ?? [])]
+      for (const site of sites) {
         for (const d of site.detections) {
           const a = decide(d)
           if (a === 'block') blocked.add(d.dataClass)
-          const idx = st.findingIndex.get(d)
-          if (idx !== undefined && ctx.findings[idx]!.action !== a) ctx.findings[idx] = { ...ctx.findings[idx]!, action: a }
+          setAction(d, a)
         }
       }
       if (blocked.size > 0) {
-        // The request is refused: values of the other classes were not sent either.
-        for (const idx of st.findingIndex.values()) if (ctx.findings[idx]!.action !== 'block') ctx.findings[idx] = { ...ctx.findings[idx]!, action: 'withheld' }
+        withholdOthers()
         const classes = [...blocked].sort()
         throw new GateError('MG_DATA_BLOCKED', { details: { data_classes: classes }, internal: `blocked data classes: ${classes.join(', ')}` })
       }
+      if (outsideSites.length > 0) applyOutside(ctx, outsideSites, decide, setAction, withholdOthers)
+      if (!doc || !inBody) return
       const book = new PlaceholderBook(reservedPlaceholders(doc))
       st.book = book
       const result = rewriteDocument(doc, ctx.requestBody, (_site: TextSite, d: Detection) => decide(d), book, false)
@@ -174,6 +206,39 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       const st = ctx.local<RequestState | undefined>(REQUEST, () => undefined)
       if (st && st.dropped > 0) logger.warn('findings over the per-request limit were counted but not recorded', { request_id: ctx.id, dropped: st.dropped })
     },
+  }
+
+  /**
+   * Values to be redacted outside the body: a header is stripped and a query
+   * parameter removed where configured (Envoy lets ext_proc change both),
+   * otherwise the request is refused. A path segment cannot be taken out.
+   */
+  const applyOutside = (
+    ctx: RequestContext,
+    sites: readonly OutsideSite[],
+    decide: (d: Detection) => RedactionAction,
+    setAction: (d: Detection, a: RedactionAction) => void,
+    withholdOthers: () => void,
+  ) => {
+    const strip = new Set<string>()
+    const remove = new Set<number>()
+    const refused: OutsideSite[] = []
+    for (const site of sites) {
+      const redact = site.detections.filter((d) => decide(d) === 'redact')
+      if (redact.length === 0) continue
+      if (site.part === 'header' && config.headers.action === 'strip' && canStrip(site.header!)) strip.add(site.header!)
+      else if (site.part === 'query' && config.query.action === 'remove') for (const p of site.params ?? []) remove.add(p)
+      else refused.push(site)
+    }
+    if (refused.length > 0) {
+      for (const site of refused) for (const d of site.detections) if (decide(d) === 'redact') setAction(d, 'block')
+      withholdOthers()
+      const locations = [...new Set(refused.map((s) => s.location))].sort()
+      const classes = [...new Set(refused.flatMap((s) => s.detections.filter((d) => decide(d) === 'redact').map((d) => d.dataClass)))].sort()
+      throw new GateError('MG_DATA_OUTSIDE_BODY', { details: { locations, data_classes: classes }, internal: `data to redact outside the body: ${locations.join(', ')}` })
+    }
+    for (const h of strip) ctx.requestHeaderChanges.removeHeader(h)
+    if (remove.size > 0) ctx.requestHeaderChanges.setHeader(':path', pathWithout(ctx.path, remove))
   }
 
   return { scan, apply, engine }

@@ -417,6 +417,7 @@ const PLACEHOLDER_WORDS = [
   'redacted',
   'insert',
   'replace',
+  'replaceme',
   '****',
   '....',
   '<',
@@ -440,8 +441,20 @@ const DOCUMENTATION_SAMPLES: ReadonlySet<string> = new Set([
   'sk_test_4eC39HqLyjWDarjtT1zdp7dc',
 ])
 
-/** The placeholder words as one case-insensitive alternation of literals (no quantifiers: linear). */
-const PLACEHOLDER_RE = new RegExp(PLACEHOLDER_WORDS.map((w) => w.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')).join('|'), 'i')
+/** Filler runs, placeholders wherever they sit (`sk-proj-xxxxxxxxxxxx`). */
+const FILLERS: ReadonlySet<string> = new Set(['xxxx', 'abcdefgh'])
+
+/**
+ * The placeholder words as one case-insensitive alternation of literals (no
+ * quantifiers: linear). A word of letters (not a filler run) counts only as a whole part of the
+ * value (no letter before or after it): "replace-me", "replaceme" and
+ * "YOUR_KEY_SAMPLE" are placeholders, the passwords "fireplace-63!" and
+ * "smoggy-replacement-35!" are not.
+ */
+const PLACEHOLDER_RE = new RegExp(
+  PLACEHOLDER_WORDS.map((w) => (/^[a-z]+$/i.test(w) && !FILLERS.has(w) ? `(?<![A-Za-z])${w}(?![A-Za-z])` : w.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&'))).join('|'),
+  'i',
+)
 
 /**
  * True for values that are templates or placeholders rather than secrets:

@@ -1,7 +1,7 @@
 /**
  * Scanning of self-contained values: JSON keys, strings and numbers, and
  * whole texts, as a client decodes them. Many small values are scanned in one
- * pass (joined by line feeds; a match that runs across two of them sends the
+ * pass (joined by a space and a line feed; a match that runs across two of them sends the
  * values it touches to a scan of their own); a value that carries escapes is
  * also read decoded (a string holding JSON is parsed again by its reader);
  * lone surrogates are read as U+FFFD; results are cached by text.
@@ -13,6 +13,14 @@ import type { JsonToken } from './json-tokens.ts'
 import { applyEdits, type Edit, type PlaceholderBook } from './placeholders.ts'
 import { resolveOverlaps, type Scanner } from './scanner.ts'
 import type { Detection, RedactionAction, ScanSubject } from './types.ts'
+
+/**
+ * Between values scanned as one text: a line feed, after a space so that no
+ * value ends a line that is base64 to its end (the scanner reads such lines
+ * as one wrapped base64 block: two values would decode as one, into
+ * something that is not text, and neither would be looked into).
+ */
+const SEPARATOR = ' \n'
 
 /** Scan results kept per stream (by text), and the longest text cached. */
 const CACHE_ENTRIES = 256
@@ -92,14 +100,14 @@ export class ValueScanner {
       res[0] = this.scanValue(texts[0]!, this.scan(texts[0]!))
       return res
     }
-    const joined = texts.join('\n')
+    const joined = texts.join(SEPARATOR)
     const dets = this.scan(joined)
     if (dets.length === 0) return res.map((d, k) => this.scanValue(texts[k]!, d))
     const offsets: number[] = []
     let o = 0
     for (const t of texts) {
       offsets.push(o)
-      o += t.length + 1
+      o += t.length + SEPARATOR.length
     }
     const alone = new Set<number>()
     for (const d of dets) {

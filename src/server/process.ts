@@ -17,7 +17,6 @@ import { denialBody, denialHeaders, dialectForPath, GateError, toGateError } fro
 import type { Logger } from '../log.ts'
 import { RequestContext } from '../pipeline/context.ts'
 import type { Pipeline } from '../pipeline/pipeline.ts'
-import { matchRoute } from '../providers/routes.ts'
 import type { BodyChunk, StreamOutcome } from '../pipeline/stage.ts'
 import type { StreamReset } from './transport.ts'
 import {
@@ -79,8 +78,6 @@ class StreamSession {
   #requestBytes = 0
   /** The last message Envoy sent (for the reset report). */
   #lastPhase: string | undefined
-  /** The request path as a route template (`path` in the metadata), once the path is known. */
-  #pathTemplate: string | undefined
 
   constructor(call: ProcessCall, deps: ProcessDeps) {
     this.#call = call
@@ -291,15 +288,14 @@ class StreamSession {
   /** Facts for Envoy's access log, in the `modelgate` dynamic metadata namespace. Never request content. */
   #metadata(): Pick<ProcessingResponseMsg, 'dynamic_metadata'> {
     const ctx = this.#ctx
-    if (this.#pathTemplate === undefined && ctx.path) this.#pathTemplate = matchRoute(ctx.path)?.template ?? ''
     const facts: Record<string, unknown> = {
       request_id: ctx.id,
       // The route's template, never the raw path (a query or a segment may carry a secret).
-      path: this.#pathTemplate || undefined,
+      path: ctx.route?.template,
       spiffe_id: ctx.identity?.spiffeId,
       decision_id: ctx.decision?.decisionId,
       policy_set: ctx.decision?.policySetHash,
-      model: ctx.request?.model,
+      model: ctx.recordableModel(ctx.request?.model),
       error_code: ctx.denial?.code,
     }
     return { dynamic_metadata: jsToStruct({ [METADATA_NAMESPACE]: facts }) }

@@ -19,3 +19,20 @@ export function permitAllPolicyDir(): string {
   dir = d
   return d
 }
+
+let redactDir: string | undefined
+
+/**
+ * A directory with the shipped schema and a policy that permits every model
+ * and tool call but never `send_unredacted`: every class found is redacted
+ * (or refused where it cannot be), whoever calls.
+ */
+export function permitAllRedactedPolicyDir(): string {
+  if (redactDir) return redactDir
+  const d = mkdtempSync(join(tmpdir(), 'modelgate-permit-redacted-'))
+  copyFileSync(join(REPO_ROOT, 'policies', 'modelgate.cedarschema'), join(d, 'modelgate.cedarschema'))
+  writeFileSync(join(d, 'permit-redacted.cedar'), '@id("permit-all-redacted")\n@owner("tests")\npermit (principal, action, resource)\nunless { action == ModelGate::Action::"send_unredacted" };\n')
+  process.once('exit', () => rmSync(d, { recursive: true, force: true }))
+  redactDir = d
+  return d
+}

@@ -324,7 +324,7 @@ t.test('denials are ImmediateResponses with an explicit status, a JSON body and 
     { name: 'two URI SANs', code: 'MG_IDENTITY_INVALID', attrs: mtlsAttributes(PEM.twoUris, CHECKOUT) },
     { name: 'a non-SPIFFE URI SAN', code: 'MG_IDENTITY_INVALID', attrs: mtlsAttributes(PEM.nonSpiffe, 'https://example.org/checkout') },
     { name: 'a foreign trust domain', code: 'MG_IDENTITY_UNTRUSTED', attrs: mtlsAttributes(PEM.foreign) },
-    { name: 'an unknown path', code: 'MG_ROUTE_UNSUPPORTED', path: '/v1/models', details: { path: '/v1/models' } },
+    { name: 'an unknown path', code: 'MG_ROUTE_UNSUPPORTED', path: '/v1/models' },
     { name: 'a GET', code: 'MG_METHOD_UNSUPPORTED', headers: { ':method': 'GET' }, details: { method: 'GET' } },
     { name: 'malformed JSON', code: 'MG_BODY_MALFORMED', body: '{"model": "gpt-4o-mini", "messages": [' },
     { name: 'a text/plain body', code: 'MG_CONTENT_TYPE_UNSUPPORTED', headers: { 'content-type': 'text/plain' }, body: 'hello', details: { content_type: 'text/plain' } },

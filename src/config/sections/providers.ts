@@ -2,10 +2,18 @@
 export interface ProvidersConfig {
   /**
    * Logical provider names, keyed by the `provider` value in the Envoy route's
-   * `modelgate` metadata. `kind` decides how bodies are parsed.
+   * `modelgate` metadata. `kind` decides how bodies are parsed; `basePaths`
+   * are the prefixes the route accepts before the API's `/v1/…` path (default
+   * per kind: `/openai` and `/api` for `openai`, none for the others).
    */
-  routes: Record<string, { kind: 'openai' | 'anthropic' | 'azure-openai' }>
+  routes: Record<string, { kind: 'openai' | 'anthropic' | 'azure-openai'; basePaths?: string[] }>
 }
+
+/**
+ * A base path: one to four literal segments, each led by `/`, no dot segments,
+ * no trailing `/`, only unreserved URL characters (so it is compared exactly as sent).
+ */
+export const BASE_PATH_PATTERN = '^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._~-]{1,64}){1,4}$'
 
 export const providersSchema = {
   type: 'object',
@@ -20,7 +28,10 @@ export const providersSchema = {
         type: 'object',
         additionalProperties: false,
         required: ['kind'],
-        properties: { kind: { enum: ['openai', 'anthropic', 'azure-openai'] } },
+        properties: {
+          kind: { enum: ['openai', 'anthropic', 'azure-openai'] },
+          basePaths: { type: 'array', maxItems: 16, uniqueItems: true, items: { type: 'string', pattern: BASE_PATH_PATTERN } },
+        },
       },
     },
   },

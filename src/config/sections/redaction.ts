@@ -67,9 +67,21 @@ export interface RedactionConfig {
     binaryProviders: string[]
   }
   custom: CustomDetectorConfig[]
+  /**
+   * Request headers scanned like the body (the path and query always are).
+   * `scan` and `skip` hold names or patterns (`*` matches any run of
+   * characters); a header is scanned when some `scan` entry matches it and no
+   * `skip` entry does, and it is not one modelgate never scans (credentials,
+   * pseudo-headers and headers Envoy or modelgate set; see the README).
+   */
+  headers: { scan: string[]; skip: string[]; action: 'block' | 'strip' }
+  /** The query string: what happens to a parameter holding data of a class to be redacted. */
+  query: { action: 'block' | 'remove' }
 }
 
 const action = { enum: ['allow', 'redact', 'block'] } as const
+/** A header name (lower case, as HTTP/2 sends it) or a pattern of one with `*` wildcards. */
+const HEADER_PATTERN = "^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$"
 const CLASS_NAME = '^[a-z][a-z0-9_-]{0,31}$'
 const DEFAULT_ACTIONS = { secret: 'redact', pii: 'redact', financial: 'redact', health: 'redact', internal: 'redact' }
 /** Action per data class; the same shape for requests and responses. */
@@ -108,6 +120,24 @@ export const redactionSchema = {
         defaultAction: { ...action, default: 'redact' },
         maxDecodedBytes: { type: 'integer', minimum: 1024, maximum: 1073741824, default: 16777216 },
         binaryProviders: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
+      },
+    },
+    headers: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        scan: { type: 'array', items: { type: 'string', pattern: HEADER_PATTERN }, default: ['*'] },
+        skip: { type: 'array', items: { type: 'string', pattern: HEADER_PATTERN }, default: [] },
+        action: { enum: ['block', 'strip'], default: 'block' },
+      },
+    },
+    query: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        action: { enum: ['block', 'remove'], default: 'block' },
       },
     },
     custom: {

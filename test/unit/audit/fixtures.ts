@@ -13,6 +13,7 @@ import { GateError, type ErrorCode } from '../../../src/errors.ts'
 import { createLogger, type Logger } from '../../../src/log.ts'
 import { RequestContext, type PolicyDecision } from '../../../src/pipeline/context.ts'
 import type { ParsedRequest } from '../../../src/providers/types.ts'
+import { matchRoute } from '../../../src/providers/routes.ts'
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true })
 const validateAudit = ajv.compile({ type: 'object', additionalProperties: false, properties: { audit: auditSchema } })
@@ -92,6 +93,8 @@ export function allowedContext(opts: { id?: string; traceparent?: string; secret
   ctx.id = opts.id ?? 'req-allowed-1'
   ctx.method = 'POST'
   ctx.path = '/v1/chat/completions?api-key=should-not-appear'
+  ctx.route = matchRoute(ctx.path)
+  ctx.url = { path: '/v1/chat/completions', queryNames: ['api-key'] }
   ctx.authority = 'llm.internal'
   const spiffe = opts.spiffe ?? 'spiffe://example.org/ns/payments/sa/checkout'
   const m = /^spiffe:\/\/([^/]+)(\/.*)?$/.exec(spiffe)!

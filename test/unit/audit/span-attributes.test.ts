@@ -1,7 +1,8 @@
 import t from 'tap'
-import { captureContent, genAiOperation, genAiProvider, isFailure, outcomeOf, parseEnvoyTime, pathOnly, requestAttributes, requestStart, settleFindings, spanName } from '../../../src/audit/span-attributes.ts'
+import { captureContent, genAiOperation, genAiProvider, isFailure, outcomeOf, parseEnvoyTime, requestAttributes, requestStart, settleFindings, spanName } from '../../../src/audit/span-attributes.ts'
 import { GateError, type ErrorCode } from '../../../src/errors.ts'
 import { RequestContext } from '../../../src/pipeline/context.ts'
+import { matchRoute } from '../../../src/providers/routes.ts'
 import { allowedContext, deniedContext, parsedRequest, SECRET } from './fixtures.ts'
 
 const extras = { durationMs: 12.3456, upstreamReached: true }
@@ -19,6 +20,7 @@ t.test('an allowed request records who, which model, which data and which policy
     'modelgate.response.complete': false,
     'http.request.method': 'POST',
     'url.path': '/v1/chat/completions',
+    'http.route': '/v1/chat/completions',
     'server.address': 'llm.internal',
     'http.response.status_code': 200,
     'modelgate.duration_ms': 12.346,
@@ -40,6 +42,7 @@ t.test('an allowed request records who, which model, which data and which policy
     'modelgate.operation': 'chat',
     'modelgate.api': 'openai.chat_completions',
     'modelgate.provider.route': 'openai',
+    'modelgate.url.query_params': ['api-key'],
     'gen_ai.request.model': 'gpt-4o-mini',
     'gen_ai.request.stream': false,
     'gen_ai.request.max_tokens': 256,
@@ -240,9 +243,24 @@ t.test('content is captured up to the cap without splitting a character', async 
   t.same(captureContent(Buffer.from('abc'), 0), { text: '', truncated: true })
 })
 
-t.test('the path keeps no query or fragment', async (t) => {
-  t.equal(pathOnly('/v1/models/x:generate?key=AIza123#frag'), '/v1/models/x:generate')
-  t.equal(pathOnly('/openai/deployments/d/chat/completions'), '/openai/deployments/d/chat/completions')
+t.test('the URL is recorded as scanned: no raw query, no path of a refused route, the template when no scan ran', async (t) => {
+  const ctx = new RequestContext()
+  ctx.method = 'POST'
+  ctx.path = '/v1/ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2/v1/chat/completions?api_key=ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'
+  let a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.notOk('url.path' in a, 'a path no route matched is not recorded')
+  t.notOk(JSON.stringify(a).includes('ghp_'), 'nothing of it is')
+  ctx.path = '/openai/deployments/ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2/chat/completions?api_key=ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'
+  ctx.route = matchRoute(ctx.path)
+  a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.equal(a['url.path'], '/openai/deployments/{deployment}/chat/completions', 'unscanned: the route template')
+  t.notOk('modelgate.url.query_params' in a, 'unscanned: no query names')
+  ctx.url = { path: '/openai/deployments/[GITHUB_TOKEN]/chat/completions', queryNames: ['api_key'] }
+  a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.equal(a['url.path'], '/openai/deployments/[GITHUB_TOKEN]/chat/completions', 'scanned: placeholders in place of findings')
+  t.equal(a['http.route'], '/openai/deployments/{deployment}/chat/completions')
+  t.same(a['modelgate.url.query_params'], ['api_key'])
+  t.notOk(JSON.stringify(a).includes('ghp_'), 'the token is nowhere in the record')
 })
 
 t.test('what happened to the data: each outcome is recorded as it happened', async (t) => {

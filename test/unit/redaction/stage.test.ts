@@ -155,3 +155,92 @@ t.test('a gzip SSE stream is decoded chunk by chunk; a block ends it with an SSE
   t.match(out, /event: error\ndata: \{"error":\{"type":"modelgate_error","code":"MG_RESPONSE_BLOCKED"/)
   t.ok(ctx.responseTerminated)
 })
+
+t.test('outside the body: the path, query and headers are scanned when the headers arrive and decided with the body', async (t) => {
+  const headersCtx = (path: string, headers: Record<string, string> = {}) => {
+    const ctx = requestCtx({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hello' }] })
+    ctx.path = path
+    ctx.method = 'POST'
+    for (const [k, v] of Object.entries({ ':path': path, 'content-type': 'application/json', ...headers })) ctx.requestHeaders.set(k, v)
+    return ctx
+  }
+  const run = async (stages: ReturnType<typeof createRedactionStages>, ctx: RequestContext) => {
+    await stages.scan.requestHeaders!(ctx)
+    try {
+      await runRequest(stages, ctx)
+      return undefined
+    } catch (err) {
+      return err as GateError
+    }
+  }
+
+  t.test('by default a value to redact in a header or the query refuses the request, naming where', async (t) => {
+    const stages = createRedactionStages(redactionConfigFrom({}), { logger: silentLogger })
+    const ctx = headersCtx(`/v1/chat/completions?api_key=${TOKEN}`, { 'x-debug-note': `mail ${EMAIL}` })
+    await stages.scan.requestHeaders!(ctx)
+    t.same([...ctx.dataClasses].sort(), ['pii', 'secret'], 'the classes reach policy before the body is read')
+    t.same(ctx.url, { path: '/v1/chat/completions', queryNames: ['api_key'] })
+    const err = await run(stages, headersCtx(`/v1/chat/completions?api_key=${TOKEN}`, { 'x-debug-note': `mail ${EMAIL}` }))
+    t.equal(err?.code, 'MG_DATA_OUTSIDE_BODY')
+    t.equal(err?.status, 400)
+    t.same(err?.details, { locations: ['header:x-debug-note', 'url.query.api_key'], data_classes: ['pii', 'secret'] })
+  })
+
+  t.test('findings outside the body are recorded like body findings: type, location, position, salted hash, never the value', async (t) => {
+    const stages = createRedactionStages(redactionConfigFrom({}), { logger: silentLogger })
+    const ctx = headersCtx(`/v1/chat/completions?api_key=${TOKEN}`)
+    await run(stages, ctx)
+    t.same(ctx.findings, [
+      { detector: 'github-pat', dataClass: 'secret', confidence: 'high', direction: 'request', location: 'url.query.api_key', start: 8, length: TOKEN.length, hash: stages.engine.hash(TOKEN), action: 'block' },
+    ])
+    t.notOk(JSON.stringify(ctx.findings).includes(TOKEN))
+  })
+
+  t.test('with headers.action strip and query.action remove, the header is stripped and the parameter removed', async (t) => {
+    const stages = createRedactionStages(redactionConfigFrom({ headers: { action: 'strip' }, query: { action: 'remove' } }), { logger: silentLogger })
+    const ctx = headersCtx(`/v1/chat/completions?beta=true&api_key=${TOKEN}&x=%20`, { 'x-debug-note': TOKEN })
+    t.equal(await run(stages, ctx), undefined)
+    t.same([...ctx.requestHeaderChanges.remove], ['x-debug-note'])
+    t.same([...ctx.requestHeaderChanges.set], [[':path', '/v1/chat/completions?beta=true&x=%20']])
+    t.same(
+      ctx.findings.map((f) => [f.location, f.action]),
+      [
+        ['url.query.api_key', 'redact'],
+        ['header:x-debug-note', 'redact'],
+      ],
+    )
+  })
+
+  t.test('a value in the path cannot be taken out: the request is refused whatever the actions', async (t) => {
+    const stages = createRedactionStages(redactionConfigFrom({ headers: { action: 'strip' }, query: { action: 'remove' } }), { logger: silentLogger })
+    const ctx = headersCtx(`/openai/deployments/${TOKEN}/chat/completions`)
+    t.same((await run(stages, ctx))?.details, { locations: ['url.path'], data_classes: ['secret'] })
+    t.equal(ctx.url?.path, '/openai/deployments/[GITHUB_TOKEN]/chat/completions')
+  })
+
+  t.test('a class configured to block refuses with MG_DATA_BLOCKED, as in the body', async (t) => {
+    const stages = createRedactionStages(redactionConfigFrom({ actions: { secret: 'block' }, headers: { action: 'strip' } }), { logger: silentLogger })
+    const err = await run(stages, headersCtx('/v1/chat/completions', { 'x-debug-note': TOKEN }))
+    t.equal(err?.code, 'MG_DATA_BLOCKED')
+    t.same(err?.details, { data_classes: ['secret'] })
+  })
+
+  t.test('a class policy permits unredacted leaves as it is, in headers and query too', async (t) => {
+    const stages = createRedactionStages(redactionConfigFrom({}), { logger: silentLogger, permitsUnredacted: (_ctx, c) => c === 'secret' })
+    const ctx = headersCtx(`/v1/chat/completions?api_key=${TOKEN}`, { 'x-debug-note': TOKEN })
+    t.equal(await run(stages, ctx), undefined)
+    t.ok(ctx.requestHeaderChanges.empty)
+    t.same(
+      ctx.findings.map((f) => f.action),
+      ['allow', 'allow'],
+    )
+  })
+
+  t.test('with redaction off nothing is scanned', async (t) => {
+    const stages = createRedactionStages(redactionConfigFrom({ enabled: false }), { logger: silentLogger })
+    const ctx = headersCtx(`/v1/chat/completions?api_key=${TOKEN}`)
+    t.equal(await run(stages, ctx), undefined)
+    t.same(ctx.findings, [])
+    t.equal(ctx.url, undefined)
+  })
+})
