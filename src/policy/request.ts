@@ -9,14 +9,16 @@
  * Never prompt text.
  */
 import { createHash } from 'node:crypto'
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import type { EntityJson, EntityUidJson } from '@cedar-policy/cedar-wasm/nodejs'
 import { GateError } from '../errors.ts'
 import { parseSpiffeId } from '../identity/spiffe.ts'
 import type { DelegatedUser } from '../identity/types.ts'
 import type { RequestContext } from '../pipeline/context.ts'
+import { MCP_KIND, mcpServerId, parseMcpId } from '../providers/tools.ts'
 import type { Operation, ToolDefinition } from '../providers/types.ts'
 import { kubernetesParts, plainUid, uidKey, type CompiledPolicySet } from './load.ts'
-import { ACTION_TYPE, DEFAULT_CONTEXT_HEADERS, ENTITY, OPERATION_ACTION, type ActionName } from './names.ts'
+import { ACTION_TYPE, DEFAULT_CONTEXT_HEADERS, ENTITY, NAMESPACE, OPERATION_ACTION, type ActionName } from './names.ts'
 
 /** Longest header value (characters) passed into the context; longer values are cut. */
 export const MAX_HEADER_VALUE = 256
@@ -35,6 +37,18 @@ export interface FactsOptions {
   readonly region?: string | undefined
 }
 
+/** One tool as policy sees it: its `Tool` id, its `kind`, and (MCP) the server URL's host. */
+export interface ToolFact {
+  readonly name: string
+  readonly type: string
+  readonly host?: string
+}
+
+/** A tool's facts, with `host` only when there is one (facts are hashed as JSON). */
+function toolFact(t: ToolDefinition): ToolFact {
+  return t.host === undefined ? { name: t.name, type: t.type } : { name: t.name, type: t.type, host: t.host }
+}
+
 /** Everything a policy decision depends on. Two requests with equal facts get equal decisions. */
 export interface RequestFacts {
   readonly principal: { readonly spiffeId: string; readonly trustDomain: string; readonly namespace: string; readonly serviceAccount: string }
@@ -45,7 +59,8 @@ export interface RequestFacts {
   readonly model: string
   readonly stream: boolean
   readonly maxTokens: number | undefined
-  readonly tools: readonly { readonly name: string; readonly type: string }[]
+  /** The tools the request names (providers/tools.ts): identity, declared type, and an MCP server's host. */
+  readonly tools: readonly ToolFact[]
   readonly dataClasses: readonly string[]
   readonly detectors: readonly string[]
   readonly tenant: string
@@ -113,7 +128,7 @@ export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}): 
     model: req.model,
     stream: req.stream,
     maxTokens: req.maxTokens === undefined ? undefined : toLong(req.maxTokens),
-    tools: req.tools.map((t: ToolDefinition) => ({ name: t.name, type: t.type })),
+    tools: req.tools.map(toolFact),
     dataClasses: [...ctx.dataClasses].sort(),
     detectors: [...detectors].sort(),
     tenant: header(headers.tenant),
@@ -179,8 +194,8 @@ export function buildCall(f: RequestFacts, q: CedarQuery, set: CompiledPolicySet
     )
   }
   if (q.resource.type === ENTITY.Tool) {
-    const tool = f.tools.find((t) => t.name === q.resource.id)
-    entities.add(q.resource, { kind: tool?.type ?? 'function' }, [])
+    const tool = toolEntity(f, q.resource.id, set)
+    entities.add(q.resource, tool.attrs, tool.parents)
   } else if (q.resource.type !== ENTITY.Model) {
     entities.add(q.resource, {}, [])
   }
@@ -201,6 +216,46 @@ export function buildCall(f: RequestFacts, q: CedarQuery, set: CompiledPolicySet
   if (f.maxTokens !== undefined) context.maxTokens = f.maxTokens
   if (user) context.user = { __entity: user }
   return { principal, action: { type: ACTION_TYPE, id: q.action }, resource: { type: q.resource.type, id: q.resource.id }, context, entities: entities.list }
+}
+
+/**
+ * The `Tool` entity for a `call_tool` question: `kind` is the declared type.
+ * An MCP server (`mcp:<server>`) and each of its tools (`mcp:<server>/<tool>`,
+ * also one a response calls without the request listing it) are in
+ * `ToolServer::"mcp:<server>"`, and carry the server URL's `host` and the
+ * tool's own name (`mcpTool`) when the schema declares those attributes.
+ */
+function toolEntity(f: RequestFacts, id: string, set: CompiledPolicySet): { attrs: Record<string, unknown>; parents: { type: string; id: string }[] } {
+  const declared = f.tools.find((t) => t.name === id)
+  const mcp = parseMcpId(id)
+  const attrs: Record<string, unknown> = { kind: declared?.type ?? (mcp ? MCP_KIND : 'function') }
+  if (!mcp) return { attrs, parents: [] }
+  const optional = toolAttributes(set)
+  const host = declared?.host ?? f.tools.find((t) => t.name === mcpServerId(mcp.server))?.host
+  if (host !== undefined && optional.has('host')) attrs.host = host
+  if (mcp.tool !== undefined && optional.has('mcpTool')) attrs.mcpTool = mcp.tool
+  return { attrs, parents: [{ type: ENTITY.ToolServer, id: mcpServerId(mcp.server) }] }
+}
+
+const TOOL_ATTRIBUTES = new WeakMap<CompiledPolicySet, ReadonlySet<string>>()
+
+/**
+ * The attributes a policy set's schema declares for `Tool`, read once per set:
+ * the optional ones (`host`, `mcpTool`) are passed only to schemas that have
+ * them, so a schema written before them keeps working.
+ */
+function toolAttributes(set: CompiledPolicySet): ReadonlySet<string> {
+  let attrs = TOOL_ATTRIBUTES.get(set)
+  if (attrs) return attrs
+  const names = new Set<string>()
+  const json = cedar.schemaToJson(set.schemaText)
+  if (json.type === 'success') {
+    const tool = json.json[NAMESPACE]?.entityTypes.Tool as { shape?: { attributes?: Record<string, unknown> } } | undefined
+    for (const name of Object.keys(tool?.shape?.attributes ?? {})) names.add(name)
+  }
+  attrs = names
+  TOOL_ATTRIBUTES.set(set, attrs)
+  return attrs
 }
 
 /** Collects a request's entities: derived ones merged with entities.json, and every declared ancestor. */
@@ -270,8 +325,8 @@ export interface RequestDescription {
   api?: string
   stream?: boolean
   maxTokens?: number
-  /** Tools the request declares: names, or {name, type}. */
-  tools?: (string | { name: string; type?: string })[]
+  /** Tools the request declares: names (functions), or {name, type, host?} (host: an MCP server's). */
+  tools?: (string | { name: string; type?: string; host?: string })[]
   dataClasses?: string[]
   detectors?: string[]
   tenant?: string
@@ -341,16 +396,18 @@ export function factsFromDescription(input: unknown, opts: { now?: number } = {}
     if (typeof d.maxTokens !== 'number' || !Number.isInteger(d.maxTokens) || d.maxTokens < 0) problems.push('"maxTokens" must be a non-negative integer')
     else maxTokens = toLong(d.maxTokens)
   }
-  const tools: { name: string; type: string }[] = []
+  const tools: ToolFact[] = []
   if (d.tools !== undefined) {
     if (!Array.isArray(d.tools)) problems.push('"tools" must be an array')
     else
       for (const t of d.tools) {
         if (typeof t === 'string' && t) tools.push({ name: t, type: 'function' })
         else if (t && typeof t === 'object' && typeof (t as { name?: unknown }).name === 'string') {
-          const o = t as { name: string; type?: unknown }
-          tools.push({ name: o.name, type: typeof o.type === 'string' ? o.type : 'function' })
-        } else problems.push('"tools" entries must be names or {"name", "type"}')
+          const o = t as { name: string; type?: unknown; host?: unknown }
+          if (o.host !== undefined && typeof o.host !== 'string') problems.push('"tools" entries: "host" must be a string')
+          const type = typeof o.type === 'string' ? o.type : 'function'
+          tools.push(typeof o.host === 'string' ? { name: o.name, type, host: o.host } : { name: o.name, type })
+        } else problems.push('"tools" entries must be names or {"name", "type", "host"}')
       }
   }
   let user: RequestFacts['user']

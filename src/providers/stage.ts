@@ -12,6 +12,7 @@ import { decodeBuffered, DecodeError, MAX_STACKED_CODINGS, parseContentEncoding,
 import { inProcessInspector, type BodyInspector } from '../inspection/inspector.ts'
 import { bodyFacts, SseFactsReader } from './response.ts'
 import { matchRoute, type ApiRoute } from './routes.ts'
+import type { ToolDefinition } from './types.ts'
 
 /** The gRPC metadata key Envoy routes set (grpc_initial_metadata) to name their provider. */
 export const PROVIDER_METADATA_KEY = 'x-modelgate-provider'
@@ -42,6 +43,20 @@ function decode(body: Buffer, codings: readonly Coding[], maxBytes: number): Buf
   }
 }
 
+/**
+ * A tool type the tool map does not know is refused unless the configuration
+ * lists it: modelgate cannot say what such a tool does, nor read its calls.
+ */
+function refuseUnknownToolTypes(tools: readonly ToolDefinition[], allowed: ReadonlySet<string>): void {
+  for (const t of tools) {
+    if (t.known === true || allowed.has(t.type)) continue
+    throw new GateError('MG_TOOL_TYPE_UNKNOWN', {
+      details: { field: t.field ?? 'tools', type: t.type.slice(0, 128) },
+      internal: `${t.field ?? 'a tool'} declares the tool type "${t.type.slice(0, 128)}", which the tool map does not know and providers.allowedToolTypes does not list`,
+    })
+  }
+}
+
 export interface ProviderStageOptions {
   readonly config: ProvidersConfig
   readonly maxBodyBytes: number
@@ -54,6 +69,7 @@ export interface ProviderStageOptions {
 
 export function createProviderStage(opts: ProviderStageOptions): Stage {
   const routes = opts.config.routes
+  const allowedToolTypes: ReadonlySet<string> = new Set(opts.config.allowedToolTypes ?? [])
   const inspector = opts.inspector ?? inProcessInspector()
   return {
     name: 'provider',
@@ -101,6 +117,7 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${kind}` })
       // One decode and parse of the body: the parsed request here, its leaves for redaction.
       ctx.request = await inspector.inspect(ctx, route, providerName)
+      refuseUnknownToolTypes(ctx.request.tools, allowedToolTypes)
     },
     responseBody(ctx, chunk) {
       if (ctx.responseStreaming) {

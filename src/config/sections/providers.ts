@@ -5,6 +5,13 @@ export interface ProvidersConfig {
    * `modelgate` metadata. `kind` decides how bodies are parsed.
    */
   routes: Record<string, { kind: 'openai' | 'anthropic' | 'azure-openai' }>
+  /**
+   * Tool types the tool map does not know (providers/tools.ts) that requests
+   * may still declare, e.g. a newer dated version of a built-in tool. Every
+   * other unknown type is refused (MG_TOOL_TYPE_UNKNOWN). Default (and when
+   * absent from a configuration built in code): none.
+   */
+  allowedToolTypes?: string[]
 }
 
 export const providersSchema = {
@@ -22,6 +29,12 @@ export const providersSchema = {
         required: ['kind'],
         properties: { kind: { enum: ['openai', 'anthropic', 'azure-openai'] } },
       },
+    },
+    allowedToolTypes: {
+      type: 'array',
+      default: [],
+      uniqueItems: true,
+      items: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,128}$' },
     },
   },
 } as const
