@@ -51,7 +51,8 @@ function refuseUnknownToolTypes(tools: readonly ToolDefinition[], allowed: Reado
   for (const t of tools) {
     if (t.known === true || allowed.has(t.type)) continue
     throw new GateError('MG_TOOL_TYPE_UNKNOWN', {
-      details: { field: t.field ?? 'tools', type: t.type.slice(0, 128) },
+      // `tool_type`: an error document's own `type` field cannot carry it.
+      details: { field: t.field ?? 'tools', tool_type: t.type.slice(0, 128) },
       internal: `${t.field ?? 'a tool'} declares the tool type "${t.type.slice(0, 128)}", which the tool map does not know and providers.allowedToolTypes does not list`,
     })
   }

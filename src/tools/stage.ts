@@ -11,12 +11,12 @@
  * document, and nothing after it is sent.
  *
  * The stage runs before `redaction-apply`, on the bytes the provider sent.
- * SSE is read as the redactor reads it (redaction/sse.ts): a stream is passed
- * on only up to the end of its last complete event, and the rest is held
- * until the event is whole, so no event leaves before it was checked (and an
- * event that ends the stream never follows a part of another). Bytes without
- * a trace of a tool call (calls.ts, mayNameToolCall) are passed on without
- * being framed or parsed. Compressed responses are decoded for the check;
+ * SSE is read as the redactor reads it (redaction/sse.ts), whole events at a
+ * time (EventCutter): an event that may name a tool call (calls.ts,
+ * mayNameToolCall: a cheap search of the bytes) is held until it is whole and
+ * checked, so it never leaves before its check; every other byte passes on
+ * as it came, without being framed or parsed, and a chunk that holds no such
+ * event passes untouched. Compressed responses are decoded for the check;
  * the bytes passed on stay as they came (the redactor decodes them).
  *
  * Answers are asked of the policy engine's cached evaluation with the
@@ -54,8 +54,8 @@ interface ResponseState {
   /** Compressed streams: the decoder and framer the check reads through. */
   decoder: StreamDecoder | undefined
   framer: SseFramer | undefined
-  /** Identity-encoded streams: bytes after the last complete event, not yet passed on. */
-  held: Buffer
+  /** Identity-encoded streams: the events, cut where they end. */
+  cutter: EventCutter
   checker: CallChecker | undefined
 }
 
@@ -123,7 +123,10 @@ function refusal(v: Extract<Verdict, { effect: 'deny' }>): GateError {
 
 const LF = 0x0a
 const CR = 0x0d
-const BLANK_LINES = [Buffer.from('\n\n'), Buffer.from('\n\r'), Buffer.from('\r\r')]
+const LFLF = Buffer.from('\n\n')
+const LFCR = Buffer.from('\n\r')
+const CRCR = Buffer.from('\r\r')
+const BLANK_LINE = Buffer.from('\n\n')
 
 /**
  * The offset just past the last blank line in `buf` (the end of its last
@@ -131,12 +134,114 @@ const BLANK_LINES = [Buffer.from('\n\n'), Buffer.from('\n\r'), Buffer.from('\r\r
  * so two line ends in a row always contain LF LF, LF CR or CR CR.
  */
 export function lastEventEnd(buf: Buffer): number {
-  let at = -1
-  for (const b of BLANK_LINES) at = Math.max(at, buf.lastIndexOf(b))
+  let at = buf.lastIndexOf(LFLF)
+  // Streams end their lines with LF: the CR patterns are looked for only when a CR is there.
+  const cr = buf.lastIndexOf(CR)
+  if (cr !== -1) at = Math.max(at, buf.lastIndexOf(LFCR, cr), buf.lastIndexOf(CRCR, cr))
   if (at < 0) return 0
   let end = at + 2
   if (buf[end - 1] === CR && buf[end] === LF) end++
   return end
+}
+
+/** Longest marker of mayNameToolCall, less one: the bytes a marker split between two chunks may leave in the first. */
+const MARKER_SEAM = 7
+
+/**
+ * An SSE stream cut where its events end, in time linear in its length. An
+ * event that may name a tool call is held until it is whole and handed to
+ * the check; every other byte passes on at once, so a chunk whose events name
+ * no call passes untouched. An unfinished event is kept (to be checked whole
+ * should a later part of it name a call), up to the caller's limit (openBytes).
+ */
+export class EventCutter {
+  /** The unfinished event's bytes, in the chunks they came in. */
+  #parts: Buffer[] = []
+  #bytes = 0
+  /** How many of them were passed on. */
+  #released = 0
+  /** They may name a tool call: nothing more of the event is passed on until it is whole. */
+  #mayCall = false
+
+  /** Bytes of the unfinished event held for the check. */
+  get openBytes(): number {
+    return this.#bytes
+  }
+
+  /**
+   * The next chunk: the complete events to check (undefined when none may
+   * name a call), the bytes to pass on now, and whether part of an
+   * unfinished event had been passed on before this chunk.
+   */
+  push(chunk: Buffer, end: boolean): { check: Buffer | undefined; out: Buffer; partial: boolean } {
+    const partial = this.#released > 0
+    const seam = this.#bytes > 0 ? this.#tail(MARKER_SEAM) : EMPTY
+    // A marker or a blank line split between the unfinished event and this chunk.
+    const seamCall = seam.length > 0 && mayNameToolCall(Buffer.concat([seam, chunk.subarray(0, MARKER_SEAM)]))
+    const cut = end ? chunk.length : Math.max(lastEventEnd(chunk), seamEventEnd(seam, chunk))
+    if (cut === 0) {
+      // The unfinished event goes on; once it may name a call, nothing more of it leaves until it is whole.
+      this.#mayCall ||= seamCall || mayNameToolCall(chunk)
+      this.#parts.push(chunk)
+      this.#bytes += chunk.length
+      if (this.#mayCall) return { check: undefined, out: EMPTY, partial }
+      this.#released = this.#bytes
+      return { check: undefined, out: chunk, partial }
+    }
+    const unreleased = this.#unreleased()
+    const done = cut === chunk.length ? chunk : chunk.subarray(0, cut)
+    const check = this.#mayCall || seamCall || mayNameToolCall(done) ? join([...this.#parts, done]) : undefined
+    const rest = cut === chunk.length ? EMPTY : chunk.subarray(cut)
+    const restMayCall = rest.length > 0 && mayNameToolCall(rest)
+    this.#parts = rest.length > 0 ? [rest] : []
+    this.#bytes = rest.length
+    this.#released = restMayCall ? 0 : rest.length
+    this.#mayCall = restMayCall
+    // Nothing held back, before or now: the chunk passes as it came.
+    const out = unreleased.length === 0 && !restMayCall ? chunk : join([...unreleased, done, ...(restMayCall || rest.length === 0 ? [] : [rest])])
+    return { check, out, partial }
+  }
+
+  /** The unfinished event's bytes not passed on yet. */
+  #unreleased(): Buffer[] {
+    if (this.#released === this.#bytes) return []
+    const out: Buffer[] = []
+    let skip = this.#released
+    for (const p of this.#parts) {
+      if (skip >= p.length) {
+        skip -= p.length
+        continue
+      }
+      out.push(skip > 0 ? p.subarray(skip) : p)
+      skip = 0
+    }
+    return out
+  }
+
+  /** The last `n` bytes of the unfinished event. */
+  #tail(n: number): Buffer {
+    const out: Buffer[] = []
+    let need = n
+    for (let i = this.#parts.length - 1; i >= 0 && need > 0; i--) {
+      const p = this.#parts[i]!
+      out.unshift(p.length > need ? p.subarray(p.length - need) : p)
+      need -= Math.min(need, p.length)
+    }
+    return join(out)
+  }
+}
+
+/** Where a blank line split between the previous bytes (`seam`) and `chunk` ends, as an offset in `chunk`; 0 when there is none. */
+function seamEventEnd(seam: Buffer, chunk: Buffer): number {
+  if (seam.length === 0 || chunk.length === 0) return 0
+  const last = seam[seam.length - 1]
+  const first = chunk[0]
+  if (!((last === LF && (first === LF || first === CR)) || (last === CR && first === CR))) return 0
+  return first === CR && chunk[1] === LF ? 2 : 1
+}
+
+function join(parts: readonly Buffer[]): Buffer {
+  return parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts)
 }
 
 /** The tool calls in SSE events (only events whose data could name one are parsed). */
@@ -175,14 +280,14 @@ function callsInBody(body: Buffer): ToolCall[] {
 
 export function createToolCallStage(opts: ToolCallStageOptions): Stage {
   const { engine, maxBytes, logger } = opts
-  const state = (ctx: RequestContext) => ctx.local<ResponseState>(STATE, () => ({ codings: [], decoder: undefined, framer: undefined, held: EMPTY, checker: undefined }))
+  const state = (ctx: RequestContext) => ctx.local<ResponseState>(STATE, () => ({ codings: [], decoder: undefined, framer: undefined, cutter: new EventCutter(), checker: undefined }))
   const checker = (ctx: RequestContext, st: ResponseState) => (st.checker ??= new CallChecker(ctx, engine))
 
-  const refuseOrEnd = (ctx: RequestContext, chunk: BodyChunk, st: ResponseState, denied: Extract<Verdict, { effect: 'deny' }>): void => {
+  const refuseOrEnd = (ctx: RequestContext, chunk: BodyChunk, st: ResponseState, denied: Extract<Verdict, { effect: 'deny' }>, partial = false): void => {
     const err = refusal(denied)
     logger.info('response tool call refused', { request_id: ctx.id, reason: err.details.reason, streamed: ctx.responseStreaming })
     if (!ctx.responseStreaming) throw err
-    end(ctx, chunk, st, err)
+    end(ctx, chunk, st, err, partial)
   }
 
   return {
@@ -245,26 +350,22 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
         return
       }
 
-      // Pass on whole events only; hold the rest until its event is complete.
-      const data = st.held.length > 0 ? Buffer.concat([st.held, chunk.data]) : chunk.data
-      const cut = chunk.end ? data.length : lastEventEnd(data)
-      const ready = cut === data.length ? data : data.subarray(0, cut)
-      st.held = cut === data.length ? EMPTY : Buffer.from(data.subarray(cut))
-      if (st.held.length > maxBytes) {
-        logger.warn('response stream event exceeds the inspected size; ending it', { request_id: ctx.id, bytes: st.held.length })
-        return end(ctx, chunk, st, new GateError('MG_RESPONSE_UNREADABLE', { internal: 'an SSE event exceeds the inspected size' }))
+      const cut = st.cutter.push(chunk.data, chunk.end)
+      if (st.cutter.openBytes > maxBytes) {
+        logger.warn('response stream event exceeds the inspected size; ending it', { request_id: ctx.id, bytes: st.cutter.openBytes })
+        return end(ctx, chunk, st, new GateError('MG_RESPONSE_UNREADABLE', { internal: 'an SSE event exceeds the inspected size' }), cut.partial)
       }
-      if (ready.length > 0 && mayNameToolCall(ready)) {
+      if (cut.check) {
         const framer = new SseFramer()
-        const events = framer.push(ready)
+        const events = framer.push(cut.check)
         const rest = framer.flush()
         if (rest) events.push(rest)
         const calls: ToolCall[] = []
         callsInEvents(events, calls)
         const denied = calls.length > 0 ? checker(ctx, st).check(calls) : undefined
-        if (denied) return refuseOrEnd(ctx, chunk, st, denied)
+        if (denied) return refuseOrEnd(ctx, chunk, st, denied, cut.partial)
       }
-      if (ready !== chunk.data) chunk.data = ready
+      if (cut.out !== chunk.data) chunk.data = cut.out
     },
 
     close(ctx) {
@@ -273,11 +374,16 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
   }
 }
 
-/** Ends a stream with an SSE error event in the caller's dialect; nothing after it is sent. */
-function end(ctx: RequestContext, chunk: BodyChunk, st: ResponseState, err: GateError): void {
+/**
+ * Ends a stream with an SSE error event in the caller's dialect; nothing
+ * after it is sent. `partial`: part of an unfinished event was passed on (only
+ * a stream nothing else holds back, with response redaction off), so a blank
+ * line ends it first and the error event stays whole.
+ */
+function end(ctx: RequestContext, chunk: BodyChunk, st: ResponseState, err: GateError, partial = false): void {
   const { status, message } = ERRORS[err.code]
-  chunk.data = errorEvent(errorDocument(ctx.dialect, { code: err.code, status, message, details: err.details }, { requestId: ctx.id, decisionId: ctx.decision?.decisionId }))
-  st.held = EMPTY
+  const event = errorEvent(errorDocument(ctx.dialect, { code: err.code, status, message, details: err.details }, { requestId: ctx.id, decisionId: ctx.decision?.decisionId }))
+  chunk.data = partial ? Buffer.concat([BLANK_LINE, event]) : event
   st.decoder?.destroy()
   ctx.responseTerminated = true
   ctx.denial = err

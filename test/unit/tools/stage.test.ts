@@ -7,7 +7,8 @@ import type { BodyChunk, Stage } from '../../../src/pipeline/stage.ts'
 import { PolicyEngine } from '../../../src/policy/engine.ts'
 import { parseProviderRequest } from '../../../src/providers/parse.ts'
 import { matchRoute } from '../../../src/providers/routes.ts'
-import { createToolCallStage, lastEventEnd, MAX_RESPONSE_TOOLS, type ToolCallStageOptions } from '../../../src/tools/stage.ts'
+import { SseFramer } from '../../../src/redaction/sse.ts'
+import { createToolCallStage, EventCutter, lastEventEnd, MAX_RESPONSE_TOOLS, type ToolCallStageOptions } from '../../../src/tools/stage.ts'
 import { CHECKOUT, identity, NOTEBOOK, SHIPPED } from '../policy/fixtures.ts'
 
 const engine = new PolicyEngine({ dir: SHIPPED })
@@ -186,15 +187,31 @@ t.test('a buffered response', async (t) => {
 })
 
 t.test('a stream', async (t) => {
-  t.test('is passed on event by event: a split event is held until it is whole, and nothing is lost', async (t) => {
-    const whole = chunk({ role: 'assistant', content: '' }) + chunk({ tool_calls: [{ index: 0, id: 'c', type: 'function', function: { name: 'lookup_order', arguments: '' } }] }) + chunk({ tool_calls: [{ index: 0, function: { arguments: '{}' } }] }) + 'data: [DONE]\n\n'
-    const pieces = [whole.slice(0, 30), whole.slice(30, 200), whole.slice(200, 201), whole.slice(201)]
+  t.test('a split event is checked whole; chunks that hold no unfinished call pass as they came', async (t) => {
+    const role = chunk({ role: 'assistant', content: '' })
+    const call = chunk({ tool_calls: [{ index: 0, id: 'c', type: 'function', function: { name: 'lookup_order', arguments: '' } }] })
+    const args = chunk({ tool_calls: [{ index: 0, function: { arguments: '{}' } }] })
+    const at = call.indexOf('_calls') // "tool" in one chunk, "_calls" in the next
+    const pieces = [role.slice(0, 30), role.slice(30) + call.slice(0, at), call.slice(at) + args.slice(0, 10), args.slice(10) + 'data: [DONE]\n\n']
     const ctx = chatRequest()
-    const { out } = await streamed(stageWith(), ctx, pieces)
-    t.equal(Buffer.concat(out).toString(), whole, 'every byte, in order')
-    for (const b of out) t.ok(b.length === 0 || /\n\n$/.test(b.toString()), 'each piece ends with a complete event')
-    t.equal(ctx.responseTerminated, false)
-    t.same(ctx.toolDecisions, [{ tool: 'lookup_order', kind: 'function', phase: 'response', effect: 'allow' }])
+    const { out, same } = await streamed(stageWith(), ctx, pieces)
+    t.same(same, [true, true, true, true], 'the very chunks')
+    t.equal(Buffer.concat(out).toString(), pieces.join(''))
+    t.same(ctx.toolDecisions, [{ tool: 'lookup_order', kind: 'function', phase: 'response', effect: 'allow' }], 'the call was checked once whole')
+  })
+
+  t.test('an unfinished event that may name a call is held, and leaves whole once checked', async (t) => {
+    const role = chunk({ role: 'assistant', content: '' })
+    const call = chunk({ tool_calls: [{ index: 0, id: 'c', type: 'function', function: { name: 'lookup_order', arguments: '' } }] })
+    const at = call.indexOf('"name"')
+    const third = Math.floor((call.length - at) / 3)
+    const pieces = [role + call.slice(0, at), call.slice(at, at + third), call.slice(at + third), 'data: [DONE]\n\n']
+    const { out, same } = await streamed(stageWith(), chatRequest(), pieces)
+    t.same(
+      out.map((b) => b.toString()),
+      [role, '', call, 'data: [DONE]\n\n'],
+    )
+    t.same(same, [false, false, false, true])
   })
 
   t.test('ends at the event that calls a forbidden tool, which never leaves, with an error event in the caller\'s dialect', async (t) => {
@@ -202,7 +219,8 @@ t.test('a stream', async (t) => {
     const call = chunk({ tool_calls: [{ index: 0, id: 'c', type: 'function', function: { name: 'refund_everything', arguments: '' } }] })
     const ctx = chatRequest()
     ctx.decision = { effect: 'allow', decisionId: 'd-1', policies: [], errors: [], policySetHash: 'h', cached: false }
-    const { out } = await streamed(stageWith(), ctx, [before + call.slice(0, 40), call.slice(40), chunk({ content: 'after' }), 'data: [DONE]\n\n'])
+    const at = call.indexOf('"name"')
+    const { out } = await streamed(stageWith(), ctx, [before + call.slice(0, at), call.slice(at), chunk({ content: 'after' }), 'data: [DONE]\n\n'])
     t.equal(out[0]!.toString(), before, 'the event before passes; the part of the call waits')
     const doc = errorOf(out[1]!)
     t.same(doc, { error: { type: 'modelgate_error', code: 'MG_RESPONSE_TOOL_DENIED', message: 'The response calls a tool the caller may not call, so it is withheld.', request_id: ctx.id, decision_id: 'd-1', reason: 'undeclared' } })
@@ -210,6 +228,20 @@ t.test('a stream', async (t) => {
     t.notMatch(Buffer.concat(out).toString(), /refund_everything/)
     t.ok(ctx.responseTerminated)
     t.equal(ctx.denial?.code, 'MG_RESPONSE_TOOL_DENIED', 'the record says the response was refused')
+  })
+
+  t.test('an event whose first part already left (nothing else holds the stream back) is closed before the error event', async (t) => {
+    const call = chunk({ tool_calls: [{ index: 0, id: 'c', type: 'function', function: { name: 'refund_everything', arguments: '' } }] })
+    const at = call.indexOf('tool_calls') // the first part has no trace of a call
+    const ctx = chatRequest()
+    const { out } = await streamed(stageWith(), ctx, [call.slice(0, at), call.slice(at), 'data: [DONE]\n\n'])
+    t.equal(out[0]!.toString(), call.slice(0, at))
+    t.notMatch(Buffer.concat(out).toString(), /refund_everything/, 'the name never left')
+    const framer = new SseFramer()
+    const events = framer.push(Buffer.concat(out))
+    t.equal(events.length, 2, 'the unfinished event ends, unreadable, and the error event follows whole')
+    t.equal(events[1]!.type, 'error')
+    t.match(JSON.parse(events[1]!.data!), { error: { code: 'MG_RESPONSE_TOOL_DENIED' } })
   })
 
   t.test('checks every delta that names a call: a later name replaces the first in the SDK', async (t) => {
@@ -275,7 +307,8 @@ t.test('a stream', async (t) => {
     const items = Array.from({ length: MAX_RESPONSE_TOOLS + 1 }, (_, i) => sse({ type: 'response.output_item.added', item: { type: 'mcp_call', server_label: 'payments', name: `t${i}` } }))
     const { out } = await streamed(stageWith(), ctx, [items.join(''), 'data: [DONE]\n\n'])
     t.match(errorOf(out[0]!), { error: { code: 'MG_RESPONSE_TOOL_DENIED', reason: 'limit' } })
-    t.equal(ctx.toolDecisions.length, 64, 'the record keeps a bounded list')
+    t.equal(ctx.toolDecisions.length, 65, 'the record keeps a bounded list, and the answer that ended the response')
+    t.match(ctx.toolDecisions.at(-1), { tool: `mcp:payments/t${MAX_RESPONSE_TOOLS}`, effect: 'deny', reason: 'limit' })
   })
 })
 
@@ -300,4 +333,50 @@ t.test('lastEventEnd finds the end of the last complete event for every line end
     ['', 0],
   ]
   for (const [text, end] of cases) t.equal(lastEventEnd(Buffer.from(text)), end, JSON.stringify(text))
+})
+
+t.test('EventCutter: events cut where they end, across chunk seams, held only when they may name a call', async (t) => {
+  t.test('a blank line split between two chunks ends the event', async (t) => {
+    const c = new EventCutter()
+    t.same(c.push(Buffer.from('data: {"a":"tool_use"}\n'), false), { check: undefined, out: Buffer.alloc(0), partial: false }, 'a possible call is held')
+    const second = c.push(Buffer.from('\ndata: x\n\n'), false)
+    t.equal(second.check?.toString(), 'data: {"a":"tool_use"}\n\ndata: x\n\n')
+    t.equal(second.out.toString(), 'data: {"a":"tool_use"}\n\ndata: x\n\n')
+    t.equal(c.openBytes, 0)
+  })
+
+  t.test('a marker split between two chunks is found', async (t) => {
+    const c = new EventCutter()
+    t.equal(c.push(Buffer.from('data: {"type":"mcp'), false).out.toString(), 'data: {"type":"mcp', 'no trace yet: it passes')
+    const rest = c.push(Buffer.from('_call","name":"x"}\n\n'), false)
+    t.equal(rest.check?.toString(), 'data: {"type":"mcp_call","name":"x"}\n\n', 'the whole event is checked')
+    t.equal(rest.out.toString(), '_call","name":"x"}\n\n')
+    t.equal(rest.partial, true, 'and its first part had left')
+  })
+
+  t.test('a long held event in small chunks is kept once and checked once, at its end', async (t) => {
+    const c = new EventCutter()
+    const event = 'data: {"type":"tool_use","input":"' + 'x'.repeat(1 << 20) + '"}\n\n'
+    const bytes = Buffer.from(event)
+    let out = 0
+    let early = 0
+    let checks = 0
+    for (let i = 0; i < bytes.length; i += 1024) {
+      const r = c.push(bytes.subarray(i, Math.min(i + 1024, bytes.length)), false)
+      if (i + 1024 < bytes.length) early += r.out.length
+      out += r.out.length
+      if (r.check) checks++
+    }
+    t.equal(early, 0, 'nothing left before its end')
+    t.equal(out, bytes.length, 'it left whole, at the end')
+    t.equal(checks, 1)
+  })
+
+  t.test('CR line ends count as line ends', async (t) => {
+    const c = new EventCutter()
+    const r = c.push(Buffer.from('data: {"a":"tool_use"}\r\n\r\ndata: {"b":1}'), false)
+    t.equal(r.check?.toString(), 'data: {"a":"tool_use"}\r\n\r\n')
+    t.equal(r.out.toString(), 'data: {"a":"tool_use"}\r\n\r\ndata: {"b":1}', 'the unfinished event without a trace passes')
+    t.equal(c.push(Buffer.from('\r\r'), true).check, undefined)
+  })
 })
