@@ -19,8 +19,10 @@
  * event passes untouched. Compressed responses are decoded for the check;
  * the bytes passed on stay as they came (the redactor decodes them).
  *
- * Answers are asked of the policy engine's cached evaluation with the
- * request's facts, once per tool and response.
+ * Answers are asked of the policy engine's cached evaluation, once per tool
+ * and response, with the facts the request was decided with: they are taken
+ * when the response begins, before the response's own findings (a data class
+ * found in the answer) join the request context.
  */
 import { ENTITY } from '../policy/names.ts'
 import type { PolicyEngine } from '../policy/engine.ts'
@@ -57,6 +59,8 @@ interface ResponseState {
   /** Identity-encoded streams: the events, cut where they end. */
   cutter: EventCutter
   checker: CallChecker | undefined
+  /** The request's facts, taken when the response begins (or why they could not be). */
+  facts: RequestFacts | Error | undefined
 }
 
 type Verdict = { readonly id: string; readonly kind: string; readonly effect: 'allow' } | { readonly id: string; readonly kind: string; readonly effect: 'deny'; readonly reason: NonNullable<ToolDecision['reason']> }
@@ -67,11 +71,12 @@ class CallChecker {
   readonly #engine: ToolCallStageOptions['engine']
   readonly #declared: DeclaredTools
   readonly #answers = new Map<string, Verdict>()
-  #facts: RequestFacts | undefined
+  readonly #facts: RequestFacts | Error
 
-  constructor(ctx: RequestContext, engine: ToolCallStageOptions['engine']) {
+  constructor(ctx: RequestContext, engine: ToolCallStageOptions['engine'], facts: RequestFacts | Error) {
     this.#ctx = ctx
     this.#engine = engine
+    this.#facts = facts
     this.#declared = new DeclaredTools(ctx.request?.tools ?? [])
   }
 
@@ -96,7 +101,7 @@ class CallChecker {
       let errors: readonly string[]
       let allowed: boolean
       try {
-        this.#facts ??= this.#engine.factsFor(this.#ctx)
+        if (this.#facts instanceof Error) throw this.#facts
         const e = this.#engine.evaluate(this.#facts, { action: 'call_tool', resource: { type: ENTITY.Tool, id: r.id } })
         errors = e.errors
         allowed = e.decision === 'allow'
@@ -280,8 +285,15 @@ function callsInBody(body: Buffer): ToolCall[] {
 
 export function createToolCallStage(opts: ToolCallStageOptions): Stage {
   const { engine, maxBytes, logger } = opts
-  const state = (ctx: RequestContext) => ctx.local<ResponseState>(STATE, () => ({ codings: [], decoder: undefined, framer: undefined, cutter: new EventCutter(), checker: undefined }))
-  const checker = (ctx: RequestContext, st: ResponseState) => (st.checker ??= new CallChecker(ctx, engine))
+  const state = (ctx: RequestContext) => ctx.local<ResponseState>(STATE, () => ({ codings: [], decoder: undefined, framer: undefined, cutter: new EventCutter(), checker: undefined, facts: undefined }))
+  const factsOf = (ctx: RequestContext): RequestFacts | Error => {
+    try {
+      return engine.factsFor(ctx)
+    } catch (err) {
+      return err instanceof Error ? err : new Error(String(err))
+    }
+  }
+  const checker = (ctx: RequestContext, st: ResponseState) => (st.checker ??= new CallChecker(ctx, engine, (st.facts ??= factsOf(ctx))))
 
   const refuseOrEnd = (ctx: RequestContext, chunk: BodyChunk, st: ResponseState, denied: Extract<Verdict, { effect: 'deny' }>, partial = false): void => {
     const err = refusal(denied)
@@ -295,6 +307,8 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
 
     responseHeaders(ctx) {
       const st = state(ctx)
+      // The facts the request was decided with: later, the response's findings are in the context too.
+      st.facts = factsOf(ctx)
       const codings = parseContentEncoding(ctx.responseHeaders.get('content-encoding'))
       if (!codings) {
         throw new GateError('MG_RESPONSE_UNREADABLE', {

@@ -174,7 +174,7 @@ t.test('a buffered response', async (t) => {
     const { err, chunk } = await buffered(stageWith(e), chatRequest(), body)
     t.equal(err, undefined)
     t.equal(chunk.data, body)
-    t.same([e.facts, e.questions], [0, 0])
+    t.equal(e.questions, 0)
   })
 
   t.test('a content-encoding that cannot be read is refused', async (t) => {
@@ -278,7 +278,19 @@ t.test('a stream', async (t) => {
     const { out, same } = await streamed(stageWith(e), ctx, pieces)
     t.same(same, [true, true, true, true], 'the very chunks: no copy, no body mutation')
     t.equal(Buffer.concat(out).toString(), pieces.join(''))
-    t.same([e.facts, e.questions], [0, 0])
+    t.equal(e.questions, 0)
+  })
+
+  t.test('calls are decided with the request\'s facts, not with what the response revealed', async (t) => {
+    // notebook may use fetch_url; no-secrets-anywhere forbids everything once "secret" is among the data classes.
+    const ctx = request('/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }], tools: [{ name: 'fetch_url', input_schema: {} }] }, NOTEBOOK)
+    const s = stageWith()
+    await headers(s, ctx, 'text/event-stream')
+    ctx.addFinding({ detector: 'github-token', dataClass: 'secret', confidence: 'high', direction: 'response', location: 'message_start', start: 0, length: 4, hash: 'h', action: 'redact' })
+    const c: BodyChunk = { data: Buffer.from(sse({ type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: 't', name: 'fetch_url', input: {} } })), end: false }
+    await s.responseBody!(ctx, c)
+    t.equal(ctx.responseTerminated, false)
+    t.same(ctx.toolDecisions, [{ tool: 'fetch_url', kind: 'custom', phase: 'response', effect: 'allow' }])
   })
 
   t.test('asks policy once per tool and response', async (t) => {
