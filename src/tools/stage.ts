@@ -72,11 +72,13 @@ class CallChecker {
   readonly #declared: DeclaredTools
   readonly #answers = new Map<string, Verdict>()
   readonly #facts: RequestFacts | Error
+  readonly #onError: (tool: string, errors: readonly string[]) => void
 
-  constructor(ctx: RequestContext, engine: ToolCallStageOptions['engine'], facts: RequestFacts | Error) {
+  constructor(ctx: RequestContext, engine: ToolCallStageOptions['engine'], facts: RequestFacts | Error, onError: (tool: string, errors: readonly string[]) => void) {
     this.#ctx = ctx
     this.#engine = engine
     this.#facts = facts
+    this.#onError = onError
     this.#declared = new DeclaredTools(ctx.request?.tools ?? [])
   }
 
@@ -109,6 +111,7 @@ class CallChecker {
         errors = [(err as Error).message]
         allowed = false
       }
+      if (errors.length > 0) this.#onError(r.id, errors)
       v = errors.length > 0 ? { id: r.id, kind: r.kind, effect: 'deny', reason: 'error' } : allowed ? { id: r.id, kind: r.kind, effect: 'allow' } : { id: r.id, kind: r.kind, effect: 'deny', reason: 'policy' }
     }
     this.#answers.set(key, v)
@@ -118,11 +121,19 @@ class CallChecker {
   }
 }
 
-/** The refusal for a call: the tool is named to the caller only when the request named it (the caller's own word). */
+/** Identifier-like text: what a tool name read from a response may be to reach a log. */
+const LOGGABLE = /^[A-Za-z0-9_.:/@+-]{1,128}$/
+const loggable = (s: string) => (LOGGABLE.test(s) ? s : '[omitted]')
+
+/**
+ * The refusal for a call. The caller is told the tool only when the request
+ * named it (the caller's own word); the log, only when it is identifier-like
+ * (a model may write anything where a name goes).
+ */
 function refusal(v: Extract<Verdict, { effect: 'deny' }>): GateError {
   return new GateError('MG_RESPONSE_TOOL_DENIED', {
     details: { reason: v.reason, ...(v.reason === 'policy' || v.reason === 'error' ? { tool: v.id } : {}) },
-    internal: `the response calls ${v.reason === 'limit' ? `more than ${MAX_RESPONSE_TOOLS} tools` : `the tool ${JSON.stringify(v.id.slice(0, 256))} (${v.kind})`}: ${v.reason}`,
+    internal: `the response calls ${v.reason === 'limit' ? `more than ${MAX_RESPONSE_TOOLS} tools` : `the tool ${loggable(v.id)} (${loggable(v.kind)})`}: ${v.reason}`,
   })
 }
 
@@ -293,7 +304,10 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
       return err instanceof Error ? err : new Error(String(err))
     }
   }
-  const checker = (ctx: RequestContext, st: ResponseState) => (st.checker ??= new CallChecker(ctx, engine, (st.facts ??= factsOf(ctx))))
+  const checker = (ctx: RequestContext, st: ResponseState) =>
+    (st.checker ??= new CallChecker(ctx, engine, (st.facts ??= factsOf(ctx)), (tool, errors) =>
+      logger.warn('a response tool call could not be evaluated; it is refused', { request_id: ctx.id, tool: loggable(tool), errors: errors.slice(0, 8).map((e) => e.slice(0, 256)) }),
+    ))
 
   const refuseOrEnd = (ctx: RequestContext, chunk: BodyChunk, st: ResponseState, denied: Extract<Verdict, { effect: 'deny' }>, partial = false): void => {
     const err = refusal(denied)
