@@ -50,13 +50,18 @@ function decode(body: Buffer, codings: readonly Coding[], maxBytes: number): Buf
 function refuseUnknownToolTypes(tools: readonly ToolDefinition[], allowed: ReadonlySet<string>): void {
   for (const t of tools) {
     if (t.known === true || allowed.has(t.type)) continue
+    // The type is the caller's text: repeated (to the caller, the log, the audit trail) only when it reads like a tool type.
+    const type = TYPE_NAME.test(t.type) ? t.type : '[omitted]'
     throw new GateError('MG_TOOL_TYPE_UNKNOWN', {
       // `tool_type`: an error document's own `type` field cannot carry it.
-      details: { field: t.field ?? 'tools', tool_type: t.type.slice(0, 128) },
-      internal: `${t.field ?? 'a tool'} declares the tool type "${t.type.slice(0, 128)}", which the tool map does not know and providers.allowedToolTypes does not list`,
+      details: { field: t.field ?? 'tools', tool_type: type },
+      internal: `${t.field ?? 'a tool'} declares the tool type ${type}, which the tool map does not know and providers.allowedToolTypes does not list`,
     })
   }
 }
+
+/** How every provider's tool types are written: lower-case words, digits and underscores. */
+const TYPE_NAME = /^[a-z][a-z0-9_]{0,127}$/
 
 export interface ProviderStageOptions {
   readonly config: ProvidersConfig

@@ -149,6 +149,10 @@ t.test('request body: a tool type the tool map does not know is refused unless t
   const chat = await runRequest(stage(), request({ body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], tool_choice: { type: 'code_interpreter' } }) }))
   t.same([chat?.code, chat?.details], ['MG_TOOL_TYPE_UNKNOWN', { field: 'tool_choice', tool_type: 'code_interpreter' }], 'chat completions know no built-in tool types, wherever one is named')
 
+  const secretLike = await runRequest(stage(), responses([{ type: 'Tok-ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2' }]))
+  t.same([secretLike?.code, secretLike?.details], ['MG_TOOL_TYPE_UNKNOWN', { field: 'tools[0]', tool_type: '[omitted]' }], 'a type that does not read like one is not repeated')
+  t.notMatch(secretLike?.internal, /ghp_/)
+
   const allowing = createProviderStage({ config: { ...ROUTES, allowedToolTypes: ['programmatic_tool_calling', 'web_search_20991231'] }, maxBodyBytes: MAX })
   const ctx = responses([{ type: 'programmatic_tool_calling' }])
   t.equal(await runRequest(allowing, ctx), undefined, 'a listed type passes')
