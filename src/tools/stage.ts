@@ -127,8 +127,9 @@ const loggable = (s: string) => (LOGGABLE.test(s) ? s : '[omitted]')
 
 /**
  * The refusal for a call. The caller is told the tool only when the request
- * named it (the caller's own word); the log, only when it is identifier-like
- * (a model may write anything where a name goes).
+ * made it available and policy refused it (a name a model made up is not
+ * repeated); the log, only when it is identifier-like (a model may write
+ * anything where a name goes).
  */
 function refusal(v: Extract<Verdict, { effect: 'deny' }>): GateError {
   return new GateError('MG_RESPONSE_TOOL_DENIED', {
