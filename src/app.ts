@@ -14,6 +14,7 @@ import { createAuditStage } from './audit/stage.ts'
 import { autoWorkers, createBodyInspector } from './inspection/inspector.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
+import { createToolCallStage } from './tools/stage.ts'
 import { startServer, type RunningServer } from './server/server.ts'
 import type { TransportEvent } from './server/transport.ts'
 
@@ -37,13 +38,14 @@ export interface App {
  * (policy set, detectors, keys, exporters, the audit spool) fails here, before
  * the server listens.
  *
- *   audit → identity → provider → redaction-scan → policy → redaction-apply
+ *   audit → identity → provider → redaction-scan → policy → tool-calls → redaction-apply
  *
  * Audit comes first so that even a request refused for its identity has a
  * record, and (closing in reverse order) it ends the span after every other
  * stage is done. The redaction scan runs before policy so the data classes it
  * finds are part of the Cedar context; the rewrite runs after, because policy
- * decides which classes may leave unredacted.
+ * decides which classes may leave unredacted. The tool calls of a response
+ * are checked before redaction-apply releases any of its events.
  */
 export async function buildStages(
   config: Config,
@@ -73,6 +75,7 @@ export async function buildStages(
       createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes, inspector }),
       redaction.scan,
       createPolicyStage(config, { logger, engine }),
+      createToolCallStage({ engine, maxBytes: config.redaction.responses.maxDecodedBytes, logger }),
       redaction.apply,
     ]
     // Last to be built: it takes the spool lock and binds the metrics port.

@@ -29,6 +29,8 @@ export const ERRORS = {
   MG_POLICY_ERROR: { status: 403, message: 'The request could not be evaluated against policy, so it is denied.' },
   MG_DATA_BLOCKED: { status: 403, message: 'The request carries data that policy does not allow to leave.' },
   MG_DATA_OUTSIDE_BODY: { status: 400, message: 'The request URL or a header carries data that must not leave as it is; modelgate redacts bodies only.' },
+  MG_TOOL_TYPE_UNKNOWN: { status: 403, message: 'The request declares a tool type modelgate does not know, and the configuration does not allow it.' },
+  MG_RESPONSE_TOOL_DENIED: { status: 403, message: 'The response calls a tool the caller may not call, so it is withheld.' },
   MG_RESPONSE_BLOCKED: { status: 502, message: 'The response carried data that policy does not allow to be returned.' },
   MG_RESPONSE_UNREADABLE: { status: 502, message: 'The response could not be inspected (unsupported or corrupt content-encoding), so it is withheld.' },
   MG_RESPONSE_BINARY: { status: 502, message: 'The response is binary (not UTF-8 text) and cannot be inspected, so it is withheld.' },

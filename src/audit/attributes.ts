@@ -90,7 +90,7 @@ export const MG_PROVIDER_ROUTE = 'modelgate.provider.route'
  * (`[GITHUB_TOKEN]`), a name that is not plain text as `[*]`.
  */
 export const MG_URL_QUERY_PARAMS = 'modelgate.url.query_params'
-/** Tool names declared in the request. */
+/** The tools the request names, by their `Tool` id (providers/tools.ts). */
 export const MG_TOOLS = 'modelgate.request.tools'
 /** Size of the request body modelgate received, in bytes. */
 export const MG_REQUEST_BODY_BYTES = 'modelgate.request.body_bytes'
@@ -160,6 +160,20 @@ export const MG_SHADOW_POLICY_SET_HASH = 'modelgate.decision.shadow.policy_set_h
 export const MG_SHADOW_ERRORS = 'modelgate.decision.shadow.errors'
 /** True when the shadow answer differs from the enforced one. */
 export const MG_SHADOW_DIFFERS = 'modelgate.decision.shadow.differs'
+/** The tools the decision asked `call_tool` about (their `Tool` ids), in the order asked. */
+export const MG_DECISION_TOOLS = 'modelgate.decision.tools'
+/** The kind of each, aligned with `modelgate.decision.tools` (the declared type). */
+export const MG_DECISION_TOOL_KINDS = 'modelgate.decision.tool_kinds'
+/** Cedar's answer for each, aligned: `allow` or `deny`. */
+export const MG_DECISION_TOOL_EFFECTS = 'modelgate.decision.tool_effects'
+/** The tools the response called, each checked before the caller saw the call (ids that are not identifier-like read `[omitted]`). */
+export const MG_RESPONSE_TOOLS = 'modelgate.response.tools'
+/** The answer for each, aligned with `modelgate.response.tools`: `allow` or `deny`. */
+export const MG_RESPONSE_TOOL_EFFECTS = 'modelgate.response.tool_effects'
+/** The tool whose call ended the response. */
+export const MG_RESPONSE_TOOL_DENIED = 'modelgate.response.tool_denied'
+/** Why: `undeclared` (the request did not name it), `policy`, `error` (evaluation failed) or `limit` (too many distinct tools). */
+export const MG_RESPONSE_TOOL_DENIED_REASON = 'modelgate.response.tool_denied_reason'
 /** The error code of the denial sent to the caller (e.g. MG_POLICY_DENIED). */
 export const MG_DENIAL_CODE = 'modelgate.denial.code'
 /** The HTTP status of that denial. */

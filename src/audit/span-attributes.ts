@@ -250,6 +250,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
       set(A.MG_SHADOW_DIFFERS, s.effect !== d.effect)
     }
   }
+  addToolDecisions(ctx, set)
   const denial = ctx.denial
   if (denial) {
     set(A.MG_DENIAL_CODE, denial.code)
@@ -297,6 +298,28 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.MG_RESPONSE_CONTENT_TRUNCATED, extras.responseContent.truncated)
   }
   return a
+}
+
+/**
+ * The `call_tool` answers: the tools the decision asked about, and the tools
+ * the response called (a model may name anything there, so only
+ * identifier-like names are kept), with the one that ended the response.
+ */
+function addToolDecisions(ctx: RequestContext, set: (k: string, v: RecordValue | undefined) => void): void {
+  if (ctx.toolDecisions.length === 0) return
+  const asked = ctx.toolDecisions.filter((d) => d.phase === 'request').slice(0, MAX_ITEMS)
+  set(A.MG_DECISION_TOOLS, asked.map((d) => cap(d.tool, 256)))
+  set(A.MG_DECISION_TOOL_KINDS, asked.map((d) => cap(d.kind, 128)))
+  set(A.MG_DECISION_TOOL_EFFECTS, asked.map((d) => d.effect))
+  const called = ctx.toolDecisions.filter((d) => d.phase === 'response')
+  const named = (tool: string) => (SAFE_STRING.test(tool) ? tool : '[omitted]')
+  set(A.MG_RESPONSE_TOOLS, called.slice(0, MAX_ITEMS).map((d) => named(d.tool)))
+  set(A.MG_RESPONSE_TOOL_EFFECTS, called.slice(0, MAX_ITEMS).map((d) => d.effect))
+  const refused = called.find((d) => d.effect === 'deny')
+  if (refused) {
+    set(A.MG_RESPONSE_TOOL_DENIED, named(refused.tool))
+    set(A.MG_RESPONSE_TOOL_DENIED_REASON, refused.reason)
+  }
 }
 
 /** Counts per class and detector, what happened to the data, and salted hashes. Never a matched value. */

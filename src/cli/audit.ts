@@ -269,6 +269,18 @@ export function story(r: SpanRecord, stages: readonly SpanRecord[] = []): string
       row('', `shadow policy set ${s(A.MG_SHADOW_POLICY_SET_HASH) ?? '?'}: ${shadow}${sp.length ? ` by ${sp.join(', ')}` : ''}${attrBool(r, A.MG_SHADOW_DIFFERS) ? ' (differs)' : ''}`)
     }
   } else row('policy', 'not evaluated')
+  const asked = attrStrings(r, A.MG_DECISION_TOOLS)
+  if (asked.length) {
+    const kinds = attrStrings(r, A.MG_DECISION_TOOL_KINDS)
+    const effects = attrStrings(r, A.MG_DECISION_TOOL_EFFECTS)
+    row('tools', asked.map((tool, i) => `${tool}${kinds[i] && kinds[i] !== tool ? ` (${kinds[i]})` : ''} ${effects[i] ?? '?'}`).join(', '))
+  }
+  const called = attrStrings(r, A.MG_RESPONSE_TOOLS)
+  if (called.length) {
+    const effects = attrStrings(r, A.MG_RESPONSE_TOOL_EFFECTS)
+    const refused = s(A.MG_RESPONSE_TOOL_DENIED)
+    row(asked.length ? '' : 'tools', `the response called ${called.map((tool, i) => `${tool} ${effects[i] ?? '?'}`).join(', ')}${refused ? `; refused at ${refused} (${s(A.MG_RESPONSE_TOOL_DENIED_REASON) ?? '?'})` : ''}`)
+  }
 
   // Quota.
   const rules = attrStrings(r, A.MG_QUOTA_RULES)

@@ -91,6 +91,26 @@ export interface PolicyDecision {
   }
 }
 
+/**
+ * One `call_tool` answer, for the audit trail: for a tool the request names
+ * (asked by the policy stage), or for a tool a response calls (asked by the
+ * tool-calls stage before the call reaches the caller).
+ */
+export interface ToolDecision {
+  /** The `Tool` id (providers/tools.ts). */
+  readonly tool: string
+  /** Its kind: the declared type, or the type of the call. */
+  readonly kind: string
+  readonly phase: 'request' | 'response'
+  readonly effect: 'allow' | 'deny'
+  /**
+   * Why a response's call was refused: the request did not name the tool
+   * (`undeclared`), policy denied it (`policy`), its evaluation failed
+   * (`error`), or the response called more distinct tools than one may (`limit`).
+   */
+  readonly reason?: 'undeclared' | 'policy' | 'error' | 'limit'
+}
+
 /** Quota outcome, filled by the quota stage. */
 export interface QuotaOutcome {
   readonly rules: readonly string[]
@@ -160,6 +180,8 @@ export class RequestContext {
   readonly findings: Finding[] = []
   readonly dataClasses = new Set<string>()
   decision: PolicyDecision | undefined
+  /** Every `call_tool` answer for this request, in the order asked (see ToolDecision). */
+  readonly toolDecisions: ToolDecision[] = []
   quota: QuotaOutcome | undefined
   readonly usage: TokenUsage = { input: undefined, output: undefined }
   /** The response model reported by the provider. */

@@ -52,6 +52,8 @@ export class Pipeline {
 
   /**
    * Runs one phase through every stage, in order. Throws a GateError to deny.
+   * A response body chunk goes no further than the stage that ends the
+   * response (`ctx.responseTerminated`): its error event is the chunk's last word.
    *
    * The phase deadline holds for synchronous and asynchronous work alike: a
    * stage that returns a promise races a timer (armed only then), and after
@@ -78,6 +80,8 @@ export class Pipeline {
         ctx.timings.set(name, (ctx.timings.get(name) ?? 0) + (performance.now() - s0))
       }
       if (performance.now() - t0 > budget) throw this.#timeout(phase, name)
+      // A stage that ended the response wrote its last bytes: later stages do not rewrite them.
+      if (phase === 'responseBody' && ctx.responseTerminated) return
     }
   }
 

@@ -9,15 +9,17 @@
  * Never prompt text.
  */
 import { createHash } from 'node:crypto'
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import type { EntityJson, EntityUidJson } from '@cedar-policy/cedar-wasm/nodejs'
 import { GateError } from '../errors.ts'
 import { parseSpiffeId } from '../identity/spiffe.ts'
 import type { DelegatedUser } from '../identity/types.ts'
 import type { RequestContext } from '../pipeline/context.ts'
+import { MCP_KIND, mcpServerId, parseMcpId } from '../providers/tools.ts'
 import type { Operation, ToolDefinition } from '../providers/types.ts'
 import { scopeLookupKeys } from './analysis.ts'
 import { kubernetesParts, plainUid, uidKey, type CompiledPolicySet } from './load.ts'
-import { ACTION_TYPE, DEFAULT_CONTEXT_HEADERS, ENTITY, OPERATION_ACTION, type ActionName } from './names.ts'
+import { ACTION_TYPE, DEFAULT_CONTEXT_HEADERS, ENTITY, NAMESPACE, OPERATION_ACTION, type ActionName } from './names.ts'
 
 /** Longest header value (characters) passed into the context; longer values are cut. */
 export const MAX_HEADER_VALUE = 256
@@ -36,6 +38,18 @@ export interface FactsOptions {
   readonly region?: string | undefined
 }
 
+/** One tool as policy sees it: its `Tool` id, its `kind`, and (MCP) the server URL's host. */
+export interface ToolFact {
+  readonly name: string
+  readonly type: string
+  readonly host?: string
+}
+
+/** A tool's facts, with `host` only when there is one (facts are hashed as JSON). */
+function toolFact(t: ToolDefinition): ToolFact {
+  return t.host === undefined ? { name: t.name, type: t.type } : { name: t.name, type: t.type, host: t.host }
+}
+
 /** Everything a policy decision depends on. Two requests with equal facts get equal decisions. */
 export interface RequestFacts {
   readonly principal: { readonly spiffeId: string; readonly trustDomain: string; readonly namespace: string; readonly serviceAccount: string }
@@ -46,7 +60,8 @@ export interface RequestFacts {
   readonly model: string
   readonly stream: boolean
   readonly maxTokens: number | undefined
-  readonly tools: readonly { readonly name: string; readonly type: string }[]
+  /** The tools the request names (providers/tools.ts): identity, declared type, and an MCP server's host. */
+  readonly tools: readonly ToolFact[]
   readonly dataClasses: readonly string[]
   readonly detectors: readonly string[]
   readonly tenant: string
@@ -114,7 +129,7 @@ export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}): 
     model: req.model,
     stream: req.stream,
     maxTokens: req.maxTokens === undefined ? undefined : toLong(req.maxTokens),
-    tools: req.tools.map((t: ToolDefinition) => ({ name: t.name, type: t.type })),
+    tools: req.tools.map(toolFact),
     dataClasses: [...ctx.dataClasses].sort(),
     detectors: [...detectors].sort(),
     tenant: header(headers.tenant),
@@ -163,7 +178,7 @@ export function buildCall(f: RequestFacts, q: CedarQuery, set: CompiledPolicySet
   addPrincipal(entities, f)
   addModel(entities, f)
   addUser(entities, f)
-  addResource(entities, f, q)
+  addResource(entities, f, q, set)
   return { principal: principalUid(f), action: { type: ACTION_TYPE, id: q.action }, resource: { type: q.resource.type, id: q.resource.id }, context: contextOf(f), entities: entities.list }
 }
 
@@ -221,13 +236,59 @@ function addUser(entities: EntitySlice, f: RequestFacts): void {
 }
 
 /** The question's resource when it is not the model: a tool (with its declared kind) or a data class. */
-function addResource(entities: EntitySlice, f: RequestFacts, q: CedarQuery): void {
-  if (q.resource.type === ENTITY.Tool) entities.add(q.resource, { kind: toolKind(f, q.resource.id) }, [])
-  else if (q.resource.type !== ENTITY.Model) entities.add(q.resource, {}, [])
+function addResource(entities: EntitySlice, f: RequestFacts, q: CedarQuery, set: CompiledPolicySet): void {
+  if (q.resource.type === ENTITY.Tool) {
+    const tool = toolEntity(f, q.resource.id, set)
+    entities.add(q.resource, tool.attrs, tool.parents)
+  } else if (q.resource.type !== ENTITY.Model) entities.add(q.resource, {}, [])
 }
 
-export function toolKind(f: RequestFacts, name: string): string {
-  return f.tools.find((t) => t.name === name)?.type ?? 'function'
+/** What a `Tool` entity is built from besides its id: the declared kind and (MCP) the server's host. */
+export function toolEntityFacts(f: RequestFacts, id: string): readonly [kind: string, host: string] {
+  const declared = f.tools.find((t) => t.name === id)
+  const mcp = parseMcpId(id)
+  const host = declared?.host ?? (mcp ? f.tools.find((t) => t.name === mcpServerId(mcp.server))?.host : undefined)
+  return [declared?.type ?? '', host ?? '']
+}
+
+/**
+ * The `Tool` entity for a `call_tool` question: `kind` is the declared type.
+ * An MCP server (`mcp:<server>`) and each of its tools (`mcp:<server>/<tool>`,
+ * also one a response calls without the request listing it) are in
+ * `ToolServer::"mcp:<server>"`, and carry the server URL's `host` and the
+ * tool's own name (`mcpTool`) when the schema declares those attributes.
+ */
+function toolEntity(f: RequestFacts, id: string, set: CompiledPolicySet): { attrs: Record<string, unknown>; parents: { type: string; id: string }[] } {
+  const declared = f.tools.find((t) => t.name === id)
+  const mcp = parseMcpId(id)
+  const attrs: Record<string, unknown> = { kind: declared?.type ?? (mcp ? MCP_KIND : 'function') }
+  if (!mcp) return { attrs, parents: [] }
+  const optional = toolAttributes(set)
+  const host = declared?.host ?? f.tools.find((t) => t.name === mcpServerId(mcp.server))?.host
+  if (host !== undefined && optional.has('host')) attrs.host = host
+  if (mcp.tool !== undefined && optional.has('mcpTool')) attrs.mcpTool = mcp.tool
+  return { attrs, parents: [{ type: ENTITY.ToolServer, id: mcpServerId(mcp.server) }] }
+}
+
+const TOOL_ATTRIBUTES = new WeakMap<CompiledPolicySet, ReadonlySet<string>>()
+
+/**
+ * The attributes a policy set's schema declares for `Tool`, read once per set:
+ * the optional ones (`host`, `mcpTool`) are passed only to schemas that have
+ * them, so a schema written before them keeps working.
+ */
+function toolAttributes(set: CompiledPolicySet): ReadonlySet<string> {
+  let attrs = TOOL_ATTRIBUTES.get(set)
+  if (attrs) return attrs
+  const names = new Set<string>()
+  const json = cedar.schemaToJson(set.schemaText)
+  if (json.type === 'success') {
+    const tool = json.json[NAMESPACE]?.entityTypes.Tool as { shape?: { attributes?: Record<string, unknown> } } | undefined
+    for (const name of Object.keys(tool?.shape?.attributes ?? {})) names.add(name)
+  }
+  attrs = names
+  TOOL_ATTRIBUTES.set(set, attrs)
+  return attrs
 }
 
 /** Collects a request's entities: derived ones merged with entities.json, and every declared ancestor. */
@@ -315,8 +376,9 @@ export class EntityGroups {
   /** The question's resource: the model for model actions, else the tool or data class. */
   resource(f: RequestFacts, q: CedarQuery): EntityGroup {
     if (q.resource.type === ENTITY.Model) return this.model(f)
-    const kind = q.resource.type === ENTITY.Tool ? toolKind(f, q.resource.id) : ''
-    return remember(this.#resources, JSON.stringify([q.resource.type, q.resource.id, kind]), () => this.#group((s) => addResource(s, f, q), q.resource))
+    // A tool's entity depends on its declared kind and (MCP) its server's host as well as its id.
+    const tool = q.resource.type === ENTITY.Tool ? toolEntity(f, q.resource.id, this.#set) : undefined
+    return remember(this.#resources, JSON.stringify([q.resource.type, q.resource.id, tool?.attrs ?? null]), () => this.#group((s) => addResource(s, f, q, this.#set), q.resource))
   }
 
   /** Not remembered: users are many and their groups come with each token. */
@@ -376,8 +438,8 @@ export interface RequestDescription {
   api?: string
   stream?: boolean
   maxTokens?: number
-  /** Tools the request declares: names, or {name, type}. */
-  tools?: (string | { name: string; type?: string })[]
+  /** Tools the request declares: names (functions), or {name, type, host?} (host: an MCP server's). */
+  tools?: (string | { name: string; type?: string; host?: string })[]
   dataClasses?: string[]
   detectors?: string[]
   tenant?: string
@@ -447,16 +509,18 @@ export function factsFromDescription(input: unknown, opts: { now?: number } = {}
     if (typeof d.maxTokens !== 'number' || !Number.isInteger(d.maxTokens) || d.maxTokens < 0) problems.push('"maxTokens" must be a non-negative integer')
     else maxTokens = toLong(d.maxTokens)
   }
-  const tools: { name: string; type: string }[] = []
+  const tools: ToolFact[] = []
   if (d.tools !== undefined) {
     if (!Array.isArray(d.tools)) problems.push('"tools" must be an array')
     else
       for (const t of d.tools) {
         if (typeof t === 'string' && t) tools.push({ name: t, type: 'function' })
         else if (t && typeof t === 'object' && typeof (t as { name?: unknown }).name === 'string') {
-          const o = t as { name: string; type?: unknown }
-          tools.push({ name: o.name, type: typeof o.type === 'string' ? o.type : 'function' })
-        } else problems.push('"tools" entries must be names or {"name", "type"}')
+          const o = t as { name: string; type?: unknown; host?: unknown }
+          if (o.host !== undefined && typeof o.host !== 'string') problems.push('"tools" entries: "host" must be a string')
+          const type = typeof o.type === 'string' ? o.type : 'function'
+          tools.push(typeof o.host === 'string' ? { name: o.name, type, host: o.host } : { name: o.name, type })
+        } else problems.push('"tools" entries must be names or {"name", "type", "host"}')
       }
   }
   let user: RequestFacts['user']

@@ -38,7 +38,7 @@ import { LRUCache } from 'lru-cache'
 import { analysePolicy, emptyReads, mergeReads, withoutScope, type GuardAlternative, type PolicyAnalysis, type Reads } from './analysis.ts'
 import { uidKey, type CompiledPolicySet } from './load.ts'
 import { ACTION_TYPE, ACTIONS, ENTITY } from './names.ts'
-import { factsKey, type CedarQuery, type EntityGroup, type EntityGroups, type RequestFacts } from './request.ts'
+import { factsKey, toolEntityFacts, type CedarQuery, type EntityGroup, type EntityGroups, type RequestFacts } from './request.ts'
 
 export interface Slice {
   /** The positions of its policies in the set, e.g. "0,4,17" ("" for none): identifies the slice. */
@@ -317,7 +317,7 @@ export function decisionKey(slice: Slice, f: RequestFacts, q: CedarQuery): strin
   const parts: unknown[] = [slice.token, q.action, q.resource.type]
   if (r.resourceUid || r.resourceEntity) {
     if (q.resource.type === ENTITY.Model) parts.push(f.provider, f.model)
-    else parts.push(q.resource.id, q.resource.type === ENTITY.Tool && r.resourceEntity ? (f.tools.find((t) => t.name === q.resource.id)?.type ?? '') : '')
+    else parts.push(q.resource.id, q.resource.type === ENTITY.Tool && r.resourceEntity ? toolEntityFacts(f, q.resource.id) : '')
   }
   if (r.principalUid || r.principalEntity) {
     const p = f.principal

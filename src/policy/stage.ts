@@ -11,7 +11,7 @@ import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
-import { PolicyEngine } from './engine.ts'
+import { PolicyEngine, type QueryResult } from './engine.ts'
 
 export interface PolicyStage extends Stage {
   readonly name: 'policy'
@@ -35,6 +35,17 @@ export function createPolicyEngine(config: Config, deps: { logger: Logger }): Po
   })
 }
 
+/** The `call_tool` answers of a request's decision, for the audit trail. */
+function recordToolAnswers(ctx: RequestContext, results: readonly QueryResult[]): void {
+  const tools = ctx.request?.tools ?? []
+  for (const r of results) {
+    if (r.query.action !== 'call_tool') continue
+    const ok = r.evaluation.decision === 'allow' && r.evaluation.errors.length === 0
+    const kind = tools.find((t) => t.name === r.query.resource.id)?.type ?? 'function'
+    ctx.toolDecisions.push({ tool: r.query.resource.id, kind, phase: 'request', effect: ok ? 'allow' : 'deny' })
+  }
+}
+
 export function createPolicyStage(config: Config, deps: { logger: Logger; engine?: PolicyEngine }): PolicyStage {
   const engine = deps.engine ?? createPolicyEngine(config, deps)
   const logger = deps.logger.child({ stage: 'policy' })
@@ -44,8 +55,9 @@ export function createPolicyStage(config: Config, deps: { logger: Logger; engine
     requestBody(ctx: RequestContext): void {
       if (!ctx.request) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a parsed provider request' })
       if (!ctx.identity) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a caller identity' })
-      const { decision, code } = engine.authorize(ctx)
+      const { decision, code, results } = engine.authorize(ctx)
       ctx.decision = decision
+      recordToolAnswers(ctx, results)
       if (decision.effect === 'allow') return
       const internal =
         code === 'MG_POLICY_ERROR'

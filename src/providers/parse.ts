@@ -1,13 +1,14 @@
 /**
  * Parsing provider request bodies (OpenAI chat/completions/responses/embeddings,
  * Azure OpenAI, Anthropic messages) into a ParsedRequest: the model, stream
- * flag, output budget and the tool definitions, with the shape of the fields
- * that carry them checked. Shape errors are reported with the field that is
- * wrong. Which texts a body carries is not the parser's business: redaction
+ * flag, output budget and every tool the request names (the tool map,
+ * tools.ts), with the shape of the fields that carry them checked. Shape
+ * errors are reported with the field that is wrong. Which texts a body carries is not the parser's business: redaction
  * scans every leaf of the body (redaction/document.ts).
  */
 import { GateError } from '../errors.ts'
 import type { ApiRoute } from './routes.ts'
+import { toolsOf } from './tools.ts'
 import type { JsonPath, ParsedRequest, ToolDefinition } from './types.ts'
 
 const MAX_MODEL_LENGTH = 256
@@ -56,22 +57,6 @@ function openaiContent(path: JsonPath, content: unknown): void {
   content.forEach((part, i) => {
     if (!isObj(part)) throw invalid(pathString([...path, i]), 'must be an object')
   })
-}
-
-function openaiTools(body: Record<string, unknown>): ToolDefinition[] {
-  const out: ToolDefinition[] = []
-  const tools = body.tools
-  if (tools === undefined || tools === null) return out
-  if (!Array.isArray(tools)) throw invalid('tools', 'must be an array')
-  tools.forEach((t, i) => {
-    if (!isObj(t)) throw invalid(`tools[${i}]`, 'must be an object')
-    const fn = isObj(t.function) ? t.function : t
-    const name = fn.name
-    const type = typeof t.type === 'string' ? t.type : 'function'
-    if (type === 'function' && (typeof name !== 'string' || name === '')) throw invalid(`tools[${i}].name`, 'is required for function tools')
-    out.push({ name: typeof name === 'string' ? name : type, type })
-  })
-  return out
 }
 
 function chatCompletions(body: Record<string, unknown>): void {
@@ -129,7 +114,7 @@ function anthropicContent(path: JsonPath, content: unknown): void {
   })
 }
 
-function anthropicMessages(body: Record<string, unknown>): ToolDefinition[] {
+function anthropicMessages(body: Record<string, unknown>): void {
   const system = body.system
   if (system !== undefined && system !== null && typeof system !== 'string' && !Array.isArray(system)) throw invalid('system', 'must be a string or an array of text blocks')
   const messages = requireArray(body, 'messages')
@@ -139,15 +124,6 @@ function anthropicMessages(body: Record<string, unknown>): ToolDefinition[] {
     if (m.role !== 'user' && m.role !== 'assistant') throw invalid(`messages[${i}].role`, 'must be "user" or "assistant"')
     anthropicContent(['messages', i, 'content'], m.content)
   })
-  const tools: ToolDefinition[] = []
-  if (body.tools !== undefined && body.tools !== null) {
-    if (!Array.isArray(body.tools)) throw invalid('tools', 'must be an array')
-    body.tools.forEach((t, i) => {
-      if (!isObj(t) || typeof t.name !== 'string' || t.name === '') throw invalid(`tools[${i}].name`, 'is required')
-      tools.push({ name: t.name, type: typeof t.type === 'string' ? t.type : 'custom' })
-    })
-  }
-  return tools
 }
 
 /**
@@ -164,7 +140,7 @@ export function parseProviderRequest(route: ApiRoute, json: unknown, providerNam
     case 'azure_openai.chat_completions':
       model = requireModel(json, route.deployment)
       chatCompletions(json)
-      tools = openaiTools(json)
+      tools = toolsOf(route.api, json)
       maxTokens = chatMaxTokens(json)
       break
     case 'openai.completions':
@@ -176,7 +152,7 @@ export function parseProviderRequest(route: ApiRoute, json: unknown, providerNam
     case 'openai.responses':
       model = requireModel(json)
       responsesInput(json)
-      tools = openaiTools(json)
+      tools = toolsOf(route.api, json)
       maxTokens = optPositiveInt(json, 'max_output_tokens')
       break
     case 'openai.embeddings':
@@ -188,7 +164,8 @@ export function parseProviderRequest(route: ApiRoute, json: unknown, providerNam
       model = requireModel(json)
       maxTokens = optPositiveInt(json, 'max_tokens')
       if (maxTokens === undefined) throw invalid('max_tokens', 'is required for Anthropic messages')
-      tools = anthropicMessages(json)
+      anthropicMessages(json)
+      tools = toolsOf(route.api, json)
       break
     default:
       throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `no parser for ${route.api}` })

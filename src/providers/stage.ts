@@ -12,6 +12,7 @@ import { decodeBuffered, DecodeError, MAX_STACKED_CODINGS, parseContentEncoding,
 import { inProcessInspector, type BodyInspector } from '../inspection/inspector.ts'
 import { bodyFacts, SseFactsReader } from './response.ts'
 import { compileRouteTable, type ApiRoute } from './routes.ts'
+import type { ToolDefinition } from './types.ts'
 
 /** The gRPC metadata key Envoy routes set (grpc_initial_metadata) to name their provider. */
 export const PROVIDER_METADATA_KEY = 'x-modelgate-provider'
@@ -42,6 +43,26 @@ function decode(body: Buffer, codings: readonly Coding[], maxBytes: number): Buf
   }
 }
 
+/**
+ * A tool type the tool map does not know is refused unless the configuration
+ * lists it: modelgate cannot say what such a tool does, nor read its calls.
+ */
+function refuseUnknownToolTypes(tools: readonly ToolDefinition[], allowed: ReadonlySet<string>): void {
+  for (const t of tools) {
+    if (t.known === true || allowed.has(t.type)) continue
+    // The type is the caller's text: repeated (to the caller, the log, the audit trail) only when it reads like a tool type.
+    const type = TYPE_NAME.test(t.type) ? t.type : '[omitted]'
+    throw new GateError('MG_TOOL_TYPE_UNKNOWN', {
+      // `tool_type`: an error document's own `type` field cannot carry it.
+      details: { field: t.field ?? 'tools', tool_type: type },
+      internal: `${t.field ?? 'a tool'} declares the tool type ${type}, which the tool map does not know and providers.allowedToolTypes does not list`,
+    })
+  }
+}
+
+/** How every provider's tool types are written: lower-case words, digits and underscores. */
+const TYPE_NAME = /^[a-z][a-z0-9_]{0,127}$/
+
 export interface ProviderStageOptions {
   readonly config: ProvidersConfig
   readonly maxBodyBytes: number
@@ -55,6 +76,7 @@ export interface ProviderStageOptions {
 export function createProviderStage(opts: ProviderStageOptions): Stage {
   const routes = opts.config.routes
   const table = compileRouteTable(opts.config)
+  const allowedToolTypes: ReadonlySet<string> = new Set(opts.config.allowedToolTypes ?? [])
   const inspector = opts.inspector ?? inProcessInspector()
   return {
     name: 'provider',
@@ -105,6 +127,7 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${kind}` })
       // One decode and parse of the body: the parsed request here, its leaves for redaction.
       ctx.request = await inspector.inspect(ctx, route, providerName)
+      refuseUnknownToolTypes(ctx.request.tools, allowedToolTypes)
     },
     responseBody(ctx, chunk) {
       if (ctx.responseStreaming) {

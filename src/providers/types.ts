@@ -7,9 +7,33 @@ export type Operation = 'chat' | 'completion' | 'responses' | 'embedding' | 'mes
 /** A path into the request JSON, e.g. ['messages', 0, 'content', 1, 'text']. */
 export type { JsonPath } from '../json/document.ts'
 
+/** How a request names a tool (providers/tools.ts): by its own name, as a provider's built-in, or through an MCP server. */
+export type ToolOrigin = 'function' | 'builtin' | 'mcp-server' | 'mcp-tool'
+
+/**
+ * One tool a request names, as the tool map (providers/tools.ts) reads it:
+ * one `call_tool` question for Cedar. Plain data (it crosses to and from the
+ * body inspection workers).
+ */
 export interface ToolDefinition {
+  /** Its identity for Cedar: the id of `ModelGate::Tool` (a function name, a canonical built-in name, `mcp:<server>`, `mcp:<server>/<tool>`). */
   readonly name: string
+  /** The type the request declares (`Tool.kind`): `function`, `custom`, `web_search_preview`, `web_search_20250305`, `mcp`, … */
   readonly type: string
+  readonly origin?: ToolOrigin
+  /**
+   * True when the tool map knows the type. Anything else (false or absent) is
+   * refused unless `providers.allowedToolTypes` lists the type.
+   */
+  readonly known?: boolean
+  /** Where the request first names it, e.g. `tools[2]`, `function_call`, `mcp_servers[0]`. */
+  readonly field?: string
+  /** The name a model's call uses for it: function and custom tools, Anthropic's tools with a `name`. */
+  readonly callName?: string
+  /** MCP servers and their tools: the host of the server's URL, when the request gives one. */
+  readonly host?: string
+  /** MCP servers: the request lists which of the server's tools may run (each is an `mcp-tool` entry of its own). */
+  readonly narrowed?: boolean
 }
 
 /**

@@ -133,7 +133,7 @@ t.test('responses read by the SDKs never carry a planted value', async (t) => {
         ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Use ghp_Zq8X' } }),
         ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: `${TOKEN.slice(8)} now` } }),
         ev('content_block_stop', { type: 'content_block_stop', index: 0 }),
-        ev('content_block_start', { type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'toolu_1', name: 'lookup', input: {} } }),
+        ev('content_block_start', { type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'toolu_1', name: 'fetch_url', input: {} } }),
         ev('content_block_delta', { type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: args.slice(0, 14).replace('ghp_', '\\u0067hp_') } }),
         ev('content_block_delta', { type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: args.slice(14) } }),
         ev('content_block_stop', { type: 'content_block_stop', index: 1 }),
@@ -142,7 +142,9 @@ t.test('responses read by the SDKs never carry a planted value', async (t) => {
       ],
       chunkDelayMs: 5,
     })
-    const stream = stack.anthropic('notebook').messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'hello' }] })
+    // The call is to a tool the request declares and the caller may use: a response may call no other.
+    const tools = [{ name: 'fetch_url', input_schema: { type: 'object' as const } }]
+    const stream = stack.anthropic('notebook').messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'hello' }], tools })
     const message = await stream.finalMessage()
     const text = JSON.stringify(message)
     t.notOk(text.includes(TOKEN))

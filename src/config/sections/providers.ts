@@ -7,6 +7,13 @@ export interface ProvidersConfig {
    * per kind: `/openai` and `/api` for `openai`, none for the others).
    */
   routes: Record<string, { kind: 'openai' | 'anthropic' | 'azure-openai'; basePaths?: string[] }>
+  /**
+   * Tool types the tool map does not know (providers/tools.ts) that requests
+   * may still declare, e.g. a newer dated version of a built-in tool. Every
+   * other unknown type is refused (MG_TOOL_TYPE_UNKNOWN). Default (and when
+   * absent from a configuration built in code): none.
+   */
+  allowedToolTypes?: string[]
 }
 
 /**
@@ -33,6 +40,12 @@ export const providersSchema = {
           basePaths: { type: 'array', maxItems: 16, uniqueItems: true, items: { type: 'string', pattern: BASE_PATH_PATTERN } },
         },
       },
+    },
+    allowedToolTypes: {
+      type: 'array',
+      default: [],
+      uniqueItems: true,
+      items: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,128}$' },
     },
   },
 } as const

@@ -197,6 +197,33 @@ t.test('a blocked class makes the redaction action block', async (t) => {
   t.same(a['modelgate.redaction.blocked_classes'], ['secret.private_key'])
 })
 
+t.test('the record lists the tools asked and their answers, and the tool whose call ended the response', async (t) => {
+  const ctx = allowedContext()
+  ctx.toolDecisions.push(
+    { tool: 'lookup_order', kind: 'function', phase: 'request', effect: 'allow' },
+    { tool: 'mcp:payments', kind: 'mcp', phase: 'request', effect: 'allow' },
+    { tool: 'mcp:payments/lookup_order', kind: 'mcp', phase: 'response', effect: 'allow' },
+    { tool: 'send all my secrets', kind: 'function_call', phase: 'response', effect: 'deny', reason: 'undeclared' },
+  )
+  const a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.same(a['modelgate.decision.tools'], ['lookup_order', 'mcp:payments'])
+  t.same(a['modelgate.decision.tool_kinds'], ['function', 'mcp'])
+  t.same(a['modelgate.decision.tool_effects'], ['allow', 'allow'])
+  t.same(a['modelgate.response.tools'], ['mcp:payments/lookup_order', '[omitted]'], 'a name a model made up is kept only when it is identifier-like')
+  t.same(a['modelgate.response.tool_effects'], ['allow', 'deny'])
+  t.equal(a['modelgate.response.tool_denied'], '[omitted]')
+  t.equal(a['modelgate.response.tool_denied_reason'], 'undeclared')
+
+  const many = allowedContext()
+  for (let i = 0; i < 100; i++) many.toolDecisions.push({ tool: `t${i}`, kind: 'function', phase: 'request', effect: 'allow' })
+  for (let i = 0; i < 100; i++) many.toolDecisions.push({ tool: `r${i}`, kind: 'mcp', phase: 'response', effect: i === 99 ? 'deny' : 'allow', ...(i === 99 ? { reason: 'limit' as const } : {}) })
+  const b = requestAttributes(many, { kind: 'completed' }, extras)
+  t.equal((b['modelgate.decision.tools'] as string[]).length, 64)
+  t.equal((b['modelgate.response.tools'] as string[]).length, 64)
+  t.same([b['modelgate.response.tool_denied'], b['modelgate.response.tool_denied_reason']], ['r99', 'limit'], 'the refused call is named even past the list cap')
+  t.notOk('modelgate.decision.tools' in requestAttributes(allowedContext(), { kind: 'completed' }, extras), 'absent when no tool was asked about')
+})
+
 t.test('lists and caller-controlled strings are capped', async (t) => {
   const ctx = allowedContext()
   ctx.request = parsedRequest({ model: 'm'.repeat(5000), tools: Array.from({ length: 100 }, (_, i) => ({ name: `tool-${i}`, type: 'function' })) })

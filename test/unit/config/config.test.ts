@@ -82,6 +82,17 @@ t.test('a bad key name in a map of names is reported at that key', async (t) => 
   ])
 })
 
+t.test('providers.allowedToolTypes lists tool type names, each once, and every bad one is reported', async (t) => {
+  const ok = parseConfig('identity:\n  trustDomains: [a]\nproviders:\n  allowedToolTypes: [web_search_20991231, programmatic_tool_calling]\n', FILE)
+  t.same(ok.providers.allowedToolTypes, ['web_search_20991231', 'programmatic_tool_calling'])
+  t.same(problems(() => parseConfig('identity:\n  trustDomains: [a]\nproviders:\n  allowedToolTypes: ["web search", "", 7, x, x]\n', FILE)).sort(), [
+    `${FILE}:4:21: providers.allowedToolTypes: must NOT have duplicate items (items ## 4 and 3 are identical)`,
+    `${FILE}:4:22: providers.allowedToolTypes[0]: must match pattern "^[A-Za-z0-9_.-]{1,128}$"`,
+    `${FILE}:4:36: providers.allowedToolTypes[1]: must match pattern "^[A-Za-z0-9_.-]{1,128}$"`,
+    `${FILE}:4:40: providers.allowedToolTypes[2]: must be string`,
+  ])
+})
+
 t.test('YAML syntax errors are reported with their line and column', async (t) => {
   const cases: [name: string, text: string, expected: RegExp][] = [
     ['a duplicate key', 'identity:\n  trustDomains: [a]\n  trustDomains: [b]\n', /^c\.yaml:3:3: \(top level\): Map keys must be unique/],
@@ -132,7 +143,7 @@ t.test('defaults fill every section that is left out', async (t) => {
       clockToleranceSec: 30,
     },
   })
-  t.same(cfg.providers, { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' } } })
+  t.same(cfg.providers, { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' } }, allowedToolTypes: [] })
   t.match(cfg.policy, { dir: 'policies', shadowDir: '', watch: true, cacheSize: 100000 })
   t.match(cfg.redaction, { enabled: true })
   t.match(cfg.audit, { enabled: true })

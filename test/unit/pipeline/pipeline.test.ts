@@ -85,6 +85,25 @@ t.test('the response body chunk is shared along the stages, so a stage can repla
   t.equal(chunk.data.toString(), 'HELLO')
 })
 
+t.test('a stage that ends the response writes the chunk\'s last word: later stages do not see the chunk', async (t) => {
+  const log: string[] = []
+  const ender = recorder('ender', log, {
+    responseBody(ctx, chunk) {
+      log.push('ender:responseBody')
+      chunk.data = Buffer.from('event: error\ndata: {}\n\n')
+      ctx.responseTerminated = true
+    },
+  })
+  const p = new Pipeline([recorder('a', log), ender, recorder('b', log)], { phaseTimeoutMs: 1000 })
+  const ctx = new RequestContext()
+  const chunk: BodyChunk = { data: Buffer.from('data: x\n\n'), end: false }
+  await p.run('responseBody', ctx, chunk)
+  t.same(log, ['a:responseBody', 'ender:responseBody'])
+  t.equal(chunk.data.toString(), 'event: error\ndata: {}\n\n')
+  await p.run('responseTrailers', ctx)
+  t.same(log.slice(2), ['a:responseTrailers', 'ender:responseTrailers', 'b:responseTrailers'], 'other phases still reach every stage')
+})
+
 t.test('the first denial stops the phase and is thrown as it is', async (t) => {
   const log: string[] = []
   const denial = new GateError('MG_POLICY_DENIED', { internal: 'no' })

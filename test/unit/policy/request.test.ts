@@ -1,3 +1,5 @@
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import { loadPolicyDirSync, type CompiledPolicySet } from '../../../src/policy/load.ts'
 import { buildCall, DescriptionError, factsFromContext, factsFromDescription, factsKey, MAX_HEADER_VALUE, modelQuery, toLong, toolQueries, unredactedQuery } from '../../../src/policy/request.ts'
@@ -178,6 +180,63 @@ t.test('the Cedar call', async (t) => {
   })
 })
 
+t.test('MCP tools for call_tool', async (t) => {
+  const H = 'mcp.payments.example.com'
+  const mcpRequest = {
+    api: 'openai.responses',
+    operation: 'responses' as const,
+    tools: [
+      { name: 'mcp:payments', type: 'mcp', origin: 'mcp-server' as const, known: true, host: H, narrowed: true },
+      { name: 'mcp:payments/lookup_order', type: 'mcp', origin: 'mcp-tool' as const, known: true, host: H },
+      { name: 'mcp:wiki', type: 'mcp', origin: 'mcp-server' as const, known: true },
+    ],
+  }
+  const toolOf = (call: ReturnType<typeof buildCall>) => call.entities.find((e) => 'type' in e.uid && e.uid.type === 'ModelGate::Tool')!
+  const ask = (set: CompiledPolicySet, id: string) => {
+    const f = factsFromContext(requestContext({ request: mcpRequest }))
+    return buildCall(f, { action: 'call_tool', resource: { type: 'ModelGate::Tool', id } }, set)
+  }
+
+  t.test('the facts carry each tool with its host, and context.tools every identity', async (t) => {
+    const f = factsFromContext(requestContext({ request: mcpRequest }))
+    t.same(f.tools, [
+      { name: 'mcp:payments', type: 'mcp', host: H },
+      { name: 'mcp:payments/lookup_order', type: 'mcp', host: H },
+      { name: 'mcp:wiki', type: 'mcp' },
+    ])
+    t.same(
+      toolQueries(f).map((q) => q.resource.id),
+      ['mcp:payments', 'mcp:payments/lookup_order', 'mcp:wiki'],
+    )
+    t.same(ask(shipped, 'mcp:wiki').context.tools, ['mcp:payments', 'mcp:payments/lookup_order', 'mcp:wiki'])
+  })
+
+  t.test('a server is kind mcp, with its host, in ToolServer mcp:<server>', async (t) => {
+    t.same(toolOf(ask(shipped, 'mcp:payments')), { uid: { type: 'ModelGate::Tool', id: 'mcp:payments' }, attrs: { kind: 'mcp', host: H }, parents: [{ type: 'ModelGate::ToolServer', id: 'mcp:payments' }] })
+    t.same(toolOf(ask(shipped, 'mcp:wiki')).attrs, { kind: 'mcp' }, 'no URL, no host')
+  })
+
+  t.test('a tool of a server also carries its own name, the declared one and one a response calls alike', async (t) => {
+    t.same(toolOf(ask(shipped, 'mcp:payments/lookup_order')), {
+      uid: { type: 'ModelGate::Tool', id: 'mcp:payments/lookup_order' },
+      attrs: { kind: 'mcp', host: H, mcpTool: 'lookup_order' },
+      parents: [{ type: 'ModelGate::ToolServer', id: 'mcp:payments' }],
+    })
+    t.same(toolOf(ask(shipped, 'mcp:payments/admin/reset')).attrs, { kind: 'mcp', host: H, mcpTool: 'admin/reset' }, "a tool the request did not list takes its server's host")
+  })
+
+  t.test('a schema without the optional Tool attributes gets none of them', async (t) => {
+    const dir = t.testdir({})
+    const schema = readFileSync(join(SHIPPED, 'modelgate.cedarschema'), 'utf8').replace(/\n\s*\/\/ MCP servers and their tools[^\n]*\n[^\n]*\n\s*host\?: String,\n\s*\/\/[^\n]*\n\s*mcpTool\?: String,/, '')
+    t.notMatch(schema, /mcpTool/, 'the test schema lacks them')
+    writeFileSync(join(dir, 'modelgate.cedarschema'), schema)
+    writeFileSync(join(dir, 'p.cedar'), '@id("any-tool")\n@owner("x")\npermit (principal, action == ModelGate::Action::"call_tool", resource);\n')
+    const r = loadPolicyDirSync(dir).result
+    if (!r.ok) throw new Error(r.problems.map((p) => p.message).join('; '))
+    t.same(toolOf(ask(r.set, 'mcp:payments/lookup_order')).attrs, { kind: 'mcp' })
+  })
+})
+
 t.test('request descriptions', async (t) => {
   t.test('need only a principal and a model', async (t) => {
     const { facts, unredacted } = factsFromDescription({ principal: CHECKOUT, model: 'gpt-4o-mini' }, { now: Date.parse('2025-01-06T12:00:00Z') })
@@ -193,7 +252,7 @@ t.test('request descriptions', async (t) => {
       model: 'claude-sonnet-4-5',
       stream: true,
       maxTokens: 100,
-      tools: ['a', { name: 'web_search', type: 'web_search_20250305' }],
+      tools: ['a', { name: 'web_search', type: 'web_search_20250305' }, { name: 'mcp:payments', type: 'mcp', host: 'mcp.payments.example.com' }],
       dataClasses: ['pii'],
       detectors: ['email'],
       tenant: 't',
@@ -205,7 +264,7 @@ t.test('request descriptions', async (t) => {
       unredacted: 'pii',
     })
     t.equal(unredacted, 'pii')
-    t.match(facts, { api: 'anthropic.messages', stream: true, maxTokens: 100, tools: [{ name: 'a', type: 'function' }, { name: 'web_search', type: 'web_search_20250305' }], utcHour: 18, dayOfWeek: 6, user: { email: '', groups: ['g'] } })
+    t.match(facts, { api: 'anthropic.messages', stream: true, maxTokens: 100, tools: [{ name: 'a', type: 'function' }, { name: 'web_search', type: 'web_search_20250305' }, { name: 'mcp:payments', type: 'mcp', host: 'mcp.payments.example.com' }], utcHour: 18, dayOfWeek: 6, user: { email: '', groups: ['g'] } })
   })
 
   t.test('list every problem at once', async (t) => {

@@ -68,6 +68,24 @@ t.test('a model the team may not use is denied with MG_POLICY_DENIED and a decis
   t.notMatch(JSON.stringify(body), /premium|forbid|finops/)
 })
 
+t.test('every call_tool answer is recorded with its tool and kind, allowed or not', async (t) => {
+  const allowed = requestContext({ spiffeId: CHECKOUT, request: { tools: [{ name: 'lookup_order', type: 'function' }] } })
+  t.equal(run(stage, allowed), undefined)
+  t.same(allowed.toolDecisions, [{ tool: 'lookup_order', kind: 'function', phase: 'request', effect: 'allow' }])
+  const denied = requestContext({
+    spiffeId: CHECKOUT,
+    request: { api: 'openai.responses', operation: 'responses', tools: [{ name: 'lookup_order', type: 'function' }, { name: 'web_search', type: 'web_search_preview' }] },
+  })
+  t.match(run(stage, denied), { code: 'MG_POLICY_DENIED' })
+  t.same(denied.toolDecisions, [
+    { tool: 'lookup_order', kind: 'function', phase: 'request', effect: 'allow' },
+    { tool: 'web_search', kind: 'web_search_preview', phase: 'request', effect: 'deny' },
+  ])
+  const none = requestContext({ spiffeId: CHECKOUT })
+  run(stage, none)
+  t.same(none.toolDecisions, [], 'no tools, no answers')
+})
+
 t.test('a data class forbidden by policy denies the request', async (t) => {
   const ctx = requestContext({ spiffeId: NOTEBOOK, request: { providerName: 'anthropic', provider: 'anthropic', operation: 'messages', model: 'claude-sonnet-4-5' }, dataClasses: ['secret'] })
   t.match(run(stage, ctx), { code: 'MG_POLICY_DENIED', internal: 'denied by no-secrets-anywhere' })

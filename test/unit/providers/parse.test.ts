@@ -78,8 +78,8 @@ t.test('OpenAI chat completions', async (t) => {
     t.equal(r.stream, true)
     t.equal(r.maxTokens, 300, 'the larger of max_completion_tokens and max_tokens')
     t.same(r.tools, [
-      { name: 'lookup', type: 'function' },
-      { name: 'noop', type: 'function' },
+      { name: 'lookup', type: 'function', origin: 'function', known: true, field: 'tools[0]', callName: 'lookup' },
+      { name: 'noop', type: 'function', origin: 'function', known: true, field: 'tools[1]', callName: 'noop' },
     ])
     t.same(Object.keys(r).sort(), ['api', 'maxTokens', 'model', 'operation', 'provider', 'providerName', 'stream', 'tools'], 'a summary: no text of the body')
     t.ok(Object.isFrozen(r) && Object.isFrozen(r.tools), 'the result is frozen')
@@ -171,8 +171,8 @@ t.test('OpenAI responses', async (t) => {
       ],
     })
     t.same(r.tools, [
-      { name: 'lookup', type: 'function' },
-      { name: 'web_search', type: 'web_search' },
+      { name: 'lookup', type: 'function', origin: 'function', known: true, field: 'tools[0]', callName: 'lookup' },
+      { name: 'web_search', type: 'web_search', origin: 'builtin', known: true, field: 'tools[1]' },
     ])
   })
 })
@@ -251,8 +251,8 @@ t.test('Anthropic messages', async (t) => {
     t.equal(r.maxTokens, 1024)
     t.equal(r.stream, true)
     t.same(r.tools, [
-      { name: 'weather', type: 'custom' },
-      { name: 'web_search', type: 'web_search_20250305' },
+      { name: 'weather', type: 'custom', origin: 'function', known: true, field: 'tools[0]', callName: 'weather' },
+      { name: 'web_search', type: 'web_search_20250305', origin: 'builtin', known: true, field: 'tools[1]', callName: 'web_search' },
     ])
   })
 
@@ -316,7 +316,7 @@ t.test('shape errors name the field and the problem', async (t) => {
     ['an unsafe-integer max_tokens', CHAT, { model: 'm', messages: user, max_tokens: 1e20 }, 'max_tokens', 'must be a positive integer'],
     ['tools as an object', CHAT, { model: 'm', messages: user, tools: {} }, 'tools', 'must be an array'],
     ['a tool that is a string', CHAT, { model: 'm', messages: user, tools: ['lookup'] }, 'tools[0]', 'must be an object'],
-    ['a function tool without a name', CHAT, { model: 'm', messages: user, tools: [{ type: 'function', function: { description: 'x' } }] }, 'tools[0].name', 'is required for function tools'],
+    ['a function tool without a name', CHAT, { model: 'm', messages: user, tools: [{ type: 'function', function: { description: 'x' } }] }, 'tools[0].function.name', 'is required for function tools'],
     ['a responses function tool without a name', RESPONSES, { model: 'm', input: 'x', tools: [{ type: 'function' }] }, 'tools[0].name', 'is required for function tools'],
     ['a missing prompt', COMPLETIONS, { model: 'm' }, 'prompt', 'is required and must be a string or an array'],
     ['an empty prompt array', COMPLETIONS, { model: 'm', prompt: [] }, 'prompt', 'must not be empty'],
@@ -334,7 +334,7 @@ t.test('shape errors name the field and the problem', async (t) => {
     ['Anthropic with empty messages', MESSAGES, { model: 'c', max_tokens: 1, messages: [] }, 'messages', 'must not be empty'],
     ['Anthropic tools as a string', MESSAGES, { model: 'c', max_tokens: 1, messages: user, tools: 'x' }, 'tools', 'must be an array'],
     ['an Anthropic tool without a name', MESSAGES, { model: 'c', max_tokens: 1, messages: user, tools: [{ description: 'x' }] }, 'tools[0].name', 'is required'],
-    ['an Anthropic tool that is not an object', MESSAGES, { model: 'c', max_tokens: 1, messages: user, tools: [null] }, 'tools[0].name', 'is required'],
+    ['an Anthropic tool that is not an object', MESSAGES, { model: 'c', max_tokens: 1, messages: user, tools: [null] }, 'tools[0]', 'must be an object'],
   ]
   for (const [name, path, body, field, problem] of cases) {
     const f = failure(path, body)

@@ -139,6 +139,29 @@ t.test('request body: valid JSON that does not fit the API is MG_BODY_INVALID', 
   t.same(e2?.details, { limit: 128, line: 1, column: 129 })
 })
 
+t.test('request body: a tool type the tool map does not know is refused unless the configuration allows it', async (t) => {
+  const responses = (tools: unknown[]) => request({ path: '/v1/responses', body: JSON.stringify({ model: 'gpt-4o-mini', input: 'hi', tools }) })
+  const unknown = await runRequest(stage(), responses([{ type: 'web_search' }, { type: 'programmatic_tool_calling' }]))
+  t.equal(unknown?.code, 'MG_TOOL_TYPE_UNKNOWN')
+  t.equal(unknown?.status, 403)
+  t.same(unknown?.details, { field: 'tools[1]', tool_type: 'programmatic_tool_calling' }, 'the field and the type, for the caller')
+  const future = await runRequest(stage(), request({ path: '/v1/messages', body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'web_search_20991231', name: 'web_search' }] }) }))
+  t.same([future?.code, future?.details], ['MG_TOOL_TYPE_UNKNOWN', { field: 'tools[0]', tool_type: 'web_search_20991231' }], 'a version the map does not know')
+  const chat = await runRequest(stage(), request({ body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], tool_choice: { type: 'code_interpreter' } }) }))
+  t.same([chat?.code, chat?.details], ['MG_TOOL_TYPE_UNKNOWN', { field: 'tool_choice', tool_type: 'code_interpreter' }], 'chat completions know no built-in tool types, wherever one is named')
+
+  const secretLike = await runRequest(stage(), responses([{ type: 'Tok-ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2' }]))
+  t.same([secretLike?.code, secretLike?.details], ['MG_TOOL_TYPE_UNKNOWN', { field: 'tools[0]', tool_type: '[omitted]' }], 'a type that does not read like one is not repeated')
+  t.notMatch(secretLike?.internal, /ghp_/)
+
+  const allowing = createProviderStage({ config: { ...ROUTES, allowedToolTypes: ['programmatic_tool_calling', 'web_search_20991231'] }, maxBodyBytes: MAX })
+  const ctx = responses([{ type: 'programmatic_tool_calling' }])
+  t.equal(await runRequest(allowing, ctx), undefined, 'a listed type passes')
+  t.match(ctx.request?.tools, [{ name: 'programmatic_tool_calling', type: 'programmatic_tool_calling', known: false }], 'and is still a tool policy decides')
+  t.equal(await runRequest(allowing, responses([{ type: 'tool_search' }, { type: 'mcp', server_label: 'x', server_url: 'https://x.example.com' }])), undefined, 'known types need no listing')
+  t.equal((await runRequest(allowing, responses([{ type: 'something_else' }])))?.code, 'MG_TOOL_TYPE_UNKNOWN', 'only the listed types')
+})
+
 t.test('request body: compressed bodies are decoded and the decoded bytes go upstream', async (t) => {
   const json = Buffer.from(CHAT_BODY)
   const encodings: [string, Buffer][] = [
