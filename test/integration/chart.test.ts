@@ -343,6 +343,25 @@ t.test('production wiring: OTLP, Redis, provider credentials as files in modelga
   t.notMatch(configFiles(chartSecret.docs)['modelgate.yaml'], /sk-test-value/, 'and nowhere in a ConfigMap')
 })
 
+t.test('routes: exact paths before prefixes, longest prefix first, whatever the order of providers; Host is the provider’s name', async (t) => {
+  const boot = envoyBootstrap((await renderSet('production')).docs)
+  const hcm = boot.static_resources.listeners.find((l: Manifest) => l.name === 'workloads').filter_chains[0].filters[0].typed_config
+  t.same(
+    hcm.route_config.virtual_hosts[0].routes.map((r: Manifest) => [r.name, r.match]),
+    [
+      ['anthropic', { path: '/v1/messages' }],
+      ['internal-llm', { prefix: '/internal/v1/' }],
+      ['openai', { prefix: '/v1/' }],
+      ['unknown', { prefix: '/' }],
+    ],
+    '/v1/messages reaches Anthropic although openai (prefix /v1/) is listed first',
+  )
+  for (const c of boot.static_resources.clusters.filter((c: Manifest) => c.name.startsWith('provider-'))) {
+    const endpoint = c.load_assignment.endpoints[0].lb_endpoints[0].endpoint
+    t.equal(endpoint.hostname, endpoint.address.socket_address.address, `${c.name}: auto_host_rewrite sends the provider's host name`)
+  }
+})
+
 // ---- identity sources -------------------------------------------------------------------
 
 function listenerTls(boot: Manifest): Manifest {

@@ -140,7 +140,9 @@ static_resources:
             - name: providers
               domains: ["*"]
               routes:
-              {{- range .Values.providers }}
+              # Exact paths first, then prefixes longest first, whatever the order of
+              # `providers`: /v1/messages must not fall into a /v1/ prefix route.
+              {{- range (include "modelgate.routeOrder" . | fromJsonArray) }}
               - name: {{ .name }}
                 match: {{ toJson .match }}
                 route:
@@ -292,7 +294,8 @@ static_resources:
       cluster_name: provider-{{ .name }}
       endpoints:
       - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: {{ .host }}, port_value: {{ int .port }} } } }
+        # The hostname is what auto_host_rewrite puts in the Host header.
+        - endpoint: { hostname: {{ .host }}, address: { socket_address: { address: {{ .host }}, port_value: {{ int .port }} } } }
     {{- if .tls }}
     transport_socket:
       name: envoy.transport_sockets.tls
@@ -396,4 +399,23 @@ resources:
   validation_context:
     trusted_ca: { filename: {{ $dir }}/{{ $file }} }
     watched_directory: { path: {{ $dir }} }
+{{- end -}}
+
+
+{{/* The providers in route order: exact paths in the given order, then prefixes, longest first. */}}
+{{- define "modelgate.routeOrder" -}}
+{{- $paths := list -}}
+{{- $keyed := dict -}}
+{{- range $i, $p := .Values.providers -}}
+{{- if $p.match.path -}}
+{{- $paths = append $paths $p -}}
+{{- else -}}
+{{- $_ := set $keyed (printf "%05d-%05d" (sub 10000 (len $p.match.prefix)) $i) $p -}}
+{{- end -}}
+{{- end -}}
+{{- $ordered := $paths -}}
+{{- range (keys $keyed | sortAlpha) -}}
+{{- $ordered = append $ordered (get $keyed .) -}}
+{{- end -}}
+{{- toJson $ordered -}}
 {{- end -}}
