@@ -385,7 +385,7 @@ t.test("SVID and trust bundle from SPIRE: Envoy's SDS from the Workload API sock
   const { docs } = await renderSet('spire')
   const boot = envoyBootstrap(docs)
   const tls = listenerTls(boot)
-  const spire = { resource_api_version: 'V3', api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'spire_agent' } }] } }
+  const spire = { resource_api_version: 'V3', initial_fetch_timeout: '0s', api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'spire_agent' } }] } }
   t.same(tls.tls_certificate_sds_secret_configs, [{ name: 'default', sds_config: spire }], "the agent's default SVID")
   t.same(tls.validation_context_sds_secret_config, { name: 'ROOTCA', sds_config: spire }, "the agent's bundle")
   const agent = boot.static_resources.clusters.find((c: Manifest) => c.name === 'spire_agent')

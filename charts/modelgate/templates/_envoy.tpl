@@ -362,7 +362,8 @@ first match wins.
 
 {{/*
 An SDS reference for the listener's SVID (kind "svid") or trust bundle (kind
-"trust"): a resource of the SPIRE agent, or a file-based SDS resource (the
+"trust"): a resource of the SPIRE agent (no initial fetch timeout: Envoy stays
+not ready until the agent has answered), or a file-based SDS resource (the
 files below) whose certificate files Envoy watches and reloads.
 */}}
 {{- define "modelgate.sdsRef" -}}
@@ -370,7 +371,7 @@ files below) whose certificate files Envoy watches and reloads.
 {{- $source := ternary $v.svid.source $v.trustBundle.source (eq .kind "svid") -}}
 {{- if eq $source "spire" -}}
 {{- $name := ternary $v.spire.svidName $v.spire.bundleName (eq .kind "svid") -}}
-{ name: {{ $name | quote }}, sds_config: { resource_api_version: V3, api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: spire_agent } }] } } }
+{ name: {{ $name | quote }}, sds_config: { resource_api_version: V3, initial_fetch_timeout: 0s, api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: spire_agent } }] } } }
 {{- else -}}
 { name: {{ .kind }}, sds_config: { resource_api_version: V3, path_config_source: { path: {{ printf "%s/sds-%s.yaml" (include "modelgate.envoyDir" .root) .kind }} } } }
 {{- end -}}
