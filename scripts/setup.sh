@@ -51,6 +51,15 @@ if [[ ! -x $tools/bin/helm || $(cat "$tools/helm.version" 2>/dev/null) != "$helm
   echo "$helm_version" > "$tools/helm.version"
 fi
 
+# --- kubeconform (chart tests: manifests against local schemas) -------------------
+kubeconform_version=v0.8.0
+if [[ ! -x $tools/bin/kubeconform || $(cat "$tools/kubeconform.version" 2>/dev/null) != "$kubeconform_version" ]]; then
+  command -v go >/dev/null || { say "Go is needed to install kubeconform ($kubeconform_version)"; exit 1; }
+  say "building kubeconform $kubeconform_version into .tools/ (go install)"
+  GOBIN="$tools/bin" GOFLAGS=-mod=mod go install "github.com/yannh/kubeconform/cmd/kubeconform@$kubeconform_version"
+  echo "$kubeconform_version" > "$tools/kubeconform.version"
+fi
+
 # --- redis-server and openssl --------------------------------------------------
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -64,4 +73,4 @@ if (( ${#need_apt[@]} )); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-say "ready: node $("$node24" --version), envoy $envoy_version, helm $helm_version, redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"
+say "ready: node $("$node24" --version), envoy $envoy_version, helm $helm_version, kubeconform $kubeconform_version, redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"

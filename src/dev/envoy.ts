@@ -109,7 +109,10 @@ export const ACCESS_LOG_FLUSH_MS = 250
 
 export interface StartEnvoyOptions {
   readonly workDir: string
-  readonly vars: EnvoyVars
+  /** Values for envoy/envoy.template.yaml; or give `config` instead. */
+  readonly vars?: EnvoyVars
+  /** A complete bootstrap to run as is (e.g. the Helm chart's), instead of the rendered template. */
+  readonly config?: string
   readonly logLevel?: string
   /** Extra command-line arguments, e.g. `--component-log-level ext_proc:debug`. */
   readonly args?: readonly string[]
@@ -132,7 +135,8 @@ export interface StartEnvoyOptions {
 export async function startEnvoy(opts: StartEnvoyOptions): Promise<RunningEnvoy> {
   const configPath = join(opts.workDir, 'envoy.yaml')
   const adminPath = join(opts.workDir, 'envoy-admin-address')
-  let config = renderEnvoyConfig(opts.vars)
+  if (!opts.config && !opts.vars) throw new Error('startEnvoy: give vars or config')
+  let config = opts.config ?? renderEnvoyConfig(opts.vars!)
   if (opts.edit) {
     const doc = parse(config) as Record<string, any>
     opts.edit(doc)

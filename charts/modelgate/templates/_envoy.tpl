@@ -1,13 +1,19 @@
 {{/*
 The Envoy bootstrap: the same structure as envoy/envoy.template.yaml in the
 repository (mTLS listener, ext_proc to modelgate over a Unix socket, failing
-closed), with TLS upstream clusters for real providers and a health listener
-that is ready only while modelgate answers its gRPC health check.
+closed), with TLS upstream clusters for real providers, the listener's SVID
+and trust bundle through SDS (files or the SPIRE agent), and a readiness
+listener that answers the admin's /ready (the admin itself listens on
+loopback only).
 */}}
 {{- define "modelgate.envoy" -}}
+# SDS needs a node identity (file-based SDS refuses to start without one).
+node: { id: {{ include "modelgate.fullname" . }}, cluster: {{ include "modelgate.fullname" . }} }
 admin:
+  # Loopback only: the readiness listener forwards GET /ready (and, with
+  # metrics on, GET /stats/prometheus) here, nothing else.
   address:
-    socket_address: { address: 127.0.0.1, port_value: 9901 }
+    socket_address: { address: 127.0.0.1, port_value: {{ include "modelgate.adminPort" . }} }
 # Envoy half-closes each ext_proc stream once the exchange is over and waits for
 # modelgate's status instead of resetting it (a flood of resets makes Node's
 # HTTP/2 layer end the connection, and the streams on it fail with 500).
@@ -23,7 +29,7 @@ static_resources:
   listeners:
   - name: workloads
     address:
-      socket_address: { address: 0.0.0.0, port_value: 8443 }
+      socket_address: { address: 0.0.0.0, port_value: {{ include "modelgate.listenPort" . }} }
     per_connection_buffer_limit_bytes: {{ int .Values.envoy.maxBodyBytes }}
     filter_chains:
     - transport_socket:
@@ -34,11 +40,12 @@ static_resources:
           common_tls_context:
             alpn_protocols: [h2, http/1.1]
             tls_params: { tls_minimum_protocol_version: TLSv1_2 }
-            tls_certificates:
-            - certificate_chain: { filename: /etc/envoy/tls/tls.crt }
-              private_key: { filename: /etc/envoy/tls/tls.key }
-            validation_context:
-              trusted_ca: { filename: /etc/envoy/trust/{{ .Values.tls.trustBundle.key }} }
+            # The listener's SVID and the trust bundle arrive through SDS, so a
+            # rotated certificate or bundle is taken up without a restart; the
+            # listener is not ready (nor is /ready) before both have arrived.
+            tls_certificate_sds_secret_configs:
+            - {{ include "modelgate.sdsRef" (dict "root" . "kind" "svid") }}
+            validation_context_sds_secret_config: {{ include "modelgate.sdsRef" (dict "root" . "kind" "trust") }}
       filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
@@ -133,7 +140,9 @@ static_resources:
             - name: providers
               domains: ["*"]
               routes:
-              {{- range .Values.providers }}
+              # Exact paths first, then prefixes longest first, whatever the order of
+              # `providers`: /v1/messages must not fall into a /v1/ prefix route.
+              {{- range (include "modelgate.routeOrder" . | fromJsonArray) }}
               - name: {{ .name }}
                 match: {{ toJson .match }}
                 route:
@@ -182,33 +191,36 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  - name: health
+  # Kubelet's probes: GET /ready is the admin's readiness (200 only while Envoy
+  # is LIVE: initialised, SVID and trust bundle loaded, not shutting down), GET
+  # /live answers while Envoy serves HTTP at all. Nothing else of the admin is
+  # reachable from the pod network.
+  - name: readiness
     address:
-      socket_address: { address: 0.0.0.0, port_value: 8081 }
+      socket_address: { address: 0.0.0.0, port_value: {{ include "modelgate.readinessPort" . }} }
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: health
+          stat_prefix: readiness
           route_config:
+            name: readiness
             virtual_hosts:
-            - name: health
+            - name: readiness
               domains: ["*"]
               routes:
+              - match: { path: /ready, headers: [{ name: ":method", string_match: { exact: GET } }] }
+                route: { cluster: envoy_admin, timeout: 2s }
+              {{- if .Values.metrics.enabled }}
+              - match: { path: /stats/prometheus, headers: [{ name: ":method", string_match: { exact: GET } }] }
+                route: { cluster: envoy_admin, timeout: 5s }
+              {{- end }}
+              - match: { path: /live }
+                direct_response: { status: 200 }
               - match: { prefix: / }
                 direct_response: { status: 404 }
           http_filters:
-          # Ready only while modelgate passes Envoy's gRPC health check.
-          - name: envoy.filters.http.health_check
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
-              pass_through_mode: false
-              headers:
-              - name: ":path"
-                string_match: { exact: /ready }
-              cluster_min_healthy_percentages:
-                modelgate: { value: 100 }
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -243,6 +255,29 @@ static_resources:
       unhealthy_threshold: 2
       healthy_threshold: 1
       grpc_health_check: { service_name: envoy.service.ext_proc.v3.ExternalProcessor }
+  - name: envoy_admin
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: envoy_admin
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: {{ include "modelgate.adminPort" . }} } } }
+  {{- if or (eq .Values.tls.svid.source "spire") (eq .Values.tls.trustBundle.source "spire") }}
+  # The SPIRE agent's Workload API socket also serves Envoy's SDS.
+  - name: spire_agent
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: spire_agent
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { pipe: { path: {{ printf "%s/%s" (include "modelgate.spireDir" .) .Values.tls.spire.socketName }} } } }
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+  {{- end }}
   {{- range .Values.providers }}
   - name: provider-{{ .name }}
     type: LOGICAL_DNS
@@ -259,7 +294,8 @@ static_resources:
       cluster_name: provider-{{ .name }}
       endpoints:
       - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: {{ .host }}, port_value: {{ int .port }} } } }
+        # The hostname is what auto_host_rewrite puts in the Host header.
+        - endpoint: { hostname: {{ .host }}, address: { socket_address: { address: {{ .host }}, port_value: {{ int .port }} } } }
     {{- if .tls }}
     transport_socket:
       name: envoy.transport_sockets.tls
@@ -320,4 +356,67 @@ first match wins.
   when: "response.code >= 400"
   anthropic: invalid_request_error
   message: "The gateway could not accept the request as sent."
+{{- end -}}
+
+
+
+{{/*
+An SDS reference for the listener's SVID (kind "svid") or trust bundle (kind
+"trust"): a resource of the SPIRE agent (no initial fetch timeout: Envoy stays
+not ready until the agent has answered), or a file-based SDS resource (the
+files below) whose certificate files Envoy watches and reloads.
+*/}}
+{{- define "modelgate.sdsRef" -}}
+{{- $v := .root.Values.tls -}}
+{{- $source := ternary $v.svid.source $v.trustBundle.source (eq .kind "svid") -}}
+{{- if eq $source "spire" -}}
+{{- $name := ternary $v.spire.svidName $v.spire.bundleName (eq .kind "svid") -}}
+{ name: {{ $name | quote }}, sds_config: { resource_api_version: V3, initial_fetch_timeout: 0s, api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: spire_agent } }] } } }
+{{- else -}}
+{ name: {{ .kind }}, sds_config: { resource_api_version: V3, path_config_source: { path: {{ printf "%s/sds-%s.yaml" (include "modelgate.envoyDir" .root) .kind }} } } }
+{{- end -}}
+{{- end -}}
+
+{{/* The file-based SDS resource for the listener's SVID (files from a Secret or csi-driver-spiffe). */}}
+{{- define "modelgate.sdsSvid" -}}
+{{- $dir := include "modelgate.svidDir" . -}}
+resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: svid
+  tls_certificate:
+    certificate_chain: { filename: {{ $dir }}/tls.crt }
+    private_key: { filename: {{ $dir }}/tls.key }
+    # Kubernetes swaps a volume's files by renaming a directory: a move here reloads both.
+    watched_directory: { path: {{ $dir }} }
+{{- end -}}
+
+{{/* The file-based SDS resource for the trust bundle (ConfigMap, Secret, or csi-driver-spiffe's ca.crt). */}}
+{{- define "modelgate.sdsTrust" -}}
+{{- $dir := ternary (include "modelgate.svidDir" .) (include "modelgate.trustDir" .) (eq .Values.tls.trustBundle.source "certManagerCsi") -}}
+{{- $file := ternary "ca.crt" .Values.tls.trustBundle.key (eq .Values.tls.trustBundle.source "certManagerCsi") -}}
+resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: trust
+  validation_context:
+    trusted_ca: { filename: {{ $dir }}/{{ $file }} }
+    watched_directory: { path: {{ $dir }} }
+{{- end -}}
+
+
+{{/* The providers in route order: exact paths in the given order, then prefixes, longest first. */}}
+{{- define "modelgate.routeOrder" -}}
+{{- $paths := list -}}
+{{- $keyed := dict -}}
+{{- range $i, $p := .Values.providers -}}
+{{- if $p.match.path -}}
+{{- $paths = append $paths $p -}}
+{{- else -}}
+{{- $_ := set $keyed (printf "%05d-%05d" (sub 10000 (len $p.match.prefix)) $i) $p -}}
+{{- end -}}
+{{- end -}}
+{{- $ordered := $paths -}}
+{{- range (keys $keyed | sortAlpha) -}}
+{{- $ordered = append $ordered (get $keyed .) -}}
+{{- end -}}
+{{- toJson $ordered -}}
 {{- end -}}
