@@ -23,7 +23,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync, openSync, readSync, closeSync, fstatSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync, openSync, readSync, closeSync, fstatSync } from 'node:fs'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join, relative } from 'node:path'
 import { promisify } from 'node:util'
@@ -51,6 +51,10 @@ const { values: args } = parseArgs({
     out: { type: 'string', default: join(REPO_ROOT, 'test', 'bench', 'results') },
     label: { type: 'string', default: '' },
     keep: { type: 'boolean', default: false },
+    /** Write a V8 CPU profile of modelgate (`node --cpu-prof`) into this directory. */
+    profile: { type: 'string' },
+    /** Further options for modelgate's node process, space-separated (e.g. `--trace-gc`; its output goes to modelgate.log). */
+    'node-args': { type: 'string', default: '' },
   },
 })
 
@@ -149,9 +153,9 @@ function chatBody(kib: number, stream: boolean): string {
 // ---- processes -------------------------------------------------------------------------
 
 const children: ChildProcess[] = []
-function spawnNode(script: string, argv: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+function spawnNode(script: string, argv: string[], logFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): ChildProcess {
   const fd = openSync(logFile, 'a')
-  const child = spawn(process.execPath, [script, ...argv], { stdio: ['ignore', 'pipe', fd], env: { ...process.env, ...env } })
+  const child = spawn(process.execPath, [...nodeArgs, script, ...argv], { stdio: ['ignore', 'pipe', fd], env: { ...process.env, ...env } })
   closeSync(fd)
   children.push(child)
   return child
@@ -446,7 +450,9 @@ try {
   if (configs.includes('full')) {
     const configFile = join(dir, 'modelgate.yaml')
     writeFileSync(configFile, stringify(localModelgateConfig({ socket: sockets.full, policies: join(REPO_ROOT, 'policies'), dir })))
-    modelgate = spawnNode(join(REPO_ROOT, 'src', 'cli', 'main.ts'), ['serve', '--config', configFile], join(dir, 'modelgate.log'), { MODELGATE_LOG_LEVEL: 'info' })
+    modelgate = spawnNode(join(REPO_ROOT, 'src', 'cli', 'main.ts'), ['serve', '--config', configFile], join(dir, 'modelgate.log'), { MODELGATE_LOG_LEVEL: 'info' }, [...(args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : []), ...args['node-args'].split(' ').filter(Boolean)])
+    // Whatever node itself prints (e.g. --trace-gc) joins the log.
+    modelgate.stdout!.pipe(createWriteStream(join(dir, 'modelgate.log'), { flags: 'a' }))
     const deadline = Date.now() + 30_000
     while ((await checkHealth(`unix://${sockets.full}`, 500).catch(() => 'UNREACHABLE')) !== 'SERVING') {
       if (Date.now() > deadline || modelgate.exitCode !== null) throw new Error(`modelgate did not start:\n${readFileSync(join(dir, 'modelgate.log'), 'utf8').slice(-2000)}`)
