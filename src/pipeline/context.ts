@@ -168,8 +168,11 @@ export class RequestContext {
 
   /** Per-request state private to one stage, created on first use. */
   local<T>(key: symbol, init: () => T): T {
-    if (!this.#local.has(key)) this.#local.set(key, init())
-    return this.#local.get(key) as T
+    const v = this.#local.get(key)
+    if (v !== undefined || this.#local.has(key)) return v as T
+    const created = init()
+    this.#local.set(key, created)
+    return created
   }
 
   /** Replace the body sent upstream; the server adjusts content-length. */
