@@ -267,6 +267,9 @@ interface RunRecord {
   processorRssMiB?: number
   /** Envoy's CPU seconds during the measured part. */
   envoyCpuS?: number
+  /** The load generator's and the stand-in provider's CPU seconds during the measured part. */
+  loadgenCpuS?: number
+  providerCpuS?: number
   /** Share of the machine's CPU time that was busy during the measured part (every process, ours and others'). */
   machineBusy?: number
 }
@@ -283,6 +286,9 @@ function readFrom(file: string, offset: number): { text: string; end: number } {
   }
 }
 
+/** The stand-in provider's pid, for its CPU time. */
+let providerPid: number | undefined
+
 async function runOnce(stack: Stack, c: Case, bodyFile: string, pki: Awaited<ReturnType<typeof createDevPki>>, processorPid: number | undefined, round: number): Promise<RunRecord> {
   const before = await envoyStats(stack.envoy.adminUrl, STATS_FILTER)
   stack.logOffset = statSync(stack.log).size
@@ -295,6 +301,10 @@ async function runOnce(stack: Stack, c: Case, bodyFile: string, pki: Awaited<Ret
   let envoy1 = 0
   let m0 = { busy: 0, idle: 0 }
   let m1 = { busy: 0, idle: 0 }
+  let gen0 = 0
+  let gen1 = 0
+  let prov0 = 0
+  let prov1 = 0
   const stdout = await new Promise<string>((resolve, reject) => {
     const child = spawn(
       LOADGEN_BIN,
@@ -305,6 +315,12 @@ async function runOnce(stack: Stack, c: Case, bodyFile: string, pki: Awaited<Ret
     let err = ''
     child.stdout.on('data', (b: Buffer) => (out += b))
     createInterface({ input: child.stderr }).on('line', (line) => {
+      if (line === 'measuring' || line === 'measured') {
+        const gen = child.pid ? cpuSeconds(child.pid) : 0
+        const prov = providerPid ? cpuSeconds(providerPid) : 0
+        if (line === 'measuring') [gen0, prov0] = [gen, prov]
+        else [gen1, prov1] = [gen, prov]
+      }
       if (line === 'measuring') {
         if (processorPid) cpu0 = cpuSeconds(processorPid)
         if (envoyPid) envoy0 = cpuSeconds(envoyPid)
@@ -340,6 +356,8 @@ async function runOnce(stack: Stack, c: Case, bodyFile: string, pki: Awaited<Ret
   }
   const rec: RunRecord = { round, case: c.id, config: stack.name, load, non2xx, envoy }
   if (envoyPid) rec.envoyCpuS = Math.round((envoy1 - envoy0) * 100) / 100
+  rec.loadgenCpuS = Math.round((gen1 - gen0) * 100) / 100
+  if (providerPid) rec.providerCpuS = Math.round((prov1 - prov0) * 100) / 100
   const ticks = m1.busy - m0.busy + (m1.idle - m0.idle)
   if (ticks > 0) rec.machineBusy = Math.round(((m1.busy - m0.busy) / ticks) * 1000) / 1000
   if (processorPid) {
@@ -603,6 +621,20 @@ function markdown(meta: Record<string, any>, records: RunRecord[], svgName: stri
       )
     }
     out.push('')
+    out.push('Where the machine\'s CPU went, per request, in the saturation plan (ms of CPU per request by process; the machine has ' + meta.machine.cpus + ' CPUs, so at most ' + meta.machine.cpus + ' × 1000 ms per second):')
+    out.push('')
+    out.push('| case | config | req/s | Envoy | ext_proc server | load generator | stand-in provider | all four | all four, share of the machine |')
+    out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|')
+    for (const c of (meta.cases as string[]).filter((x) => x.endsWith('c32'))) {
+      for (const cfg of meta.configs as ConfigName[]) {
+        const r = best(records, c, cfg)
+        if (!r || r.envoyCpuS === undefined) continue
+        const parts = [r.envoyCpuS, r.processorCpuS ?? 0, r.loadgenCpuS ?? 0, r.providerCpuS ?? 0]
+        const sum = parts.reduce((a, b) => a + b, 0)
+        out.push(`| ${c} | ${cfg} | ${fmt(r.load.rps, 0)} | ${parts.map((x) => fmt(perRequest(x, r))).join(' | ')} | ${fmt(perRequest(sum, r))} | ${Math.round((100 * sum) / (meta.machine.cpus * r.load.seconds))} % |`)
+      }
+    }
+    out.push('')
     out.push(`CPU: user + system seconds during the measured part. Machine busy: the share of all ${meta.machine.cpus} CPUs' time that was busy then (Envoy, the load generator, the stand-in provider, the ext_proc server, and anything else running); near 100 % at saturation means no core is left over for a second modelgate process. Peak RSS of modelgate over the whole benchmark: ${meta.peakRss.full ?? '–'} MiB (the no-op server: ${meta.peakRss.noop ?? '–'} MiB).`)
     const l = meta.modelgateLog as Record<string, number>
     out.push('')
@@ -636,6 +668,7 @@ try {
 
   const providerProc = spawnNode(join(REPO_ROOT, 'test', 'bench', 'provider.ts'), [], join(dir, 'provider.log'))
   const provider = JSON.parse(await firstLine(providerProc, 'the stand-in provider')) as { host: string; port: number }
+  providerPid = providerProc.pid
 
   const sockets = { full: join(dir, 'modelgate.sock'), noop: join(dir, 'noop.sock') }
   let modelgate: ChildProcess | undefined
