@@ -81,7 +81,14 @@ const responseBody = JSON.stringify({
   usage: { prompt_tokens: 1000, completion_tokens: 130, total_tokens: 1130 },
 })
 const sseChunks = values.sse
-  ? [...reply.match(/.{1,24}/gs)!.map((d) => `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1764000000, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: d }, finish_reason: null }] })}\n\n`), 'data: [DONE]\n\n']
+  ? [
+      // As the stand-in provider streams it: a role event, 16-character deltas, the finish, the usage, [DONE].
+      ...[{ role: 'assistant', content: '' }, ...reply.match(/.{1,16}/gs)!.map((content) => ({ content })), {}].map(
+        (delta, i, all) => `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1764000000, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: i === all.length - 1 ? 'stop' : null }] })}\n\n`,
+      ),
+      `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1764000000, model: 'gpt-4o-mini', choices: [], usage: { prompt_tokens: 1000, completion_tokens: 130, total_tokens: 1130 } })}\n\n`,
+      'data: [DONE]\n\n',
+    ]
   : []
 
 const pem = readFileSync(pki.identities.checkout.cert, 'utf8')
