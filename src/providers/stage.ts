@@ -91,7 +91,7 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       // Ask for an uncompressed response so every byte can be inspected on the way back.
       ctx.requestHeaderChanges.setHeader('accept-encoding', 'identity')
     },
-    async requestBody(ctx) {
+    requestBody(ctx) {
       const route = ctx.local<ApiRoute | undefined>(ROUTE, () => undefined)
       if (!route) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'request body without a recognised route' })
       const contentType = (ctx.requestHeaders.get('content-type') ?? '').toLowerCase()
@@ -126,8 +126,16 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       const compatible = kind === route.kind || (kind !== 'anthropic' && route.kind !== 'anthropic')
       if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${kind}` })
       // One decode and parse of the body: the parsed request here, its leaves for redaction.
-      ctx.request = await inspector.inspect(ctx, route, providerName)
-      refuseUnknownToolTypes(ctx.request.tools, allowedToolTypes)
+      const parsed = inspector.inspect(ctx, route, providerName)
+      // Answered at once unless a worker inspects the body: then the phase waits for it.
+      if (!('then' in parsed)) {
+        ctx.request = parsed
+        refuseUnknownToolTypes(parsed.tools, allowedToolTypes)
+      } else
+        return parsed.then((request) => {
+          ctx.request = request
+          refuseUnknownToolTypes(request.tools, allowedToolTypes)
+        })
     },
     responseBody(ctx, chunk) {
       if (ctx.responseStreaming) {
