@@ -326,7 +326,7 @@ t.test('production wiring: OTLP, Redis, provider credentials as files in modelga
   const cfg = parseConfig(configFiles(docs)['modelgate.yaml']!, 'modelgate.yaml')
   t.equal(cfg.server.metricsListen, '0.0.0.0:9464')
   t.equal(cfg.audit.spool.dir, '/var/lib/modelgate/spool', 'the spool is on the pod’s state volume')
-  t.same(Object.keys(cfg.providers.routes).sort(), ['anthropic', 'internal-llm', 'openai'])
+  t.same(Object.keys(cfg.providers.catalog).sort(), ['anthropic', 'internal-llm', 'openai'])
   const sm = find(docs, 'ServiceMonitor')
   t.same(sm.spec.endpoints.map((e: Manifest) => [e.port, e.path]), [
     ['metrics', '/metrics'],

@@ -12,8 +12,10 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { parse, parseAllDocuments } from 'yaml'
-import { parseConfig } from '../../src/config/config.ts'
-import { envoyConfigObject, localStackVars, REPO_ROOT } from '../../src/dev/envoy.ts'
+import { localModelgateConfig } from '../../src/cli/start.ts'
+import { configFromObject, parseConfig } from '../../src/config/config.ts'
+import { envoyConfigObject, localStackVars, REPO_ROOT, standInProviders } from '../../src/dev/envoy.ts'
+import { compileCatalog } from '../../src/providers/catalog.ts'
 import { PROVIDER_KEEP_ALIVE_MS } from '../../src/dev/provider.ts'
 import { ENVOY_REPLY_CODES, ERRORS, type ErrorCode } from '../../src/errors.ts'
 import { IDENTITY_ATTRIBUTES } from '../../src/identity/stage.ts'
@@ -29,8 +31,12 @@ const NGHTTP2_RESET_BURST = 1000
 // ---- the two configurations ----------------------------------------------------------
 
 const { pki } = await sharedTestPki()
+/** The local stack's catalog, as `modelgate start` renders it (every provider at the stand-in). */
+const localConfig = configFromObject(localModelgateConfig({ socket: '/tmp/modelgate-contract.sock', policies: join(REPO_ROOT, 'policies'), dir: '/tmp/modelgate-contract' }), 'contract')
+const localCatalogCompiled = compileCatalog(localConfig.providers)
 const template = envoyConfigObject(
-  localStackVars({ pki, socket: '/tmp/modelgate-contract.sock', provider: { host: '127.0.0.1', port: 9 }, listenPort: 0 }),
+  localStackVars({ pki, socket: '/tmp/modelgate-contract.sock', listenPort: 0 }),
+  standInProviders(localCatalogCompiled, { host: '127.0.0.1', port: 9 }),
 )
 /** server.phaseTimeoutMs of the local stack (src/cli/start.ts). */
 const TEMPLATE_PHASE_TIMEOUT_MS = 1500
