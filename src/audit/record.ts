@@ -31,7 +31,10 @@ export interface SpanRecord {
 const NS_PER_S = 1_000_000_000n
 
 export function hrTimeToNanos(t: HrTime): string {
-  return (BigInt(t[0]) * NS_PER_S + BigInt(t[1])).toString()
+  const [sec, ns] = t
+  // The common case (whole seconds, normalised nanoseconds) as text; anything else through BigInt.
+  if (sec > 0 && Number.isSafeInteger(sec) && Number.isInteger(ns) && ns >= 0 && ns < 1e9) return `${sec}${String(ns).padStart(9, '0')}`
+  return (BigInt(sec) * NS_PER_S + BigInt(ns)).toString()
 }
 
 export function nanosToHrTime(ns: string | bigint): HrTime {
@@ -70,24 +73,25 @@ export function cleanValue(v: unknown): RecordValue | undefined {
 export function spanToRecord(span: ReadableSpan): SpanRecord {
   const sc = span.spanContext()
   const attributes: Record<string, RecordValue> = {}
-  for (const [k, v] of Object.entries(span.attributes)) {
-    const c = cleanValue(v)
+  const source = span.attributes
+  for (const k in source) {
+    const c = cleanValue(source[k])
     if (c !== undefined) attributes[k] = c
   }
+  const parent = span.parentSpanContext
   const ts = sc.traceState?.serialize()
-  return {
-    traceId: sc.traceId,
-    spanId: sc.spanId,
-    ...(span.parentSpanContext?.spanId ? { parentSpanId: span.parentSpanContext.spanId } : {}),
-    ...(span.parentSpanContext?.isRemote ? { remoteParent: true } : {}),
-    ...(ts ? { traceState: ts } : {}),
-    name: span.name,
-    kind: span.kind,
-    start: hrTimeToNanos(span.startTime),
-    end: hrTimeToNanos(span.endTime),
-    status: span.status.message ? { code: span.status.code, message: span.status.message } : { code: span.status.code },
-    attributes,
-  }
+  // Built field by field in the record's key order (the JSON line keeps it).
+  const r: { -readonly [K in keyof SpanRecord]: SpanRecord[K] } = { traceId: sc.traceId, spanId: sc.spanId } as SpanRecord
+  if (parent?.spanId) r.parentSpanId = parent.spanId
+  if (parent?.isRemote) r.remoteParent = true
+  if (ts) r.traceState = ts
+  r.name = span.name
+  r.kind = span.kind
+  r.start = hrTimeToNanos(span.startTime)
+  r.end = hrTimeToNanos(span.endTime)
+  r.status = span.status.message ? { code: span.status.code, message: span.status.message } : { code: span.status.code }
+  r.attributes = attributes
+  return r
 }
 
 /**

@@ -122,12 +122,21 @@ export function settleFindings(ctx: RequestContext, upstreamReached: boolean): v
 /** Envoy's `request.time` attribute (RFC 3339, e.g. `2025-05-01T12:03:11.482117+00:00`) as nanoseconds since the epoch. */
 export function parseEnvoyTime(v: unknown): bigint | undefined {
   if (typeof v !== 'string') return undefined
-  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(v)
+  const m = ENVOY_TIME.exec(v)
   if (!m) return undefined
-  const ms = Date.parse(`${m[1]}${m[3]}`)
-  if (!Number.isFinite(ms)) return undefined
-  return BigInt(ms) * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'))
+  // Requests of one second share the date and the zone: parse those once.
+  const second = `${m[1]}${m[3]}`
+  if (second !== lastSecond) {
+    const ms = Date.parse(second)
+    if (!Number.isFinite(ms)) return undefined
+    lastSecond = second
+    lastSecondNs = BigInt(ms) * 1_000_000n
+  }
+  return lastSecondNs + BigInt((m[2] ?? '').padEnd(9, '0'))
 }
+const ENVOY_TIME = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/
+let lastSecond = ''
+let lastSecondNs = 0n
 
 /** Envoy's request start is used only when it lies before modelgate saw the stream, by at most this much. */
 const MAX_STREAM_WAIT_NS = 3_600_000_000_000n

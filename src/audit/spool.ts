@@ -62,6 +62,12 @@ export class Spool {
   /** Closed segments, oldest first, with their sizes. */
   readonly #closed: { name: string; bytes: number }[] = []
   #open: { name: string; fd: number; bytes: number; records: number } | undefined
+  /** Lines appended to the open segment but not yet written: one write per append call and segment. */
+  #pending: string[] = []
+  #pendingBytes = 0
+  #pendingRecords = 0
+  /** Records written when a segment rolled during the current append. */
+  #rolled = 0
   #bytes = 0
   #counter = 0
   #lastStamp = 0
@@ -105,19 +111,47 @@ export class Spool {
    */
   append(records: readonly SpanRecord[]): number {
     if (this.#released) throw new Error('audit spool is closed')
+    this.#rolled = 0
     let written = 0
-    for (const r of records) {
-      const line = JSON.stringify(r) + '\n'
-      const size = Buffer.byteLength(line)
-      const open = this.#segmentFor(size)
-      if (!open) break
-      writeSync(open.fd, line)
-      open.bytes += size
-      open.records++
-      this.#bytes += size
-      written++
+    try {
+      for (const r of records) {
+        const line = JSON.stringify(r) + '\n'
+        const size = Buffer.byteLength(line)
+        const open = this.#segmentFor(size)
+        if (!open) break
+        this.#pending.push(line)
+        this.#pendingBytes += size
+        this.#pendingRecords++
+        open.bytes += size
+        open.records++
+        this.#bytes += size
+      }
+    } finally {
+      // Written before append returns, as before, but in one system call per segment instead of one per record.
+      written = this.#rolled + this.#writePending()
     }
     return written
+  }
+
+  /** Writes the gathered lines to the open segment; returns how many records they held. On failure they are not counted. */
+  #writePending(): number {
+    const o = this.#open
+    const lines = this.#pending
+    const n = this.#pendingRecords
+    const bytes = this.#pendingBytes
+    this.#pending = []
+    this.#pendingBytes = 0
+    this.#pendingRecords = 0
+    if (n === 0 || !o) return 0
+    try {
+      writeSync(o.fd, lines.length === 1 ? lines[0]! : lines.join(''))
+    } catch (err) {
+      o.bytes -= bytes
+      o.records -= n
+      this.#bytes -= bytes
+      throw err
+    }
+    return n
   }
 
   /** Reads the oldest segment (closing the open one first when it is the only one). */
@@ -193,6 +227,7 @@ export class Spool {
   #roll(): void {
     const o = this.#open
     if (!o) return
+    this.#rolled += this.#writePending()
     closeSync(o.fd)
     this.#open = undefined
     if (o.records === 0) {

@@ -20,12 +20,12 @@
  * `audit.shutdown()` (writes the chain-end record, flushes or spools every
  * record, stops the metrics endpoint).
  */
-import { randomUUID } from 'node:crypto'
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span as ApiSpan } from '@opentelemetry/api'
-import { parseTraceParent, TraceState } from '@opentelemetry/core'
+import { randomFillSync, randomUUID } from 'node:crypto'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type HrTime, type Span as ApiSpan, type SpanContext } from '@opentelemetry/api'
+import { hrTimeDuration, parseTraceParent, TraceState, type InstrumentationScope } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
-import { resourceFromAttributes } from '@opentelemetry/resources'
-import { AlwaysOnSampler, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace'
+import { resourceFromAttributes, type Resource } from '@opentelemetry/resources'
+import { AlwaysOnSampler, TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
 import type { Config } from '../config/config.ts'
 import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -286,29 +286,24 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       requestContent,
       responseContent,
     })
-    const parent = trace.setSpan(ROOT_CONTEXT, span)
+    const sc = span.spanContext()
     if (cfg.stageSpans) {
+      // Stage spans are finished facts with attributes of known types: they go to the span
+      // processor as ended spans directly, without the SDK's live-span machinery.
+      const { resource, instrumentationScope } = span as unknown as ReadableSpan
       for (const s of st.timeline.slices()) {
-        const child = tracer.startSpan(
-          `${A.SPAN_STAGE} ${s.stage} ${s.direction}`,
-          {
-            kind: SpanKind.INTERNAL,
-            startTime: nanosToHrTime(wall(ctx, s.startNs)),
-            attributes: {
-              [A.MG_STAGE_NAME]: s.stage,
-              [A.MG_STAGE_DIRECTION]: s.direction,
-              [A.MG_STAGE_PHASES]: s.phases,
-              [A.MG_STAGE_BUSY_MS]: roundMs(s.busyMs),
-              [A.MG_STAGE_CALLS]: s.calls,
-              [A.MG_REQUEST_ID]: ctx.id,
-            },
-          },
-          parent,
+        delivery.onEnd(
+          stageSpan(sc, resource, instrumentationScope, `${A.SPAN_STAGE} ${s.stage} ${s.direction}`, nanosToHrTime(wall(ctx, s.startNs)), nanosToHrTime(wall(ctx, s.endNs)), {
+            [A.MG_STAGE_NAME]: s.stage,
+            [A.MG_STAGE_DIRECTION]: s.direction,
+            [A.MG_STAGE_PHASES]: s.phases,
+            [A.MG_STAGE_BUSY_MS]: roundMs(s.busyMs),
+            [A.MG_STAGE_CALLS]: s.calls,
+            [A.MG_REQUEST_ID]: ctx.id,
+          }),
         )
-        child.end(nanosToHrTime(wall(ctx, s.endNs)))
       }
     }
-    const sc = span.spanContext()
     chain.append({ traceId: sc.traceId, spanId: sc.spanId, start: st.startNs.toString(), end: endNs.toString() }, attrs)
     span.updateName(spanName(ctx))
     span.setAttributes(attrs)
@@ -395,6 +390,48 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       })()
       return shuttingDown
     },
+  }
+}
+
+/** Random span ids (16 hex digits, never all zeros) from a pool of random bytes refilled as it runs out. */
+const idPool = Buffer.alloc(8 * 512)
+let idNext = idPool.length
+function newSpanId(): string {
+  for (;;) {
+    if (idNext === idPool.length) {
+      randomFillSync(idPool)
+      idNext = 0
+    }
+    const id = idPool.toString('hex', idNext, (idNext += 8))
+    if (id !== '0000000000000000') return id
+  }
+}
+
+/**
+ * An ended child span of the request span, as the SDK would have made it: same
+ * trace, flags and trace state, the request span as parent, kind INTERNAL,
+ * status unset.
+ */
+function stageSpan(parent: SpanContext, resource: Resource, scope: InstrumentationScope, name: string, startTime: HrTime, endTime: HrTime, attributes: Attributes): ReadableSpan {
+  const ctx: SpanContext = { traceId: parent.traceId, spanId: newSpanId(), traceFlags: parent.traceFlags, ...(parent.traceState ? { traceState: parent.traceState } : {}) }
+  return {
+    name,
+    kind: SpanKind.INTERNAL,
+    spanContext: () => ctx,
+    parentSpanContext: parent,
+    startTime,
+    endTime,
+    status: { code: SpanStatusCode.UNSET },
+    attributes,
+    links: [],
+    events: [],
+    duration: hrTimeDuration(startTime, endTime),
+    ended: true,
+    resource,
+    instrumentationScope: scope,
+    droppedAttributesCount: 0,
+    droppedEventsCount: 0,
+    droppedLinksCount: 0,
   }
 }
 

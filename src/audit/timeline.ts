@@ -37,11 +37,30 @@ export interface StageSlice {
 /** Upper bound on distinct (stage, phase) slices kept per request. */
 const MAX_SLICES = 128
 
+/** A slice while it is being built: times as nanoseconds after the timeline's first mark. */
+interface OpenSlice {
+  readonly stage: string
+  readonly direction: Direction
+  readonly phases: Phase[]
+  readonly start: number
+  end: number
+  busyMs: number
+  calls: number
+}
+
 export class Timeline {
   readonly #skip: string | undefined
   readonly #slicing: boolean
-  #current: { phase: Phase; t0: bigint; snapshot: Map<string, number> } | undefined
-  readonly #slices = new Map<string, StageSlice>()
+  /** The monotonic time of the first mark: slice times are kept as offsets from it (plain numbers, exact for 104 days). */
+  #base: bigint | undefined
+  /** The phase under way: its start offset and each stage's total when it started, in `ctx.timings` order. */
+  #phase: Phase | undefined
+  #t0 = 0
+  #names: string[] = []
+  #totals: number[] = []
+  /** One slice per stage and direction, in creation order. */
+  readonly #request = new Map<string, OpenSlice>()
+  readonly #response = new Map<string, OpenSlice>()
   #phases = new Set<Phase>()
 
   /**
@@ -59,32 +78,47 @@ export class Timeline {
     this.#phases.add(phase)
     if (!this.#slicing) return
     this.settle(timings)
-    this.#current = { phase, t0: now, snapshot: new Map(timings) }
+    this.#base ??= now
+    this.#phase = phase
+    this.#t0 = Number(now - this.#base)
+    let i = 0
+    for (const [stage, total] of timings) {
+      this.#names[i] = stage
+      this.#totals[i++] = total
+    }
+    this.#names.length = i
+    this.#totals.length = i
   }
 
   /** Attributes the time spent since the last mark to the stages that spent it. */
   settle(timings: ReadonlyMap<string, number>): void {
-    const cur = this.#current
-    if (!cur) return
-    this.#current = undefined
-    let cursor = cur.t0
+    const phase = this.#phase
+    if (phase === undefined) return
+    this.#phase = undefined
+    const names = this.#names
+    const totals = this.#totals
+    const slices = phase.startsWith('request') ? this.#request : this.#response
+    const direction: Direction = slices === this.#request ? 'request' : 'response'
+    let cursor = this.#t0
+    let i = 0
     for (const [stage, total] of timings) {
-      const delta = total - (cur.snapshot.get(stage) ?? 0)
+      // Stages keep their place in ctx.timings: the one at the same position is the usual match.
+      const k = names[i] === stage ? i : names.indexOf(stage)
+      i++
+      const delta = total - (k >= 0 ? totals[k]! : 0)
       if (!(delta > 0)) continue
       const start = cursor
-      const end = cursor + BigInt(Math.round(delta * 1e6))
+      const end = cursor + Math.round(delta * 1e6)
       cursor = end
       if (stage === this.#skip) continue
-      const direction: Direction = cur.phase.startsWith('request') ? 'request' : 'response'
-      const key = `${stage}\u0000${direction}`
-      const s = this.#slices.get(key)
+      const s = slices.get(stage)
       if (s) {
-        s.endNs = end
+        s.end = end
         s.busyMs += delta
         s.calls++
-        if (!s.phases.includes(cur.phase)) s.phases.push(cur.phase)
-      } else if (this.#slices.size < MAX_SLICES) {
-        this.#slices.set(key, { stage, direction, phases: [cur.phase], startNs: start, endNs: end, busyMs: delta, calls: 1 })
+        if (!s.phases.includes(phase)) s.phases.push(phase)
+      } else if (this.#request.size + this.#response.size < MAX_SLICES) {
+        slices.set(stage, { stage, direction, phases: [phase], start, end, busyMs: delta, calls: 1 })
       }
     }
   }
@@ -96,6 +130,10 @@ export class Timeline {
 
   /** The slices, in start order. */
   slices(): StageSlice[] {
-    return [...this.#slices.values()].sort((a, b) => (a.startNs < b.startNs ? -1 : a.startNs > b.startNs ? 1 : 0))
+    const base = this.#base ?? 0n
+    const all: OpenSlice[] = [...this.#request.values(), ...this.#response.values()]
+    // A stable sort: slices that start together keep their creation order.
+    all.sort((a, b) => a.start - b.start)
+    return all.map((s) => ({ stage: s.stage, direction: s.direction, phases: s.phases, startNs: base + BigInt(s.start), endNs: base + BigInt(s.end), busyMs: s.busyMs, calls: s.calls }))
   }
 }

@@ -21,7 +21,7 @@ import { stringify } from 'yaml'
 import { configFromObject } from '../config/config.ts'
 import { localStackVars, REPO_ROOT, standInProviders, startEnvoy, type RunningEnvoy } from '../dev/envoy.ts'
 import { compileCatalog } from '../providers/catalog.ts'
-import { EXIT_WITH_PARENT_ENV, exitWithParent, stopProcess } from '../dev/process.ts'
+import { EXIT_WITH_PARENT_ENV, exitWithParent, SERVE_ENV, SERVE_NODE_OPTIONS, stopProcess } from '../dev/process.ts'
 import { createDevPki, DEV_TRUST_DOMAIN } from '../dev/identities.ts'
 import { checkHealth } from './health.ts'
 import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
@@ -106,7 +106,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   }
 
   const spawnChild = (name: string, args: string[], logFile: string): Child => {
-    const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...io.env, [EXIT_WITH_PARENT_ENV]: '1' } })
+    // modelgate itself runs with the settings of the container image.
+    const serve = args[0] === 'serve'
+    const proc = spawn(process.execPath, [...(serve ? SERVE_NODE_OPTIONS : []), MAIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...(serve ? SERVE_ENV : {}), ...io.env, [EXIT_WITH_PARENT_ENV]: '1' },
+    })
     const log = createWriteStream(logFile, { flags: 'a' })
     proc.stderr!.pipe(log)
     const child: Child = { name, proc, exited: false }

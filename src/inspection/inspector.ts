@@ -41,9 +41,11 @@ export interface BodyInspector {
   /**
    * Parses `ctx.requestBody` for the route and returns the parsed request;
    * with scanning on, leaves the scan for `requestScanOf`. Throws a GateError
-   * to refuse.
+   * to refuse. A body inspected in this thread is answered at once (no
+   * promise, so the phase needs no timer); one sent to a worker, through a
+   * promise.
    */
-  inspect(ctx: RequestContext, route: ApiRoute, providerName: string): Promise<ParsedRequest>
+  inspect(ctx: RequestContext, route: ApiRoute, providerName: string): ParsedRequest | Promise<ParsedRequest>
   /** Stops the pool (after the server has drained). */
   close(): Promise<void>
 }
@@ -125,7 +127,7 @@ function makeInspector(opts: BodyInspectorOptions, pool: Piscina<InspectionJob, 
   const minBytes = opts.workerMinBytes ?? 64 * 1024
   let closed = false
   return {
-    async inspect(ctx, route, providerName) {
+    inspect(ctx, route, providerName) {
       const body = ctx.requestBody
       const offload = pool !== undefined && body.length >= minBytes
       const job: InspectionJob = {
@@ -138,24 +140,27 @@ function makeInspector(opts: BodyInspectorOptions, pool: Piscina<InspectionJob, 
         limits,
         deadline: Date.now() + budgetMs,
       }
-      let outcome: InspectionOutcome
-      if (offload) {
-        if (closed) throw new GateError('MG_INTERNAL', { internal: 'body inspection pool is closed' })
-        try {
-          outcome = await pool!.run(job, { transferList: [(job.body as Uint8Array<ArrayBuffer>).buffer] })
-        } catch (err) {
+      if (!offload) return settle(ctx, inspectRequestBody(job, engine))
+      if (closed) throw new GateError('MG_INTERNAL', { internal: 'body inspection pool is closed' })
+      return pool!.run(job, { transferList: [(job.body as Uint8Array<ArrayBuffer>).buffer] }).then(
+        (outcome) => settle(ctx, outcome),
+        (err: unknown) => {
           throw new GateError('MG_INTERNAL', { internal: `body inspection worker failed: ${(err as Error)?.message ?? String(err)}`, cause: err })
-        }
-      } else outcome = inspectRequestBody(job, engine)
-      if (!outcome.ok) throw refusalError(outcome.refusal)
-      scanHolder(ctx).scan = outcome.scan
-      return Object.freeze({ ...outcome.request, tools: Object.freeze([...outcome.request.tools]) })
+        },
+      )
     },
     async close() {
       closed = true
       if (pool) await pool.close()
     },
   }
+}
+
+/** The parsed request of an inspection, its scan left for the redaction stage; a refusal throws. */
+function settle(ctx: RequestContext, outcome: InspectionOutcome): ParsedRequest {
+  if (!outcome.ok) throw refusalError(outcome.refusal)
+  scanHolder(ctx).scan = outcome.scan
+  return Object.freeze({ ...outcome.request, tools: Object.freeze([...outcome.request.tools]) })
 }
 
 /**

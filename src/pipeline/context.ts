@@ -136,8 +136,7 @@ export interface TraceCarrier {
  * stream, created at the first message and discarded when the stream closes.
  */
 export class RequestContext {
-  /** The request id (x-request-id from Envoy, or generated). */
-  id: string
+  #id: string | undefined
   /** Wall-clock start (ms since epoch) and monotonic start (ns) for stage timings. */
   readonly startedAt = Date.now()
   readonly startedNs = process.hrtime.bigint()
@@ -210,14 +209,25 @@ export class RequestContext {
   readonly #local = new Map<symbol, unknown>()
 
   constructor(trace: TraceCarrier = {}) {
-    this.id = randomUUID()
     this.trace = trace
+  }
+
+  /** The request id: x-request-id from Envoy, or one generated when first asked for. */
+  get id(): string {
+    return (this.#id ??= randomUUID())
+  }
+
+  set id(value: string) {
+    this.#id = value
   }
 
   /** Per-request state private to one stage, created on first use. */
   local<T>(key: symbol, init: () => T): T {
-    if (!this.#local.has(key)) this.#local.set(key, init())
-    return this.#local.get(key) as T
+    const v = this.#local.get(key)
+    if (v !== undefined || this.#local.has(key)) return v as T
+    const created = init()
+    this.#local.set(key, created)
+    return created
   }
 
   /** Replace the body sent upstream; the server adjusts content-length. */

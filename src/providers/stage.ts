@@ -14,7 +14,7 @@ import { inProcessInspector, type BodyInspector } from '../inspection/inspector.
 import { bodyFacts, SseFactsReader } from './response.ts'
 import { compileCatalog, PROVIDER_METADATA_KEY, type ProviderCatalog } from './catalog.ts'
 import type { ApiRoute } from './routes.ts'
-import type { ToolDefinition } from './types.ts'
+import type { ParsedRequest, ToolDefinition } from './types.ts'
 
 export { PROVIDER_METADATA_KEY }
 
@@ -105,7 +105,7 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       // Ask for an uncompressed response so every byte can be inspected on the way back.
       ctx.requestHeaderChanges.setHeader('accept-encoding', 'identity')
     },
-    async requestBody(ctx) {
+    requestBody(ctx) {
       const route = ctx.local<ApiRoute | undefined>(ROUTE, () => undefined)
       if (!route) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'request body without a recognised route' })
       const contentType = (ctx.requestHeaders.get('content-type') ?? '').toLowerCase()
@@ -131,18 +131,23 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       // A provider's kind must agree with the API the path speaks (openai-compatible kinds share parsers).
       const compatible = provider.kind === route.kind || (provider.kind !== 'anthropic' && route.kind !== 'anthropic')
       if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${provider.kind}` })
+      const afterInspection = (request: ParsedRequest): void => {
+        ctx.request = request
+        refuseUnknownToolTypes(request.tools, allowedToolTypes)
+        // The model the request goes to: an alias becomes its target, which the provider must serve. Policy decides on the target.
+        const { model, alias } = provider.resolveModel(request.model)
+        // The name is the caller's text: it stays out of the answer and the log (it may even hold a secret).
+        if (!provider.serves(model)) throw new GateError('MG_MODEL_NOT_SERVED', { details: { provider: provider.name }, internal: `provider "${provider.name}" does not list the requested model` })
+        if (alias === undefined) return
+        if (route.deployment !== undefined) ctx.requestHeaderChanges.setHeader(':path', withDeployment(ctx.path, route.deployment, model))
+        else if (request.modelSpan) addRequestBodyEdit(ctx, { start: request.modelSpan.start, end: request.modelSpan.end, text: JSON.stringify(model) })
+        ctx.request = Object.freeze({ ...request, model, requestedModel: alias })
+      }
       // One decode and parse of the body: the parsed request here, its leaves for redaction.
-      const request = await inspector.inspect(ctx, route, provider.name)
-      ctx.request = request
-      refuseUnknownToolTypes(request.tools, allowedToolTypes)
-      // The model the request goes to: an alias becomes its target, which the provider must serve. Policy decides on the target.
-      const { model, alias } = provider.resolveModel(request.model)
-      // The name is the caller's text: it stays out of the answer and the log (it may even hold a secret).
-      if (!provider.serves(model)) throw new GateError('MG_MODEL_NOT_SERVED', { details: { provider: provider.name }, internal: `provider "${provider.name}" does not list the requested model` })
-      if (alias === undefined) return
-      if (route.deployment !== undefined) ctx.requestHeaderChanges.setHeader(':path', withDeployment(ctx.path, route.deployment, model))
-      else if (request.modelSpan) addRequestBodyEdit(ctx, { start: request.modelSpan.start, end: request.modelSpan.end, text: JSON.stringify(model) })
-      ctx.request = Object.freeze({ ...request, model, requestedModel: alias })
+      const parsed = inspector.inspect(ctx, route, provider.name)
+      // Answered at once unless a worker inspects the body: then the phase waits for it.
+      if (!('then' in parsed)) return afterInspection(parsed)
+      return parsed.then(afterInspection)
     },
     responseBody(ctx, chunk) {
       if (ctx.responseStreaming) {

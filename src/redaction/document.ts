@@ -66,6 +66,46 @@ export interface ScanDocumentOptions {
 
 /** Texts up to this length are scanned once per document; repeats reuse the result. */
 const MEMO_MAX_LENGTH = 256
+/**
+ * Short texts the scanner found nothing in are remembered across documents:
+ * object keys and the fixed values of the APIs ("role", "assistant",
+ * "chat.completion", model names) recur in every body, and each scan has a
+ * fixed cost of its own. Only texts without detections are kept, so no value
+ * the scanner found stays in memory; the memory is bounded (emptied when full)
+ * and belongs to one scanner (with scoped custom detectors, to one caller).
+ */
+const CLEAN_MAX_LENGTH = 64
+const CLEAN_MAX_ENTRIES = 4096
+const NO_DETECTIONS: readonly Detection[] = Object.freeze([])
+
+interface CleanTexts {
+  /** True when some detector applies to some callers only: results depend on the caller. */
+  readonly scoped: boolean
+  readonly texts: Map<string, true>
+}
+const cleanTexts = new WeakMap<RedactionEngine['scanner'], CleanTexts>()
+
+function cleanTextsOf(scanner: RedactionEngine['scanner']): CleanTexts {
+  let c = cleanTexts.get(scanner)
+  if (!c) {
+    const scoped = scanner.detectors.some((d) => d.scope !== undefined && (d.scope.namespaces.length > 0 || d.scope.spiffeIdPrefixes.length > 0))
+    cleanTexts.set(scanner, (c = { scoped, texts: new Map() }))
+  }
+  return c
+}
+
+/** Scans one text, answering short texts already known to be clean from memory. */
+function scanRemembered(engine: RedactionEngine, clean: CleanTexts, value: string, subject: ScanSubject | undefined): Detection[] {
+  if (value.length > CLEAN_MAX_LENGTH) return scanText(engine, value, subject)
+  const key = clean.scoped ? `${subject?.namespace ?? ''}\u0000${subject?.spiffeId ?? ''}\u0000${value}` : value
+  if (clean.texts.has(key)) return NO_DETECTIONS as Detection[]
+  const found = scanText(engine, value, subject)
+  if (found.length === 0) {
+    if (clean.texts.size >= CLEAN_MAX_ENTRIES) clean.texts.clear()
+    clean.texts.set(key, true)
+  }
+  return found
+}
 /** Leaves scanned between two deadline checks. */
 const DEADLINE_EVERY = 512
 
@@ -93,6 +133,7 @@ export function scanDocument(engine: RedactionEngine, body: Buffer, subject: Sca
 /** Scans every leaf of a parsed document (except the exempt ones). */
 export function scanLeaves(engine: RedactionEngine, doc: JsonDocument, subject: ScanSubject | undefined, deadline?: number): DocumentScan {
   const scanner = engine.scanner
+  const clean = cleanTextsOf(scanner)
   const memo = new Map<string, Detection[]>()
   const found: { leaf: JsonLeaf; detections: Detection[] }[] = []
   /** Keys holding detected data: never printed in locations. */
@@ -112,7 +153,7 @@ export function scanLeaves(engine: RedactionEngine, doc: JsonDocument, subject: 
     if (value.length <= MEMO_MAX_LENGTH) {
       const known = memo.get(value)
       if (known === undefined) {
-        detections = scanText(engine, value, subject)
+        detections = scanRemembered(engine, clean, value, subject)
         memo.set(value, detections)
       } else detections = known.length === 0 ? known : known.map((d) => ({ ...d })) // one object per occurrence
     } else detections = scanText(engine, value, subject)

@@ -55,7 +55,7 @@ export interface ResponseRedactionDeps {
 export interface ResponseRedaction {
   readonly phases: {
     responseHeaders(ctx: RequestContext): void
-    responseBody(ctx: RequestContext, chunk: BodyChunk): Promise<void>
+    responseBody(ctx: RequestContext, chunk: BodyChunk): void | Promise<void>
   }
   close(ctx: RequestContext): void
 }
@@ -86,7 +86,7 @@ export function createResponseRedaction(deps: ResponseRedactionDeps): ResponseRe
       } else rs.mode = 'buffered'
     },
 
-    async responseBody(ctx: RequestContext, chunk: BodyChunk): Promise<void> {
+    responseBody(ctx: RequestContext, chunk: BodyChunk): void | Promise<void> {
       const rs = ctx.local<ResponseState>(RESPONSE, () => ({ mode: 'skip', codings: [], decoder: undefined, sse: undefined }))
       if (rs.mode === 'skip') return
       const { book, restore } = deps.placeholders(ctx)
@@ -131,27 +131,33 @@ export function createResponseRedaction(deps: ResponseRedactionDeps): ResponseRe
         })
       }
 
-      rs.sse ??= new SseRedactor({ scanner: engine.scanner, subject, book, restore, action, onDetection: (d, loc, start, a) => void onDetection(d, loc, start, a) })
-      let data = chunk.data
-      try {
-        if (rs.decoder) data = await rs.decoder.push(data, chunk.end)
-      } catch (err) {
-        logger.warn('response stream cannot be decoded; ending it', { request_id: ctx.id, error: (err as Error).message })
-        rs.decoder?.destroy()
-        return terminate(ctx, chunk, 'MG_RESPONSE_UNREADABLE', {})
-      }
-      const res = rs.sse.push(data, chunk.end)
-      if (res.blocked) {
-        logger.info('response stream blocked', { request_id: ctx.id, data_classes: res.blocked })
-        return terminate(ctx, chunk, 'MG_RESPONSE_BLOCKED', { data_classes: res.blocked })
-      }
-      if (rs.sse.pendingBytes > config.responses.maxDecodedBytes) {
-        // An event that never ends would be held without bound: it cannot be inspected whole.
-        logger.warn('response stream event exceeds the decoded-size limit; ending it', { request_id: ctx.id, bytes: rs.sse.pendingBytes })
-        return terminate(ctx, chunk, 'MG_RESPONSE_UNREADABLE', {})
-      }
-      chunk.data = res.out
+      const sse = (rs.sse ??= new SseRedactor({ scanner: engine.scanner, subject, book, restore, action, onDetection: (d, loc, start, a) => void onDetection(d, loc, start, a) }))
+      // Only a compressed stream waits for its decoder; a plain one is redacted at once (no promise, no timer).
+      if (!rs.decoder) return redactStreamed(ctx, chunk, sse, chunk.data)
+      return rs.decoder.push(chunk.data, chunk.end).then(
+        (data) => redactStreamed(ctx, chunk, sse, data),
+        (err: unknown) => {
+          logger.warn('response stream cannot be decoded; ending it', { request_id: ctx.id, error: (err as Error).message })
+          rs.decoder?.destroy()
+          terminate(ctx, chunk, 'MG_RESPONSE_UNREADABLE', {})
+        },
+      )
     },
+  }
+
+  /** One decoded piece of an SSE stream through the redactor. */
+  const redactStreamed = (ctx: RequestContext, chunk: BodyChunk, sse: SseRedactor, data: Buffer): void => {
+    const res = sse.push(data, chunk.end)
+    if (res.blocked) {
+      logger.info('response stream blocked', { request_id: ctx.id, data_classes: res.blocked })
+      return terminate(ctx, chunk, 'MG_RESPONSE_BLOCKED', { data_classes: res.blocked })
+    }
+    if (sse.pendingBytes > config.responses.maxDecodedBytes) {
+      // An event that never ends would be held without bound: it cannot be inspected whole.
+      logger.warn('response stream event exceeds the decoded-size limit; ending it', { request_id: ctx.id, bytes: sse.pendingBytes })
+      return terminate(ctx, chunk, 'MG_RESPONSE_UNREADABLE', {})
+    }
+    chunk.data = res.out
   }
   return {
     phases,

@@ -71,3 +71,45 @@ export function latencyChart(cases: readonly string[], configs: readonly string[
   parts.push('</svg>')
   return parts.join('\n') + '\n'
 }
+
+/** One line per series: RSS (MiB) against requests sent, on linear axes from zero. */
+export function rssChart(series: readonly { readonly name: string; readonly points: readonly (readonly [number, number])[] }[]): string {
+  const left = 64
+  const top = 44
+  const plotWidth = 640
+  const plotHeight = 280
+  const width = left + plotWidth + 20
+  const height = top + plotHeight + 50
+  const maxX = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[0])))
+  const rawMaxY = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[1])))
+  const stepY = rawMaxY > 400 ? 100 : rawMaxY > 100 ? 50 : 10
+  const maxY = Math.ceil((rawMaxY * 1.1) / stepY) * stepY
+  const stepX = Math.pow(10, Math.floor(Math.log10(maxX))) / (maxX / Math.pow(10, Math.floor(Math.log10(maxX))) < 3 ? 2 : 1)
+  const x = (v: number) => left + (v / maxX) * plotWidth
+  const y = (v: number) => top + plotHeight - (v / maxY) * plotHeight
+  const parts: string[] = []
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`)
+  parts.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`)
+  parts.push(`<text x="${left}" y="18" font-size="13" font-weight="bold">Resident set size, MiB, against requests sent</text>`)
+  series.forEach((s, i) => {
+    const lx = left + i * 150
+    parts.push(`<rect x="${lx}" y="26" width="10" height="10" fill="${COLORS[s.name] ?? '#333'}"/>`)
+    parts.push(`<text x="${lx + 14}" y="35">${esc(LABELS[s.name] ?? s.name)}</text>`)
+  })
+  for (let v = 0; v <= maxY; v += stepY) {
+    parts.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#dddddd"/>`)
+    parts.push(`<text x="${left - 6}" y="${y(v).toFixed(1)}" text-anchor="end" dominant-baseline="middle">${v}</text>`)
+  }
+  for (let v = 0; v <= maxX * 1.0001; v += stepX) {
+    parts.push(`<text x="${x(v).toFixed(1)}" y="${top + plotHeight + 16}" text-anchor="middle">${v >= 1000 ? `${v / 1000}k` : v}</text>`)
+  }
+  parts.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${top + plotHeight}" stroke="#333"/>`)
+  parts.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${top + plotHeight}" y2="${top + plotHeight}" stroke="#333"/>`)
+  for (const s of series) {
+    const d = s.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(' ')
+    parts.push(`<path d="${d}" fill="none" stroke="${COLORS[s.name] ?? '#333'}" stroke-width="1.5"/>`)
+  }
+  parts.push(`<text x="${left}" y="${height - 8}" fill="#555">requests sent</text>`)
+  parts.push('</svg>')
+  return parts.join('\n') + '\n'
+}

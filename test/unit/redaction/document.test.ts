@@ -249,3 +249,24 @@ t.test('a scan past its deadline stops with MG_TIMEOUT', async (t) => {
   const doc = parseJsonDocument(JSON.stringify(Array.from({ length: 2000 }, (_, i) => `text ${i}`)))
   t.throws(() => scanLeaves(engine, doc, undefined, Date.now() - 1), { code: 'MG_TIMEOUT' })
 })
+
+t.test('a short text found clean for one caller is still scanned for another caller a scoped detector applies to', async (t) => {
+  const scoped = compileRedaction(redactionConfigFrom({ custom: [{ id: 'team-a-only', dataClass: 'pii', confidence: 'high', pattern: 'TA-[0-9]{4}', namespaces: ['team-a'] }] }))
+  const raw = JSON.stringify({ note: 'TA-1234' })
+  const found = (namespace: string) => scanDocument(scoped, Buffer.from(raw), { namespace }).sites.flatMap((s) => s.detections.map((d) => d.detector))
+  t.same(found('team-b'), [], 'team-b: nothing applies')
+  t.same(found('team-a'), ['team-a-only'], 'team-a: found, though the same text was clean for team-b')
+  t.same(found('team-b'), [], 'team-b again: still nothing')
+})
+
+t.test('short texts seen in earlier bodies are found again when they hold data', async (t) => {
+  const raw = JSON.stringify({ role: 'user', to: EMAIL })
+  for (let i = 0; i < 3; i++) {
+    const scan = scanDocument(engine, Buffer.from(raw), undefined)
+    t.same(
+      scan.sites.map((s) => [s.location, s.detections.map((d) => d.dataClass)]),
+      [['to', ['pii']]],
+      `body ${i + 1}`,
+    )
+  }
+})
