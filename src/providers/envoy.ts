@@ -59,13 +59,18 @@ export function providerRoutes(p: Pick<CatalogProvider, 'name' | 'kind' | 'root'
   return out
 }
 
-/** Every provider's routes in Envoy's order: exact paths first (longest first), then prefixes, longest first. */
+/**
+ * Every provider's routes in Envoy's order: exact paths first, then prefixes;
+ * longest first; equal lengths by the path itself (no two providers share one,
+ * so the order does not depend on the order of the catalog: the chart, which
+ * reads the catalog as a map, renders the same).
+ */
 export function orderedRoutes(catalog: Pick<ProviderCatalog, 'providers'>): ProviderRoute[] {
   const all = catalog.providers.flatMap(providerRoutes)
-  const rank = (r: ProviderRoute) => ('path' in r.match ? [0, -r.match.path.length] : [1, -r.match.prefix.length]) as [number, number]
+  const key = (r: ProviderRoute) => ('path' in r.match ? { t: 0, m: r.match.path } : { t: 1, m: r.match.prefix })
   return all
-    .map((r, i) => ({ r, i, k: rank(r) }))
-    .sort((a, b) => a.k[0] - b.k[0] || a.k[1] - b.k[1] || a.i - b.i)
+    .map((r) => ({ r, k: key(r) }))
+    .sort((a, b) => a.k.t - b.k.t || b.k.m.length - a.k.m.length || (a.k.m < b.k.m ? -1 : a.k.m > b.k.m ? 1 : 0))
     .map((x) => x.r)
 }
 

@@ -16,10 +16,12 @@ import { localModelgateConfig } from '../../src/cli/start.ts'
 import { configFromObject, parseConfig } from '../../src/config/config.ts'
 import { envoyConfigObject, localStackVars, REPO_ROOT, standInProviders } from '../../src/dev/envoy.ts'
 import { compileCatalog } from '../../src/providers/catalog.ts'
+import { envoyClusters, envoyRoutes } from '../../src/providers/envoy.ts'
 import { PROVIDER_KEEP_ALIVE_MS } from '../../src/dev/provider.ts'
 import { ENVOY_REPLY_CODES, ERRORS, type ErrorCode } from '../../src/errors.ts'
 import { IDENTITY_ATTRIBUTES } from '../../src/identity/stage.ts'
 import { METADATA_NAMESPACE } from '../../src/server/process.ts'
+import { configFiles, envoyBootstrap, helmTemplate, manifests, valueSets } from '../helpers/chart.ts'
 import { sharedTestPki } from '../helpers/pki.ts'
 
 const run = promisify(execFile)
@@ -223,4 +225,18 @@ t.test('the chart and envoy/ map Envoy’s answers identically', async (t) => {
 
 t.test("the chart's provider idle timeout is a value, with a default below common provider keep-alives", async (t) => {
   t.equal(chartValues.envoy.providerIdleTimeout, '30s')
+})
+
+t.test('the chart renders the same provider routes and clusters from its catalog as src/providers/envoy.ts does from the same catalog', async (t) => {
+  const docs = manifests(await helmTemplate(valueSets().production))
+  const boot = envoyBootstrap(docs)
+  const catalog = compileCatalog(parseConfig(configFiles(docs)['modelgate.yaml']!, 'modelgate.yaml').providers)
+  t.ok(catalog.providers.length >= 3, 'several providers: OpenAI, Anthropic, an internal OpenAI-compatible one')
+  const routes = workloadsHcm(boot).route_config.virtual_hosts[0].routes as Record<string, any>[]
+  t.same(routes.slice(0, -1), envoyRoutes(catalog), 'the same routes, in the same order')
+  t.same(routes.at(-1), { name: 'unknown', match: { prefix: '/' }, direct_response: { status: 404 } }, 'and nothing else: whatever no provider serves gets the 404 backstop')
+  const byName = (a: Record<string, any>, b: Record<string, any>) => (a.name < b.name ? -1 : 1)
+  const chartClusters = boot.static_resources.clusters.filter((c: { name: string }) => c.name.startsWith('provider-')).sort(byName)
+  const expected = envoyClusters(catalog, { maxBodyBytes: chartValues.envoy.maxBodyBytes, idleTimeout: chartValues.envoy.providerIdleTimeout, caFile: '/etc/ssl/certs/ca-certificates.crt' }).sort(byName)
+  t.same(chartClusters, expected, 'the same clusters')
 })
