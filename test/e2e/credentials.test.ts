@@ -24,6 +24,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import Anthropic from '@anthropic-ai/sdk'
 import OpenAI, { AzureOpenAI } from 'openai'
 import t from 'tap'
 import { Agent, fetch as undiciFetch } from 'undici'
@@ -111,7 +112,7 @@ t.test('provider credentials through a real Envoy', async (t) => {
               { name: 'default', file: join(scratch, 'openai-default.key') },
             ],
           },
-          anthropic: { credentials: [{ name: 'default', file: volume.path('api-key') }] },
+          anthropic: { models: ['claude-haiku-4-5', 'claude-sonnet-4-5'], aliases: { haiku: 'claude-haiku-4-5' }, credentials: [{ name: 'default', file: volume.path('api-key') }] },
           azure: {
             credentials: [
               {
@@ -240,6 +241,24 @@ t.test('provider credentials through a real Envoy', async (t) => {
     )
     t.ok(endpoint.issued.length > issuedBefore, 'a new token was issued')
     t.equal(back[0]!.headers.authorization, `Bearer ${endpoint.issued.at(-1)}`, 'and is used')
+  })
+
+  t.test("a model the provider does not serve is a 404 in the route's dialect before anything leaves; an alias reaches its target", async (t) => {
+    const client = stack.anthropic('checkout')
+    const refused = await received(() =>
+      client.messages.create({ ...message, model: 'claude-opus-4-1' }).then(
+        () => undefined,
+        (e: unknown) => e as InstanceType<typeof Anthropic.APIError>,
+      ),
+    )
+    t.equal(refused.value?.status, 404)
+    t.equal(refused.value?.headers?.get('x-modelgate-error'), 'MG_MODEL_NOT_SERVED')
+    t.match(refused.value?.error, { type: 'error', error: { type: 'not_found_error', code: 'MG_MODEL_NOT_SERVED' } }, "Anthropic's error shape")
+    t.notMatch(JSON.stringify(refused.value?.error), /claude-opus/, 'without repeating the name')
+    t.equal(refused.seen.length, 0, 'the provider saw nothing')
+    const aliased = await received(() => client.messages.create({ ...message, model: 'haiku' }))
+    t.equal(aliased.value.type, 'message')
+    t.equal((aliased.seen[0]!.json as { model: string }).model, 'claude-haiku-4-5', 'the alias went upstream as its target')
   })
 
   t.test("a team's credential is used for that team's workloads only; a @credential permit chooses research's", async (t) => {

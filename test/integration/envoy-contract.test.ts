@@ -56,9 +56,11 @@ const chart = parse(configMaps.find((d) => d.data?.['envoy.yaml']).data['envoy.y
 const chartPhaseTimeoutMs = parseConfig(configMaps.find((d) => d.data?.['modelgate.yaml']).data['modelgate.yaml'], 'modelgate.yaml').server.phaseTimeoutMs
 const chartValues = parse(readFileSync(join(REPO_ROOT, 'charts', 'modelgate', 'values.yaml'), 'utf8')) as Record<string, any>
 
+const chartCatalog = compileCatalog(parseConfig(configMaps.find((d) => d.data?.['modelgate.yaml']).data['modelgate.yaml'], 'modelgate.yaml').providers)
+
 const CONFIGS = [
-  { name: 'envoy/envoy.template.yaml', doc: template, phaseTimeoutMs: TEMPLATE_PHASE_TIMEOUT_MS },
-  { name: 'the chart', doc: chart, phaseTimeoutMs: chartPhaseTimeoutMs },
+  { name: 'envoy/envoy.template.yaml', doc: template, phaseTimeoutMs: TEMPLATE_PHASE_TIMEOUT_MS, catalog: localCatalogCompiled },
+  { name: 'the chart', doc: chart, phaseTimeoutMs: chartPhaseTimeoutMs, catalog: chartCatalog },
 ]
 
 // ---- helpers ----------------------------------------------------------------------------
@@ -99,7 +101,23 @@ function attributesReadBySource(): string[] {
 
 // ---- the contract -------------------------------------------------------------------------
 
-for (const { name, doc, phaseTimeoutMs } of CONFIGS) {
+for (const { name, doc, phaseTimeoutMs, catalog } of CONFIGS) {
+  t.test(`${name}: Envoy reaches only the catalogued providers (and modelgate); whatever no provider serves gets a 404`, async (t) => {
+    const names = catalog.providers.map((p) => p.name)
+    const routes = workloadsHcm(doc).route_config.virtual_hosts.flatMap((vh: { routes: Record<string, any>[] }) => vh.routes) as Record<string, any>[]
+    for (const r of routes) {
+      if (r.direct_response) continue
+      t.ok(names.includes(r.name) && r.route.cluster === `provider-${r.name}`, `route ${r.name} leads to its catalogued provider's cluster`)
+      t.notOk(r.route.cluster_header ?? r.route.weighted_clusters ?? r.route.cluster_specifier_plugin, `route ${r.name}: no cluster a request could choose`)
+    }
+    t.same(routes.at(-1), { name: 'unknown', match: { prefix: '/' }, direct_response: { status: 404 } }, 'the last route answers 404')
+    t.same(workloadsHcm(doc).route_config.virtual_hosts.length, 1, 'one virtual host: the Host header chooses nothing')
+    const upstreams = doc.static_resources.clusters.map((c: { name: string }) => c.name).filter((c: string) => !['modelgate', 'envoy_admin', 'spire_agent'].includes(c))
+    t.same(upstreams.sort(), names.map((n) => `provider-${n}`).sort(), 'a cluster per catalogued provider, and no other')
+    t.notMatch(JSON.stringify(doc), /dynamic_forward_proxy|original_dst|ORIGINAL_DST/, 'no forward proxy, no original destination')
+  })
+
+
   t.test(`${name}: every request passes modelgate first, and no answer means no request upstream`, async (t) => {
     const hcm = workloadsHcm(doc)
     t.same(
