@@ -355,6 +355,28 @@ t.test('production wiring: OTLP, Redis, provider credentials as files in modelga
   t.notMatch(configFiles(chartSecret.docs)['modelgate.yaml'], /sk-test-value/, 'and nowhere in a ConfigMap')
 })
 
+t.test('an OAuth credential: modelgate mounts the SVID read-only for its token requests, and the egress rule opens the token endpoint', async (t) => {
+  const oauth = valuesFile('oauth.yaml', {
+    networkPolicy: { enabled: true },
+    providers: {
+      azure: {
+        kind: 'azure-openai',
+        upstream: 'https://contoso.openai.azure.com',
+        credentials: [{ name: 'entra', oauth: { tokenUrl: 'https://login.example.com:8443/tenant/oauth2/v2.0/token', clientId: 'gw', certFile: '/etc/modelgate/svid/tls.crt', keyFile: '/etc/modelgate/svid/tls.key' } }],
+      },
+    },
+  })
+  const { docs } = await renderSet('minimal', ['--values', oauth])
+  const mounts = container(docs, 'modelgate').volumeMounts as Manifest[]
+  t.same(mounts.find((m) => m.name === 'svid'), { name: 'svid', mountPath: '/etc/modelgate/svid', readOnly: true })
+  const cfg = parseConfig(configFiles(docs)['modelgate.yaml']!, 'modelgate.yaml')
+  t.equal(cfg.providers.catalog.azure!.credentials![0]!.oauth!.certFile, '/etc/modelgate/svid/tls.crt')
+  const egress = find(docs, 'NetworkPolicy').spec.egress as Manifest[]
+  t.same(egress[1]!.ports, [{ port: 443, protocol: 'TCP' }, { port: 8443, protocol: 'TCP' }], "the provider's port and the token endpoint's")
+  const { docs: plain } = await renderSet('minimal')
+  t.notOk((container(plain, 'modelgate').volumeMounts as Manifest[]).some((m) => m.name === 'svid'), 'without an OAuth credential modelgate does not see the SVID')
+})
+
 t.test('routes: exact paths before prefixes, longest prefix first, whatever the order of providers; Host is the provider’s name', async (t) => {
   const boot = envoyBootstrap((await renderSet('production')).docs)
   const hcm = boot.static_resources.listeners.find((l: Manifest) => l.name === 'workloads').filter_chains[0].filters[0].typed_config

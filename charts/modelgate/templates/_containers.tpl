@@ -104,6 +104,10 @@ stops it only after Envoy has exited.
   {{- if include "modelgate.hasCredentials" . }}
   - { name: credentials, mountPath: {{ include "modelgate.credentialDir" . }}, readOnly: true }
   {{- end }}
+  {{- if and (eq .Values.mode "gateway") (ne .Values.tls.svid.source "spire") (include "modelgate.usesOAuth" .) }}
+  # The gateway's SVID, the TLS client certificate of OAuth token requests (RFC 8705).
+  - { name: svid, mountPath: {{ include "modelgate.modelgateSvidDir" . }}, readOnly: true }
+  {{- end }}
   {{- if .Values.redis.passwordSecret.name }}
   - { name: redis-password, mountPath: /etc/modelgate/redis, readOnly: true }
   {{- end }}

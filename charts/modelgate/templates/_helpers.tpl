@@ -44,6 +44,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "modelgate.configDir" -}}/etc/modelgate/config{{- end -}}
 {{- define "modelgate.policyDir" -}}/etc/modelgate/policies{{- end -}}
 {{- define "modelgate.credentialDir" -}}/etc/modelgate/credentials{{- end -}}
+{{/* The SVID volume in modelgate, when an OAuth credential needs it as a client certificate. */}}
+{{- define "modelgate.modelgateSvidDir" -}}/etc/modelgate/svid{{- end -}}
 {{- define "modelgate.stateDir" -}}/var/lib/modelgate{{- end -}}
 {{/* Envoy's files: the bootstrap and SDS files (ConfigMap), the SVID and the trust bundle. */}}
 {{- define "modelgate.envoyDir" -}}/etc/envoy/config{{- end -}}
@@ -150,6 +152,15 @@ the file it is mounted as: <credentialDir>/<provider>/<credential>/<key>.
 {{- range $name, $p := .Values.providers -}}
 {{- range $c := ($p.credentials | default list) -}}
 {{- if or $c.secret $c.value -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* true when any credential is an OAuth token (modelgate then mounts the SVID). */}}
+{{- define "modelgate.usesOAuth" -}}
+{{- range $name, $p := .Values.providers -}}
+{{- range $c := ($p.credentials | default list) -}}
+{{- if $c.oauth -}}true{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
