@@ -26,8 +26,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI, { AzureOpenAI } from 'openai'
+import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { Agent, fetch as undiciFetch } from 'undici'
+import { run as auditCli } from '../../src/cli/audit.ts'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
 import { DEV_TRUST_DOMAIN } from '../../src/dev/identities.ts'
 import { issueCertificate } from '../../src/dev/pki.ts'
@@ -229,6 +231,7 @@ t.test('provider credentials through a real Envoy', async (t) => {
     t.equal(refusal.err.code, 'MG_CREDENTIAL_UNAVAILABLE', 'MG_CREDENTIAL_UNAVAILABLE, in the OpenAI error shape')
     t.equal(refusal.err.headers?.get('x-modelgate-error'), 'MG_CREDENTIAL_UNAVAILABLE')
     t.equal(refusal.reached, 0, 'nothing reached the provider')
+    t.notOk(endpoint.issued.some((tok) => JSON.stringify(refusal.err.error).includes(tok)), 'the error body names no token')
 
     // Back: the next attempt (after a bounded back-off) gets a token, and requests pass again.
     const issuedBefore = endpoint.issued.length
@@ -327,6 +330,8 @@ t.test('provider credentials through a real Envoy', async (t) => {
   })
 
   t.test('no provider key or token, and no caller key, is in any log, audit record, metric or the Envoy access log', async (t) => {
+    const { response } = await evaluatorOpenAI.chat.completions.create(chat).withResponse()
+    const requestId = response.headers.get('x-request-id')!
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
     t.match(metrics, /modelgate_/, 'the metrics endpoint answered')
     await stack.stopModelgate()
@@ -340,7 +345,20 @@ t.test('provider credentials through a real Envoy', async (t) => {
       }
     }
     if (existsSync(join(stack.dir, 'spool'))) walk(join(stack.dir, 'spool'))
+    const cli = async (args: string[]) => {
+      const out = new PassThrough()
+      let text = ''
+      out.on('data', (c: Buffer) => (text += c.toString()))
+      const code = await auditCli(args, { stdout: out, stderr: out, stdin: new PassThrough(), cwd: process.cwd(), env: {} })
+      return { code, text }
+    }
+    const shown = await cli(['show', requestId, join(stack.dir, 'audit.jsonl')])
+    t.equal(shown.code, 0)
+    t.match(shown.text, /credential\s+openai\/default \(file\)/, '`modelgate audit show` names the credential a request used, by name and source')
+    const summary = await cli(['summary', '--json', join(stack.dir, 'audit.jsonl')])
+    t.equal(summary.code, 0)
     const written: Record<string, string> = {
+      'modelgate audit show and summary': shown.text + summary.text,
       'modelgate log': readFileSync(logFile, 'utf8'),
       'Envoy log (access log)': readFileSync(envoyLogFile, 'utf8'),
       'audit records': readFileSync(join(stack.dir, 'audit.jsonl'), 'utf8'),
