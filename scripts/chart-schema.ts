@@ -12,6 +12,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { configSchema } from '../src/config/config.ts'
+import { credentialSchema, PROVIDER_NAME_PATTERN, providerEntrySchema } from '../src/config/sections/providers.ts'
 import { REPO_ROOT } from '../src/dev/envoy.ts'
 
 export const VALUES_SCHEMA_FILE = join(REPO_ROOT, 'charts', 'modelgate', 'values.schema.json')
@@ -32,7 +33,6 @@ const CONFIG_KEY = '^[-._a-zA-Z0-9]+$'
 const DURATION = '^[0-9]+(\\.[0-9]+)?(ms|s)$'
 const PROM_DURATION = '^([0-9]+(ms|s|m|h))+$'
 const QUANTITY = '^[+]?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$'
-const HOST = '^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?$'
 const SECCOMP: Schema = { type: 'object', properties: { type: { enum: ['RuntimeDefault', 'Localhost'] } }, required: ['type'] }
 const orEmpty = (pattern: string) => `(${pattern})|^$`
 
@@ -79,49 +79,62 @@ const monitor = (kind: string): Schema =>
     { required: ['enabled'] },
   )
 
-const credential = obj(
-  "The provider's credential, mounted read-only into modelgate at /etc/modelgate/credentials/<name>/<key>.",
-  {
-    existingSecret: str('A Secret in the release namespace holding the credential.', { pattern: DNS_SUBDOMAIN }),
-    key: str('The key in that Secret (default api-key).', { pattern: CONFIG_KEY }),
-    value: str('The credential itself; the chart keeps it in its own Secret (prefer existingSecret).', { minLength: 1 }),
-  },
-  { not: { required: ['existingSecret', 'value'] } },
-)
+/** A credential of the catalog, plus the two ways the chart mounts one as a file. */
+const credential: Schema = (() => {
+  const c = structuredClone(credentialSchema) as unknown as Schema & { properties: Record<string, Schema> }
+  c.description = "A provider credential, as in modelgate's providers.catalog, or from a Secret (`secret`) or a value (`value`) the chart mounts into modelgate as a file."
+  c.properties.secret = obj(
+    'An existing Secret in the release namespace; mounted read-only into modelgate at /etc/modelgate/credentials/<provider>/<credential>/<key> and re-read when it changes.',
+    { name: str('The Secret.', { pattern: DNS_SUBDOMAIN }), key: str('The key in that Secret (default api-key).', { pattern: CONFIG_KEY }) },
+    { required: ['name'] },
+  )
+  c.properties.value = str('The credential itself; the chart keeps it in its own Secret (prefer `secret`).', { minLength: 1 })
+  return c
+})()
 
-const provider = obj(
-  'An upstream model provider: an Envoy route and TLS cluster, and an entry of providers.routes.',
-  {
-    name: str('Logical provider name (the route names it to modelgate).', { pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' }),
-    kind: { enum: ['openai', 'anthropic', 'azure-openai'], description: 'The API the provider speaks.' },
-    host: str('Host name (also the TLS SNI and the certificate name checked).', { pattern: HOST }),
-    port: int('Port.', 1, 65535),
-    tls: bool('Connect with TLS, verifying the certificate against the system CAs.'),
-    match: {
-      type: 'object',
-      description: 'The Envoy route match: exactly one of prefix and path.',
-      additionalProperties: false,
-      properties: { prefix: { type: 'string', pattern: '^/' }, path: { type: 'string', pattern: '^/' } },
-      minProperties: 1,
-      maxProperties: 1,
-    },
-    credential,
-  },
-  { required: ['name', 'kind', 'host', 'port', 'tls', 'match'] },
-)
+/**
+ * A schema whose patterns Helm's Go regexp can compile: Go has no lookahead
+ * (such a pattern is left to modelgate, which checks the rendered
+ * configuration at start-up) and repeats at most 1000 times (a longer
+ * bounded repeat becomes unbounded; the length is checked by modelgate).
+ */
+function forGo<T>(schema: T): T {
+  const walk = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(walk)
+    if (!v || typeof v !== 'object') return v
+    const out: Record<string, unknown> = {}
+    for (const [k, x] of Object.entries(v)) {
+      if (k === 'pattern' && typeof x === 'string') {
+        if (/\(\?[!=<]/.test(x)) continue
+        out[k] = x.replace(/\{(\d+),(\d+)\}/g, (m, lo: string, hi: string) => (Number(hi) > 1000 ? `{${lo},}` : m))
+      } else out[k] = walk(x)
+    }
+    return out
+  }
+  return walk(schema) as T
+}
+
+/** A catalog entry: modelgate's own schema, with the chart's credentials. */
+const provider: Schema = (() => {
+  const p = structuredClone(providerEntrySchema) as unknown as Schema & { properties: Record<string, Schema> }
+  p.description = "A provider of the catalog (modelgate's providers.catalog entry): Envoy's route(s) and cluster are rendered from it."
+  p.properties.credentials = { ...p.properties.credentials, items: credential }
+  return forGo(p)
+})()
 
 /** modelgate's configuration schema less what the chart sets itself. */
 function configValues(): Schema {
   const schema = structuredClone(configSchema) as unknown as Schema & { properties: Record<string, any> }
   delete schema.$id
-  delete schema.properties.providers // from `providers`
+  delete schema.properties.providers.properties.catalog // from `providers`
+  delete schema.properties.providers.properties.routes // refused by modelgate
   delete schema.properties.server.properties.listen // the shared socket, or processor.port
   delete schema.properties.server.properties.maxBodyBytes // envoy.maxBodyBytes, so Envoy and modelgate agree
   delete schema.properties.policy.properties.dir // the mounted policy ConfigMap
   return {
     ...schema,
     description:
-      "modelgate.yaml as YAML, validated with modelgate's own schema. The chart sets server.listen, server.maxBodyBytes (envoy.maxBodyBytes), server.metricsListen (with metrics.enabled), policy.dir and providers.routes (providers).",
+      "modelgate.yaml as YAML, validated with modelgate's own schema. The chart sets server.listen, server.maxBodyBytes (envoy.maxBodyBytes), server.metricsListen (with metrics.enabled), policy.dir and providers.catalog (from `providers`).",
   }
 }
 
@@ -258,7 +271,7 @@ export function valuesSchema(): Schema {
         existingConfigMap: str('ConfigMap with the policy files.', { pattern: orEmpty(DNS_SUBDOMAIN) }),
         files: { type: 'object', description: 'Policy files by name (*.cedar, *.cedarschema, entities.json).', propertyNames: { pattern: '^[-._a-zA-Z0-9]+\\.(cedar|cedarschema|json)$' }, additionalProperties: { type: 'string' } },
       }),
-      providers: { type: 'array', description: 'Upstream model providers.', minItems: 1, items: provider },
+      providers: { type: 'object', description: 'The provider catalog, by the name Envoy\'s routes give each provider.', minProperties: 1, propertyNames: { pattern: PROVIDER_NAME_PATTERN }, additionalProperties: provider },
       envoy: obj(
         'The Envoy container and its bootstrap.',
         {

@@ -10,6 +10,10 @@ import { createUserVerifier } from './identity/user.ts'
 import { Pipeline } from './pipeline/pipeline.ts'
 import type { Stage } from './pipeline/stage.ts'
 import { createProviderStage } from './providers/stage.ts'
+import { compileCatalog } from './providers/catalog.ts'
+import { createCredentialStage } from './credentials/stage.ts'
+import { createCredentialStore } from './credentials/store.ts'
+import { teamLookup } from './credentials/teams.ts'
 import { createAuditStage } from './audit/stage.ts'
 import { autoWorkers, createBodyInspector } from './inspection/inspector.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
@@ -38,14 +42,18 @@ export interface App {
  * (policy set, detectors, keys, exporters, the audit spool) fails here, before
  * the server listens.
  *
- *   audit → identity → provider → redaction-scan → policy → tool-calls → redaction-apply
+ *   audit → identity → provider → redaction-scan → policy → credentials → tool-calls → redaction-apply
  *
  * Audit comes first so that even a request refused for its identity has a
  * record, and (closing in reverse order) it ends the span after every other
  * stage is done. The redaction scan runs before policy so the data classes it
  * finds are part of the Cedar context; the rewrite runs after, because policy
- * decides which classes may leave unredacted. The tool calls of a response
- * are checked before redaction-apply releases any of its events.
+ * decides which classes may leave unredacted. The credentials stage removes
+ * the caller's credential headers with the request headers and attaches the
+ * provider's once policy has allowed the request (a permit may name the
+ * credential). The tool calls of a response are checked before
+ * redaction-apply releases any of its events; redaction-apply, last, also
+ * applies the provider stage's body edits (the model alias).
  */
 export async function buildStages(
   config: Config,
@@ -56,6 +64,19 @@ export async function buildStages(
   const engine = createPolicyEngine(config, { logger })
   closers.push(() => engine.close())
   try {
+    const catalog = compileCatalog(config.providers)
+    const credentials = createCredentialStore(catalog, {
+      logger: logger.child({ component: 'credentials' }),
+      resolve: (p) => resolveConfigPath(config, p),
+      pollMs: (config.providers.credentialPollSeconds ?? 10) * 1000,
+    })
+    closers.push(() => credentials.close())
+    warnUnknownCredentialNames(engine.policies, credentials.names, logger)
+    const offReload = engine.onReload((s) => {
+      if (s.ok) warnUnknownCredentialNames(engine.policies, credentials.names, logger)
+    })
+    closers.push(offReload)
+    credentials.start()
     const jsonLimits = { maxDepth: config.server.maxJsonDepth, maxValues: config.server.maxJsonValues }
     // The policy decision carries the classes that may leave unredacted (decided once with the request).
     const redaction = createRedactionStages(config.redaction, { logger, jsonLimits })
@@ -72,9 +93,15 @@ export async function buildStages(
     closers.push(() => inspector.close())
     const stages: Stage[] = [
       createIdentityStage({ config: config.identity, users }),
-      createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes, inspector }),
+      createProviderStage({ config: config.providers, catalog, maxBodyBytes: config.server.maxBodyBytes, inspector }),
       redaction.scan,
       createPolicyStage(config, { logger, engine }),
+      createCredentialStage({
+        store: credentials,
+        logger: logger.child({ stage: 'credentials' }),
+        teamsOf: teamLookup(() => engine.activeSet),
+        waitMs: Math.floor(config.server.phaseTimeoutMs / 2),
+      }),
       createToolCallStage({ engine, maxBytes: config.redaction.responses.maxDecodedBytes, logger }),
       redaction.apply,
     ]
@@ -86,6 +113,16 @@ export async function buildStages(
   } catch (err) {
     for (const c of closers.reverse()) await c()
     throw err
+  }
+}
+
+/** A `@credential("…")` annotation that names no credential of any provider refuses every request its permit allows: say so at load. */
+function warnUnknownCredentialNames(policies: ReadonlyMap<string, { readonly annotations: Readonly<Record<string, string>> }>, names: ReadonlySet<string>, logger: Logger): void {
+  const unknown = [...policies.values()].map((p) => [p, p.annotations.credential] as const).filter(([, name]) => name !== undefined && !names.has(name))
+  if (unknown.length > 0) {
+    logger.warn('policies name credentials no provider has: the requests they permit are refused (MG_CREDENTIAL_MISSING)', {
+      policies: unknown.map(([p, name]) => `${(p as { id?: string }).id ?? '?'} → ${name}`),
+    })
   }
 }
 

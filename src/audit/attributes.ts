@@ -84,6 +84,12 @@ export const MG_OPERATION = 'modelgate.operation'
 export const MG_API = 'modelgate.api'
 /** The logical provider route name from the Envoy route (e.g. `internal-llm`). */
 export const MG_PROVIDER_ROUTE = 'modelgate.provider.route'
+/** The provider credential attached to the request: its name in the catalog (never its value). */
+export const MG_CREDENTIAL_NAME = 'modelgate.credential.name'
+/** Where that credential came from: `file`, `env`, `oauth` or `none`. */
+export const MG_CREDENTIAL_SOURCE = 'modelgate.credential.source'
+/** The alias the caller named when `gen_ai.request.model` is its target (providers.catalog.<name>.aliases). */
+export const MG_REQUEST_MODEL_ALIAS = 'modelgate.request.model_alias'
 /**
  * The query's parameter names, in order (never the values, never the raw
  * query): a name holding a finding reads as its placeholder label

@@ -230,6 +230,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.MG_API, req.api)
     set(A.MG_PROVIDER_ROUTE, cap(req.providerName, 256))
     set(A.GEN_AI_REQUEST_MODEL, cap(ctx.recordableModel(req.model)!))
+    if (req.requestedModel !== undefined) set(A.MG_REQUEST_MODEL_ALIAS, cap(req.requestedModel, 256))
     set(A.GEN_AI_REQUEST_STREAM, req.stream)
     set(A.GEN_AI_REQUEST_MAX_TOKENS, req.maxTokens)
     set(A.MG_TOOLS, [...new Set(req.tools.map((t) => cap(t.name, 256)))].slice(0, MAX_ITEMS))
@@ -237,6 +238,11 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   set(A.GEN_AI_RESPONSE_MODEL, ctx.responseModel ? cap(ctx.recordableModel(ctx.responseModel)!) : undefined)
   set(A.GEN_AI_USAGE_INPUT_TOKENS, ctx.usage.input)
   set(A.GEN_AI_USAGE_OUTPUT_TOKENS, ctx.usage.output)
+
+  if (ctx.credential) {
+    set(A.MG_CREDENTIAL_NAME, ctx.credential.name)
+    set(A.MG_CREDENTIAL_SOURCE, ctx.credential.source)
+  }
 
   // Under which policy.
   const d = ctx.decision

@@ -228,7 +228,8 @@ export function story(r: SpanRecord, stages: readonly SpanRecord[] = []): string
   if (model) {
     const resp = s(A.GEN_AI_RESPONSE_MODEL)
     const stream = attrBool(r, A.GEN_AI_REQUEST_STREAM)
-    row('model', `${s(A.MG_PROVIDER_ROUTE) ?? s(A.GEN_AI_PROVIDER_NAME)} ${s(A.MG_OPERATION) ?? s(A.GEN_AI_OPERATION_NAME) ?? ''}, ${model}${resp && resp !== model ? ` → ${resp}` : ''}${stream ? ', streamed' : ''}`)
+    const alias = s(A.MG_REQUEST_MODEL_ALIAS)
+    row('model', `${s(A.MG_PROVIDER_ROUTE) ?? s(A.GEN_AI_PROVIDER_NAME)} ${s(A.MG_OPERATION) ?? s(A.GEN_AI_OPERATION_NAME) ?? ''}, ${alias ? `${alias} (alias of ${model})` : model}${resp && resp !== model ? ` → ${resp}` : ''}${stream ? ', streamed' : ''}`)
   } else row('model', 'request not parsed (denied before the body was read)')
   const path = s(A.URL_PATH)
   if (path) {
@@ -281,6 +282,9 @@ export function story(r: SpanRecord, stages: readonly SpanRecord[] = []): string
     const refused = s(A.MG_RESPONSE_TOOL_DENIED)
     row(asked.length ? '' : 'tools', `the response called ${called.map((tool, i) => `${tool} ${effects[i] ?? '?'}`).join(', ')}${refused ? `; refused at ${refused} (${s(A.MG_RESPONSE_TOOL_DENIED_REASON) ?? '?'})` : ''}`)
   }
+
+  const credential = s(A.MG_CREDENTIAL_NAME)
+  if (credential) row('credential', `${s(A.MG_PROVIDER_ROUTE) ?? '?'}/${credential} (${s(A.MG_CREDENTIAL_SOURCE) ?? '?'})`)
 
   // Quota.
   const rules = attrStrings(r, A.MG_QUOTA_RULES)

@@ -5,7 +5,7 @@ import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
 import { auditSchema, type AuditConfig } from './sections/audit.ts'
 import { identitySchema, type IdentityConfig } from './sections/identity.ts'
 import { policySchema, type PolicyConfig } from './sections/policy.ts'
-import { providersSchema, type ProvidersConfig } from './sections/providers.ts'
+import { checkProviders, providersSchema, type PathProblem, type ProvidersConfig } from './sections/providers.ts'
 import { redactionSchema, type RedactionConfig } from './sections/redaction.ts'
 import { serverSchema, type ServerConfig } from './sections/server.ts'
 import { ConfigError, formatProblem, type ConfigProblem } from './problems.ts'
@@ -80,6 +80,9 @@ function finish(data: unknown, file: string, doc: Document | undefined, lc: Line
     throw new ConfigError(dedupe(problems))
   }
   const cfg = data as unknown as Omit<Config, 'baseDir'>
+  // What the schema cannot say, located like the schema's own problems.
+  const semantic: PathProblem[] = checkProviders(cfg.providers)
+  if (semantic.length) throw new ConfigError(dedupe(semantic.map((p) => problemAt(p, file, doc, lc))))
   const base = baseDir ?? (file.includes('/') || file.endsWith('.yaml') || file.endsWith('.yml') || file.endsWith('.json') ? dirname(resolve(file)) : process.cwd())
   const full: Config = { ...cfg, baseDir: base }
   return deepFreeze(full)
@@ -88,6 +91,17 @@ function finish(data: unknown, file: string, doc: Document | undefined, lc: Line
 /** Resolves a path from the configuration against the configuration's directory. */
 export function resolveConfigPath(cfg: Config, p: string): string {
   return isAbsolute(p) ? p : resolve(cfg.baseDir, p)
+}
+
+function problemAt(p: PathProblem, file: string, doc: Document | undefined, lc: LineCounter | undefined): ConfigProblem {
+  const field = p.path.reduce<string>((acc, s) => (typeof s === 'number' ? `${acc}[${s}]` : acc ? `${acc}.${s}` : s), '')
+  let line: number | undefined
+  let column: number | undefined
+  if (doc && lc) {
+    const node = findNode(doc, p.path.map(String), false)
+    if (node?.range) ({ line, col: column } = lc.linePos(node.range[0]))
+  }
+  return { file, line, column, field, message: p.message }
 }
 
 function problemFromAjv(e: ErrorObject, file: string, doc: Document | undefined, lc: LineCounter | undefined): ConfigProblem {

@@ -8,6 +8,8 @@ import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse, stringify } from 'yaml'
+import type { CatalogProvider, ProviderCatalog, Upstream } from '../providers/catalog.ts'
+import { envoyClusters, envoyRoutes } from '../providers/envoy.ts'
 import type { DevPki } from './identities.ts'
 import { parentDeathPrefix, stopProcess } from './process.ts'
 
@@ -43,21 +45,33 @@ export interface EnvoyVars {
   MODELGATE_SOCKET: string
   MESSAGE_TIMEOUT: string
   MAX_BODY_BYTES: number
-  OPENAI_ADDRESS: string
-  OPENAI_PORT: number
-  ANTHROPIC_ADDRESS: string
-  ANTHROPIC_PORT: number
+}
+
+/** The providers Envoy routes to: the catalog, and where each is reached. */
+export interface EnvoyProviders {
+  readonly catalog: Pick<ProviderCatalog, 'providers'>
+  /** Where each provider is reached instead of its upstream (the local stack: the stand-in provider). */
+  readonly upstreamOf?: (p: CatalogProvider) => Upstream
+  /** CA bundle provider certificates are verified against (TLS upstreams). */
+  readonly caFile?: string
+}
+
+/** Idle timeout of provider connections: below the stand-in's (and common providers') keep-alive. */
+export const PROVIDER_IDLE_TIMEOUT = '30s'
+
+/** Every provider of the catalog reached at the stand-in provider (plain HTTP, each upstream's path kept). */
+export function standInProviders(catalog: Pick<ProviderCatalog, 'providers'>, at: { host: string; port: number }): EnvoyProviders {
+  return { catalog, upstreamOf: (p) => ({ tls: false, host: at.host, port: at.port, path: p.upstream.path }) }
 }
 
 /**
- * The variables for a stack on this machine: the listener on 127.0.0.1,
- * certificates from the development PKI, both provider routes pointing at the
- * stand-in provider. Used by `modelgate start` and the end-to-end tests.
+ * The variables for a stack on this machine: the listener on 127.0.0.1 and
+ * certificates from the development PKI. Used by `modelgate start` and the
+ * end-to-end tests (with standInProviders for the routes).
  */
 export function localStackVars(o: {
   pki: DevPki
   socket: string
-  provider: { host: string; port: number }
   listenPort: number
   messageTimeout?: string | undefined
 }): EnvoyVars {
@@ -71,20 +85,32 @@ export function localStackVars(o: {
     MODELGATE_SOCKET: o.socket,
     MESSAGE_TIMEOUT: o.messageTimeout ?? '2s',
     MAX_BODY_BYTES: 1048576,
-    OPENAI_ADDRESS: o.provider.host,
-    OPENAI_PORT: o.provider.port,
-    ANTHROPIC_ADDRESS: o.provider.host,
-    ANTHROPIC_PORT: o.provider.port,
   }
 }
 
-export function renderEnvoyConfig(vars: EnvoyVars): string {
-  return renderTemplate(readFileSync(ENVOY_TEMPLATE, 'utf8'), vars as unknown as Record<string, string | number>)
+/**
+ * The template with its placeholders filled and the providers' routes and
+ * clusters added (src/providers/envoy.ts): routes before the 404 backstop,
+ * clusters after modelgate's.
+ */
+export function envoyConfigObject(vars: EnvoyVars, providers: EnvoyProviders): Record<string, any> {
+  const doc = parse(renderTemplate(readFileSync(ENVOY_TEMPLATE, 'utf8'), vars as unknown as Record<string, string | number>)) as Record<string, any>
+  const listener = doc.static_resources.listeners.find((l: { name: string }) => l.name === 'workloads')
+  const hcm = listener.filter_chains[0].filters.find((f: { name: string }) => f.name === 'envoy.filters.network.http_connection_manager').typed_config
+  const vhost = hcm.route_config.virtual_hosts[0]
+  vhost.routes = [...envoyRoutes(providers.catalog), ...vhost.routes]
+  const clusters = envoyClusters(providers.catalog, {
+    maxBodyBytes: vars.MAX_BODY_BYTES,
+    idleTimeout: PROVIDER_IDLE_TIMEOUT,
+    caFile: providers.caFile ?? '/etc/ssl/certs/ca-certificates.crt',
+    ...(providers.upstreamOf ? { upstreamOf: providers.upstreamOf } : {}),
+  })
+  doc.static_resources.clusters.push(...clusters)
+  return doc
 }
 
-/** The rendered configuration as a plain object, for code that changes or inspects it. */
-export function envoyConfigObject(vars: EnvoyVars): Record<string, any> {
-  return parse(renderEnvoyConfig(vars)) as Record<string, any>
+export function renderEnvoyConfig(vars: EnvoyVars, providers: EnvoyProviders): string {
+  return stringify(envoyConfigObject(vars, providers), { lineWidth: 0 })
 }
 
 /** The Envoy binary: $ENVOY_BIN, else the one setup installed in .tools/, else `envoy` on PATH. */
@@ -109,8 +135,10 @@ export const ACCESS_LOG_FLUSH_MS = 250
 
 export interface StartEnvoyOptions {
   readonly workDir: string
-  /** Values for envoy/envoy.template.yaml; or give `config` instead. */
+  /** Values for envoy/envoy.template.yaml (with `providers`); or give `config` instead. */
   readonly vars?: EnvoyVars
+  /** The provider routes and clusters added to the template. */
+  readonly providers?: EnvoyProviders
   /** A complete bootstrap to run as is (e.g. the Helm chart's), instead of the rendered template. */
   readonly config?: string
   readonly logLevel?: string
@@ -135,8 +163,8 @@ export interface StartEnvoyOptions {
 export async function startEnvoy(opts: StartEnvoyOptions): Promise<RunningEnvoy> {
   const configPath = join(opts.workDir, 'envoy.yaml')
   const adminPath = join(opts.workDir, 'envoy-admin-address')
-  if (!opts.config && !opts.vars) throw new Error('startEnvoy: give vars or config')
-  let config = opts.config ?? renderEnvoyConfig(opts.vars!)
+  if (!opts.config && !(opts.vars && opts.providers)) throw new Error('startEnvoy: give vars and providers, or config')
+  let config = opts.config ?? renderEnvoyConfig(opts.vars!, opts.providers!)
   if (opts.edit) {
     const doc = parse(config) as Record<string, any>
     opts.edit(doc)

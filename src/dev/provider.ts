@@ -42,17 +42,68 @@ export const PROVIDER_KEEP_ALIVE_MS = 60_000
 export interface StandInOptions {
   /** Pause between the events of a default SSE answer (default 2 ms); 0 only yields to the event loop. */
   readonly sseIntervalMs?: number
+  /** Check credentials as the providers do (see `requireKeys`). Default: none checked. */
+  readonly keys?: ProviderKeys
+}
+
+/**
+ * The keys the stand-in accepts, per API family, as each provider reads them:
+ * OpenAI `authorization: Bearer <key>`; Anthropic `x-api-key` (and the
+ * `anthropic-version` header it requires); Azure OpenAI `api-key` or
+ * `authorization: Bearer <token>`. A family left out is not checked.
+ */
+export interface ProviderKeys {
+  readonly openai?: readonly string[]
+  readonly anthropic?: readonly string[]
+  readonly azure?: readonly string[]
+}
+
+/** The API family of a request path, as the stand-in tells them apart. */
+export function keyFamily(path: string): keyof ProviderKeys {
+  if (path.endsWith('/v1/messages')) return 'anthropic'
+  return path.includes('/openai/deployments/') ? 'azure' : 'openai'
+}
+
+const bearer = (h: string | string[] | undefined) => (typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : undefined)
+
+/** The provider's own refusal of a request without a valid key (never repeating what was sent). */
+function authFailure(family: keyof ProviderKeys, headers: IncomingMessage['headers']): { status: number; body: unknown } | undefined {
+  if (family === 'anthropic') {
+    if (headers['anthropic-version'] === undefined) return { status: 400, body: { type: 'error', error: { type: 'invalid_request_error', message: 'the anthropic-version header is required' }, request_id: `req_${randomUUID().replaceAll('-', '')}` } }
+    return { status: 401, body: { type: 'error', error: { type: 'authentication_error', message: 'the x-api-key header does not hold a valid key' }, request_id: `req_${randomUUID().replaceAll('-', '')}` } }
+  }
+  if (family === 'azure') return { status: 401, body: { error: { code: '401', message: 'Access denied: the api-key is missing or not valid for this resource.' } } }
+  return { status: 401, body: { error: { message: 'The API key in the Authorization header is not valid.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } } }
 }
 
 export class StandInProvider {
   readonly requests: RecordedRequest[] = []
   readonly #script: ScriptedResponse[] = []
   readonly #sseIntervalMs: number
+  #keys: ProviderKeys | undefined
+  /** Requests refused for their credential (401/400). */
+  refused = 0
   #server: Server | undefined
   #port: number | undefined
 
   constructor(opts: StandInOptions = {}) {
     this.#sseIntervalMs = opts.sseIntervalMs ?? 2
+    this.#keys = opts.keys
+  }
+
+  /** Replaces the accepted keys (a rotation: accept the new key, then stop accepting the old one); undefined checks none. */
+  requireKeys(keys: ProviderKeys | undefined): void {
+    this.#keys = keys
+  }
+
+  /** Whether a request with these headers passes the key check of its family. */
+  #authorized(family: keyof ProviderKeys, headers: IncomingMessage['headers']): boolean {
+    const keys = this.#keys?.[family]
+    if (!keys) return true
+    if (family === 'anthropic') return headers['anthropic-version'] !== undefined && typeof headers['x-api-key'] === 'string' && keys.includes(headers['x-api-key'])
+    const token = bearer(headers.authorization)
+    if (family === 'azure' && typeof headers['api-key'] === 'string' && keys.includes(headers['api-key'])) return true
+    return token !== undefined && keys.includes(token)
   }
 
   /** The next request gets this answer instead of the default one. */
@@ -115,9 +166,16 @@ export class StandInProvider {
     this.requests.push({ method: req.method ?? '', path, headers: { ...req.headers }, body, json, receivedAt: Date.now() })
     if (this.requests.length > MAX_RECORDED) this.requests.shift()
 
+    const bare = path.split('?')[0]!
+    const family = keyFamily(bare)
+    if (!this.#authorized(family, req.headers)) {
+      this.refused++
+      const failure = authFailure(family, req.headers)!
+      return sendJson(res, failure.body, failure.status)
+    }
     const scripted = this.#script.shift()
     if (scripted) return this.#respondScripted(res, scripted)
-    return this.#respondDefault(res, path.split('?')[0]!, json)
+    return this.#respondDefault(res, bare, json)
   }
 
   async #respondScripted(res: ServerResponse, s: ScriptedResponse): Promise<void> {

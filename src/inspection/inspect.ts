@@ -8,7 +8,7 @@
  */
 import type { ErrorCode } from '../errors.ts'
 import { GateError } from '../errors.ts'
-import { parseJsonDocument, type JsonLimits } from '../json/document.ts'
+import { parseJsonDocument, type JsonDocument, type JsonLimits } from '../json/document.ts'
 import { parseProviderRequest } from '../providers/parse.ts'
 import type { ApiRoute } from '../providers/routes.ts'
 import type { ParsedRequest } from '../providers/types.ts'
@@ -50,7 +50,9 @@ export function inspectRequestBody(job: InspectionJob, engine: RedactionEngine |
   try {
     if (Date.now() > job.deadline) throw new GateError('MG_TIMEOUT', { internal: 'body inspection started after its deadline' })
     const doc = parseJsonDocument(job.body, { ...job.limits, duplicateKeys: 'refuse' })
-    const request = parseProviderRequest(job.route, doc.value, job.providerName)
+    const parsed = parseProviderRequest(job.route, doc.value, job.providerName)
+    const modelSpan = topLevelModelSpan(doc)
+    const request = modelSpan ? Object.freeze({ ...parsed, modelSpan }) : parsed
     if (!job.scan) return { ok: true, request, scan: undefined }
     if (!engine) throw new Error('body inspection asked to scan without a redaction engine')
     return { ok: true, request, scan: scanLeaves(engine, doc, job.subject, job.deadline) }
@@ -58,6 +60,16 @@ export function inspectRequestBody(job: InspectionJob, engine: RedactionEngine |
     if (!(err instanceof GateError)) throw err
     return { ok: false, refusal: { code: err.code, details: { ...masked(err.details, engine, job.subject) }, internal: err.internal === undefined ? undefined : maskText(err.internal, engine, job.subject) } }
   }
+}
+
+/** The span of the body's top-level `"model": "…"` string value (the alias rewrite replaces it). */
+function topLevelModelSpan(doc: JsonDocument): { start: number; end: number } | undefined {
+  for (const leaf of doc.leaves) {
+    if (leaf.kind === 'string' && leaf.key === 'model' && leaf.parent !== undefined && leaf.parent.parent === undefined && leaf.parent.kind === 'object') {
+      return { start: leaf.start, end: leaf.end }
+    }
+  }
+  return undefined
 }
 
 /** The GateError for a refusal that came back as data. */

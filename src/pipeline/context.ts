@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Dialect, GateError } from '../errors.ts'
 import type { DelegatedUser, WorkloadIdentity } from '../identity/types.ts'
+import type { CatalogProvider } from '../providers/catalog.ts'
 import type { ApiRoute } from '../providers/routes.ts'
 import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
 
@@ -83,6 +84,12 @@ export interface PolicyDecision {
    * deny. Absent only for decisions not made by the policy engine.
    */
   readonly unredactedClasses?: readonly string[]
+  /**
+   * The `@credential("…")` annotations of the permits that allowed the model
+   * question, distinct and sorted: the provider credential policy chose for
+   * the request (credentials/). Empty when none names one; absent on a deny.
+   */
+  readonly credentials?: readonly string[]
   readonly shadow?: {
     readonly effect: 'allow' | 'deny'
     readonly policies: readonly { readonly id: string; readonly owner: string | undefined }[]
@@ -157,6 +164,10 @@ export class RequestContext {
   user: DelegatedUser | undefined
   /** The API route the path matched, set by the provider stage when the request headers arrive. */
   route: ApiRoute | undefined
+  /** The catalog entry the request goes to (name, kind, upstream, models), set with `route`. */
+  provider: CatalogProvider | undefined
+  /** The provider credential attached to the request (its name and source, never its value), set by the credentials stage. */
+  credential: { readonly name: string; readonly source: 'file' | 'env' | 'oauth' | 'none' } | undefined
   /**
    * What the audit trail may record of the URL, set by the redaction stage once
    * it has scanned it: the path with every finding replaced by a placeholder,

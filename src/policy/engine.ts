@@ -247,6 +247,7 @@ export class PolicyEngine {
       policySetHash: this.#primary.set.hash,
       cached: results.every((r) => r.evaluation.cached),
       unredactedClasses,
+      ...(main.effect === 'allow' ? { credentials: credentialAnnotations(results[0]!, this.#primary.set) } : {}),
       ...(shadow ? { shadow } : {}),
     }
     return { decision, code: main.code, results, unredactedResults, shadowResults }
@@ -449,6 +450,17 @@ interface Combined {
   policies: { id: string; owner: string | undefined }[]
   errors: string[]
   code: DecisionResult['code']
+}
+
+/** The `@credential` annotations of the policies that permitted the model question (distinct, sorted). */
+function credentialAnnotations(model: QueryResult, set: CompiledPolicySet): string[] {
+  const names = new Set<string>()
+  for (const id of model.evaluation.determining) {
+    const p = set.policies.get(id)
+    const name = p?.effect === 'permit' ? p.annotations.credential : undefined
+    if (name !== undefined) names.add(name)
+  }
+  return [...names].sort()
 }
 
 /** Folds the answers to a request's questions into one decision. */

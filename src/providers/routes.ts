@@ -1,12 +1,11 @@
 /**
  * Which provider API a request path belongs to. Matching is on the path
  * (without the query string), exact and literal: the API's own path, or that
- * path under one of the base paths the configuration names for the provider
- * route (`providers.routes.<name>.basePaths`). A path with any other prefix is
+ * path under one of the base paths the configuration names for the
+ * provider (`providers.catalog.<name>.basePaths`). A path with any other prefix is
  * not a route, so no segment of a recognised path is chosen by the caller
  * except an Azure deployment name.
  */
-import type { ProvidersConfig } from '../config/sections/providers.ts'
 import type { Operation, ProviderKind } from './types.ts'
 
 export interface ApiRoute {
@@ -24,18 +23,6 @@ export interface ApiRoute {
    */
   readonly template?: string
 }
-
-/**
- * Base paths a route of each kind accepts when its configuration names none:
- * where OpenAI-compatible services document their API (`/openai/v1/…` as Groq
- * serves it, `/api/v1/…` as OpenRouter does). Anthropic and Azure deployment
- * paths have none.
- */
-export const DEFAULT_BASE_PATHS: Readonly<Record<ProviderKind, readonly string[]>> = Object.freeze({
-  openai: Object.freeze(['/openai', '/api']),
-  anthropic: Object.freeze([]),
-  'azure-openai': Object.freeze([]),
-})
 
 const AZURE = /^\/openai\/deployments\/([A-Za-z0-9._-]{1,64})\/(chat\/completions|completions|embeddings)$/
 
@@ -66,14 +53,23 @@ export interface BasePaths {
 
 const NO_BASE_PATHS: BasePaths = Object.freeze({ openai: Object.freeze([]), anthropic: Object.freeze([]) })
 
+/** Which of the API's own paths (no base path) a provider takes. */
+export interface RootPaths {
+  /** `/v1/…` (default true). */
+  readonly root?: boolean
+  /** Azure OpenAI's `/openai/deployments/{deployment}/…` (default true). */
+  readonly azure?: boolean
+}
+
 /**
  * Resolves an API route from a request path such as `/v1/chat/completions?x=1`.
  * `basePaths` are the prefixes allowed before `/v1/…` (default none); each is
  * compared literally, so `/x/../v1/…` or an encoded prefix is not a route.
+ * `roots` says whether the API's own paths count too (default: all of them).
  */
-export function matchRoute(rawPath: string, basePaths: BasePaths = NO_BASE_PATHS): ApiRoute | undefined {
+export function matchRoute(rawPath: string, basePaths: BasePaths = NO_BASE_PATHS, roots: RootPaths = {}): ApiRoute | undefined {
   const path = pathPart(rawPath)
-  const azure = AZURE.exec(path)
+  const azure = roots.azure === false ? null : AZURE.exec(path)
   if (azure) {
     const op = V1[azure[2]!]!
     return { kind: 'azure-openai', operation: op.operation, api: op.api.replace('openai.', 'azure_openai.'), deployment: azure[1]!, template: `/openai/deployments/{deployment}/${azure[2]!}` }
@@ -85,7 +81,7 @@ export function matchRoute(rawPath: string, basePaths: BasePaths = NO_BASE_PATHS
     if (!api || (family !== undefined && (api.kind === 'anthropic') !== (family === 'anthropic'))) return undefined
     return { kind: api.kind, operation: api.operation, api: api.api, template: `${base}${V1_PREFIX}${rest}` }
   }
-  const direct = v1('', undefined)
+  const direct = roots.root === false ? undefined : v1('', undefined)
   if (direct) return direct
   for (const family of ['openai', 'anthropic'] as const) {
     for (const base of basePaths[family]) {
@@ -94,35 +90,4 @@ export function matchRoute(rawPath: string, basePaths: BasePaths = NO_BASE_PATHS
     }
   }
   return undefined
-}
-
-/** Route matching compiled from `providers.routes`: the base paths each provider route accepts. */
-export interface RouteTable {
-  /** The route for a path sent through the provider route `providerName` (undefined: the route named none). */
-  match(rawPath: string, providerName: string | undefined): ApiRoute | undefined
-  /** The base paths a provider route accepts (every route's, for undefined). */
-  basePaths(providerName: string | undefined): BasePaths
-}
-
-/**
- * Compiles the base paths once. A request whose Envoy route names its
- * provider gets that provider's base paths; one whose route names none gets
- * the base paths of every configured provider; a provider name that is not
- * configured gets none (the body phase refuses it).
- */
-export function compileRouteTable(config: ProvidersConfig): RouteTable {
-  const byName = new Map<string, BasePaths>()
-  const all = { openai: new Set<string>(), anthropic: new Set<string>() }
-  for (const [name, route] of Object.entries(config.routes)) {
-    const family = route.kind === 'anthropic' ? 'anthropic' : 'openai'
-    const bases = Object.freeze([...(route.basePaths ?? DEFAULT_BASE_PATHS[route.kind])])
-    byName.set(name, Object.freeze({ openai: family === 'openai' ? bases : [], anthropic: family === 'anthropic' ? bases : [] }))
-    for (const b of bases) all[family].add(b)
-  }
-  const union: BasePaths = Object.freeze({ openai: Object.freeze([...all.openai]), anthropic: Object.freeze([...all.anthropic]) })
-  const basePaths = (providerName: string | undefined) => (providerName === undefined ? union : (byName.get(providerName) ?? NO_BASE_PATHS))
-  return {
-    basePaths,
-    match: (rawPath, providerName) => matchRoute(rawPath, basePaths(providerName)),
-  }
 }

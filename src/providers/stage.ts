@@ -6,16 +6,17 @@
  */
 import { GateError } from '../errors.ts'
 import type { ProvidersConfig } from '../config/sections/providers.ts'
+import { addRequestBodyEdit } from '../inspection/edits.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { decodeBuffered, DecodeError, MAX_STACKED_CODINGS, parseContentEncoding, SUPPORTED_CODINGS, type Coding } from '../redaction/encoding.ts'
 import { inProcessInspector, type BodyInspector } from '../inspection/inspector.ts'
 import { bodyFacts, SseFactsReader } from './response.ts'
-import { compileRouteTable, type ApiRoute } from './routes.ts'
-import type { ToolDefinition } from './types.ts'
+import { compileCatalog, PROVIDER_METADATA_KEY, type ProviderCatalog } from './catalog.ts'
+import type { ApiRoute } from './routes.ts'
+import type { ParsedRequest, ToolDefinition } from './types.ts'
 
-/** The gRPC metadata key Envoy routes set (grpc_initial_metadata) to name their provider. */
-export const PROVIDER_METADATA_KEY = 'x-modelgate-provider'
+export { PROVIDER_METADATA_KEY }
 
 const ROUTE = Symbol('provider.route')
 const SSE = Symbol('provider.sse')
@@ -65,6 +66,8 @@ const TYPE_NAME = /^[a-z][a-z0-9_]{0,127}$/
 
 export interface ProviderStageOptions {
   readonly config: ProvidersConfig
+  /** The catalog compiled from `config` (compiled here when not given). */
+  readonly catalog?: ProviderCatalog
   readonly maxBodyBytes: number
   /**
    * Parses (and, with redaction on, scans) the body, in this thread or in the
@@ -73,18 +76,29 @@ export interface ProviderStageOptions {
   readonly inspector?: BodyInspector
 }
 
+/** The Azure OpenAI path with another deployment (the query stays as sent). */
+function withDeployment(rawPath: string, deployment: string, target: string): string {
+  const prefix = `/openai/deployments/${deployment}`
+  return `/openai/deployments/${target}${rawPath.slice(prefix.length)}`
+}
+
 export function createProviderStage(opts: ProviderStageOptions): Stage {
-  const routes = opts.config.routes
-  const table = compileRouteTable(opts.config)
+  const catalog = opts.catalog ?? compileCatalog(opts.config)
   const allowedToolTypes: ReadonlySet<string> = new Set(opts.config.allowedToolTypes ?? [])
   const inspector = opts.inspector ?? inProcessInspector()
   return {
     name: 'provider',
     requestHeaders(ctx) {
-      const route = table.match(ctx.path, routeProviderName(ctx))
+      const declared = routeProviderName(ctx)
+      const match = catalog.match(ctx.path, declared)
       // No path in the details: the caller knows it, and a refused path may carry a secret the audit must not keep.
-      if (!route) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'the path is not an API path of this provider route' })
+      if (!match) {
+        const known = declared === undefined || catalog.get(declared) !== undefined
+        throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: known ? 'the path is not an API path of this provider route' : `route names provider "${declared}", which is not in providers.catalog` })
+      }
+      const route = match.route
       ctx.route = route
+      ctx.provider = match.provider
       ctx.dialect = route.kind === 'anthropic' ? 'anthropic' : 'openai'
       if (ctx.method !== 'POST') throw new GateError('MG_METHOD_UNSUPPORTED', { details: { method: ctx.method.slice(0, 16) } })
       ctx.local(ROUTE, () => route)
@@ -112,30 +126,28 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
         ctx.requestHeaderChanges.removeHeader('content-encoding')
       }
       if (ctx.requestBody.length === 0) throw new GateError('MG_BODY_MALFORMED', { details: { problem: 'the body is empty' } })
-      const declared = routeProviderName(ctx)
-      let providerName = declared ?? route.kind
-      let kind = route.kind
-      if (declared) {
-        // Own keys only: names such as "constructor" or "__proto__" must not find Object.prototype's members.
-        const known = Object.hasOwn(routes, declared) ? routes[declared] : undefined
-        if (!known) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `route names provider "${declared}", which is not in providers.routes` })
-        kind = known.kind
-        providerName = declared
+      const provider = ctx.provider
+      if (!provider) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'request body without a catalogued provider' })
+      // A provider's kind must agree with the API the path speaks (openai-compatible kinds share parsers).
+      const compatible = provider.kind === route.kind || (provider.kind !== 'anthropic' && route.kind !== 'anthropic')
+      if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${provider.kind}` })
+      const afterInspection = (request: ParsedRequest): void => {
+        ctx.request = request
+        refuseUnknownToolTypes(request.tools, allowedToolTypes)
+        // The model the request goes to: an alias becomes its target, which the provider must serve. Policy decides on the target.
+        const { model, alias } = provider.resolveModel(request.model)
+        // The name is the caller's text: it stays out of the answer and the log (it may even hold a secret).
+        if (!provider.serves(model)) throw new GateError('MG_MODEL_NOT_SERVED', { details: { provider: provider.name }, internal: `provider "${provider.name}" does not list the requested model` })
+        if (alias === undefined) return
+        if (route.deployment !== undefined) ctx.requestHeaderChanges.setHeader(':path', withDeployment(ctx.path, route.deployment, model))
+        else if (request.modelSpan) addRequestBodyEdit(ctx, { start: request.modelSpan.start, end: request.modelSpan.end, text: JSON.stringify(model) })
+        ctx.request = Object.freeze({ ...request, model, requestedModel: alias })
       }
-      // A route's provider kind must agree with the API the path speaks (openai-compatible kinds share parsers).
-      const compatible = kind === route.kind || (kind !== 'anthropic' && route.kind !== 'anthropic')
-      if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${kind}` })
       // One decode and parse of the body: the parsed request here, its leaves for redaction.
-      const parsed = inspector.inspect(ctx, route, providerName)
+      const parsed = inspector.inspect(ctx, route, provider.name)
       // Answered at once unless a worker inspects the body: then the phase waits for it.
-      if (!('then' in parsed)) {
-        ctx.request = parsed
-        refuseUnknownToolTypes(parsed.tools, allowedToolTypes)
-      } else
-        return parsed.then((request) => {
-          ctx.request = request
-          refuseUnknownToolTypes(request.tools, allowedToolTypes)
-        })
+      if (!('then' in parsed)) return afterInspection(parsed)
+      return parsed.then(afterInspection)
     },
     responseBody(ctx, chunk) {
       if (ctx.responseStreaming) {

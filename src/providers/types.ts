@@ -47,7 +47,16 @@ export interface ParsedRequest {
   readonly operation: Operation
   /** Stable name of the API shape, e.g. "openai.chat_completions", "anthropic.messages". */
   readonly api: string
+  /** The model (for Azure OpenAI: the deployment) the request goes to: an alias the caller used is resolved (providers.catalog.<name>.aliases). */
   readonly model: string
+  /** The alias the caller named, when `model` is its target. */
+  readonly requestedModel?: string
+  /**
+   * Where the body's top-level `model` string sits (UTF-16 offsets into the
+   * decoded body, quotes included), for the alias rewrite. Absent when the
+   * body has none (Azure OpenAI names the deployment in the path).
+   */
+  readonly modelSpan?: { readonly start: number; readonly end: number }
   readonly stream: boolean
   /**
    * Requested output budget (max_tokens / max_completion_tokens /

@@ -266,6 +266,8 @@ export type RewriteResult = { readonly changed: false } | { readonly changed: tr
  * Rewrites a scanned body (`body`: its bytes, or its decoded text): detections
  * whose action is `redact` become placeholders, and (when `restore`)
  * placeholders the book handed out become the original values again.
+ * `extra` are edits other stages asked for (spans of a JSON body, e.g. the
+ * model alias); a leaf they replace is not rewritten again.
  */
 export function rewriteDocument(
   scan: DocumentScan,
@@ -273,9 +275,11 @@ export function rewriteDocument(
   actionOf: (site: TextSite, d: Detection) => RedactionAction,
   book: PlaceholderBook,
   restore: boolean,
+  extra: readonly Edit[] = [],
 ): RewriteResult {
-  const edits: { start: number; end: number; text: string }[] = []
+  const edits: Edit[] = [...(scan.mode === 'json' ? extra : [])]
   for (const site of scan.sites) {
+    if (site.span && extra.some((e) => e.start < site.span!.end && site.span!.start < e.end)) continue
     const siteEditList = siteEdits(site.value, site.detections, (d) => actionOf(site, d), book, restore)
     if (siteEditList.length === 0) continue
     const value = applyEdits(site.value, siteEditList)

@@ -19,6 +19,7 @@
  * the query reduced to its parameter names, likewise cleaned.
  */
 import RE2 from 're2'
+import { CALLER_CREDENTIAL_HEADERS } from '../credentials/headers.ts'
 import type { RedactionConfig } from '../config/sections/redaction.ts'
 import type { UrlRecord } from '../pipeline/context.ts'
 import type { RedactionEngine } from './engine.ts'
@@ -60,16 +61,13 @@ export interface OutsideScanner {
 }
 
 /**
- * Headers never scanned: credentials (the provider's API key travels there,
- * and is forwarded as sent), pseudo-headers (the path is scanned as such),
- * and headers whose values Envoy or modelgate set, replace or check: the
- * caller's value of these never reaches the provider as free text.
+ * Headers never scanned: the caller's credentials (the credentials stage
+ * removes every one of them; none goes upstream), pseudo-headers (the path is
+ * scanned as such), and headers whose values Envoy or modelgate set, replace
+ * or check: the caller's value of these never reaches the provider as free text.
  */
 export const NEVER_SCANNED: readonly string[] = Object.freeze([
-  'authorization',
-  'proxy-authorization',
-  'x-api-key',
-  'api-key',
+  ...CALLER_CREDENTIAL_HEADERS,
   'host',
   'content-length',
   'content-encoding',

@@ -29,7 +29,8 @@ import { requestScanOf, scanSubjectOf } from '../inspection/inspector.ts'
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../json/document.ts'
 import { reservedPlaceholders, rewriteDocument, scanDocument, type DocumentScan, type TextSite } from './document.ts'
 import { compileRedaction, type RedactionEngine } from './engine.ts'
-import { PlaceholderBook } from './placeholders.ts'
+import { applyEdits, PlaceholderBook } from './placeholders.ts'
+import { requestBodyEdits } from '../inspection/edits.ts'
 import { canStrip, compileOutsideScanner, pathWithout, type OutsideScan, type OutsideSite } from './outside.ts'
 import { createResponseRedaction } from './response.ts'
 import type { Detection, RedactionAction } from './types.ts'
@@ -150,13 +151,18 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
   const apply: Stage = {
     name: 'redaction-apply',
     requestBody(ctx) {
-      if (!config.enabled) return
+      // Edits other stages asked for (the model alias) go into the same rewrite, or alone when there is nothing to redact.
+      const extra = requestBodyEdits(ctx)
+      const applyExtra = () => {
+        if (extra.length > 0) ctx.replaceRequestBody(Buffer.from(applyEdits(ctx.requestBody.toString('utf8'), extra), 'utf8'))
+      }
+      if (!config.enabled) return applyExtra()
       const st = requestState(ctx)
       st.restore = engine.restoreFor(ctx.request?.providerName)
       const doc = st.scan
       const outsideSites = st.outside?.sites ?? []
       const inBody = doc !== undefined && doc.sites.some((s) => s.detections.length > 0)
-      if (!inBody && outsideSites.length === 0) return
+      if (!inBody && outsideSites.length === 0) return applyExtra()
       // One decision per class (and detector override), policy permission last: the policy decision
       // lists the classes it lets leave unredacted; nothing else is asked.
       const unredacted = ctx.decision?.unredactedClasses
@@ -192,10 +198,11 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
         throw new GateError('MG_DATA_BLOCKED', { details: { data_classes: classes }, internal: `blocked data classes: ${classes.join(', ')}` })
       }
       if (outsideSites.length > 0) applyOutside(ctx, outsideSites, decide, setAction, withholdOthers)
-      if (!doc || !inBody) return
+      if (!doc || !inBody) return applyExtra()
       const book = new PlaceholderBook(reservedPlaceholders(doc))
       st.book = book
-      const result = rewriteDocument(doc, ctx.requestBody, (_site: TextSite, d: Detection) => decide(d), book, false)
+      // A JSON body takes the other stages' edits in the same rewrite (a provider body is always JSON).
+      const result = rewriteDocument(doc, ctx.requestBody, (_site: TextSite, d: Detection) => decide(d), book, false, extra)
       if (result.changed) ctx.replaceRequestBody(Buffer.from(result.raw, 'utf8'))
     },
 
@@ -238,7 +245,8 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       throw new GateError('MG_DATA_OUTSIDE_BODY', { details: { locations, data_classes: classes }, internal: `data to redact outside the body: ${locations.join(', ')}` })
     }
     for (const h of strip) ctx.requestHeaderChanges.removeHeader(h)
-    if (remove.size > 0) ctx.requestHeaderChanges.setHeader(':path', pathWithout(ctx.path, remove))
+    // Another stage may already send a different path (an Azure deployment alias): only the query changes here.
+    if (remove.size > 0) ctx.requestHeaderChanges.setHeader(':path', pathWithout(ctx.requestHeaderChanges.set.get(':path') ?? ctx.path, remove))
   }
 
   return { scan, apply, engine }

@@ -30,8 +30,10 @@ import { promisify } from 'node:util'
 import { parseArgs } from 'node:util'
 import { stringify } from 'yaml'
 import { checkHealth } from '../../src/cli/health.ts'
-import { localModelgateConfig } from '../../src/cli/start.ts'
-import { ACCESS_LOG_FLUSH_MS, envoyBinary, envoyStats, localStackVars, REPO_ROOT, startEnvoy, type RunningEnvoy } from '../../src/dev/envoy.ts'
+import { localModelgateConfig, writeLocalKeys } from '../../src/cli/start.ts'
+import { configFromObject } from '../../src/config/config.ts'
+import { compileCatalog } from '../../src/providers/catalog.ts'
+import { ACCESS_LOG_FLUSH_MS, envoyBinary, envoyStats, localStackVars, REPO_ROOT, standInProviders, startEnvoy, type RunningEnvoy } from '../../src/dev/envoy.ts'
 import { createDevPki } from '../../src/dev/identities.ts'
 import { SERVE_ENV, SERVE_NODE_OPTIONS, stopProcess } from '../../src/dev/process.ts'
 import { latencyChart, rssChart } from './svg.ts'
@@ -671,11 +673,14 @@ try {
   providerPid = providerProc.pid
 
   const sockets = { full: join(dir, 'modelgate.sock'), noop: join(dir, 'noop.sock') }
+  const mgConfig = localModelgateConfig({ socket: sockets.full, policies: join(REPO_ROOT, 'policies'), dir })
+  await writeLocalKeys(join(dir, 'credentials'))
+  const catalog = compileCatalog(configFromObject(mgConfig, 'bench').providers)
   let modelgate: ChildProcess | undefined
   let noop: ChildProcess | undefined
   if (configs.includes('full')) {
     const configFile = join(dir, 'modelgate.yaml')
-    writeFileSync(configFile, stringify(localModelgateConfig({ socket: sockets.full, policies: join(REPO_ROOT, 'policies'), dir })))
+    writeFileSync(configFile, stringify(mgConfig))
     modelgate = spawnNode(join(REPO_ROOT, 'src', 'cli', 'main.ts'), ['serve', '--config', configFile], join(dir, 'modelgate.log'), { ...SERVE_ENV, MODELGATE_LOG_LEVEL: 'info' }, [...MODELGATE_NODE_ARGS, ...(args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : []), ...args['node-args'].split(' ').filter(Boolean)])
     // Whatever node itself prints (e.g. --trace-gc) joins the log.
     modelgate.stdout!.pipe(createWriteStream(join(dir, 'modelgate.log'), { flags: 'a' }))
@@ -697,7 +702,8 @@ try {
     const log = join(dir, `envoy-${name}.log`)
     const envoy = await startEnvoy({
       workDir,
-      vars: localStackVars({ pki, socket: name === 'none' ? sockets.full : sockets[name], provider, listenPort: 0 }),
+      vars: localStackVars({ pki, socket: name === 'none' ? sockets.full : sockets[name], listenPort: 0 }),
+      providers: standInProviders(catalog, provider),
       logFile: log,
       logLevel: 'error',
       args: args['envoy-args'] ? args['envoy-args'].split(' ') : [],

@@ -15,8 +15,12 @@
  *   the stand-in itself for plain ones); server.metricsListen binds 127.0.0.1:0;
  * - files: the development PKI (test/helpers/pki.ts) stands in for the SVID
  *   volume (tls.crt, tls.key, ca.crt), the trust bundle and the system CA file
- *   (which signs the TLS front's certificate for the providers' host names).
- * Values: config.identity.trustDomains is the development trust domain.
+ *   (which signs the TLS front's certificate for the providers' host names);
+ *   the provider credentials are written where the rendered credentials
+ *   volume puts them, from the chart's own Secret or from test keys standing
+ *   in for the Secrets the values name.
+ * Values: config.identity.trustDomains is the development trust domain; the
+ * minimal values get a key per provider as a value (the chart's Secret).
  */
 import t from 'tap'
 import { execFile } from 'node:child_process'
@@ -37,7 +41,7 @@ import { DEV_TRUST_DOMAIN } from '../../src/dev/identities.ts'
 import { issueCertificate } from '../../src/dev/pki.ts'
 import { StandInProvider } from '../../src/dev/provider.ts'
 import { createLogger } from '../../src/log.ts'
-import { configFiles, container, find, render, valueSets, type Manifest } from '../helpers/chart.ts'
+import { configFiles, container, find, podSpec, render, valueSets, type Manifest } from '../helpers/chart.ts'
 import { sharedTestPki } from '../helpers/pki.ts'
 
 const run = promisify(execFile)
@@ -55,8 +59,22 @@ const { pki, clients } = await sharedTestPki()
 const scratch = mkdtempSync(join(tmpdir(), 'mgpod-'))
 process.once('exit', () => rmSync(scratch, { recursive: true, force: true }))
 
-// The providers' side: the stand-in, and a TLS front holding a certificate for the providers' host names.
-const provider = new StandInProvider()
+/** The keys of the Secrets the values name (the production example), and the ones given as values. */
+const SECRETS: Record<string, Record<string, string>> = {
+  'openai-api-key': { 'api-key': 'sk-proj-chart-openai-default-000001' },
+  'openai-payments-key': { 'api-key': 'sk-proj-chart-openai-payments-000002' },
+  'anthropic-api-key': { 'api-key': 'sk-ant-chart-anthropic-default-000003' },
+}
+const VALUE_KEYS = { openai: 'sk-proj-chart-openai-value-000004', anthropic: 'sk-ant-chart-anthropic-value-000005' }
+const KEY_VALUES = Object.entries(VALUE_KEYS).flatMap(([p, key]) => ['--set', `providers.${p}.credentials[0].name=default`, '--set', `providers.${p}.credentials[0].value=${key}`])
+
+// The providers' side: the stand-in, accepting only those keys, and a TLS front holding a certificate for the providers' host names.
+const provider = new StandInProvider({
+  keys: {
+    openai: [SECRETS['openai-api-key']!['api-key']!, SECRETS['openai-payments-key']!['api-key']!, VALUE_KEYS.openai],
+    anthropic: [SECRETS['anthropic-api-key']!['api-key']!, VALUE_KEYS.anthropic],
+  },
+})
 const upstream = await provider.listen()
 const frontCert = await issueCertificate(join(scratch, 'front'), pki.ca, { name: 'providers', dns: ['api.openai.com', 'api.anthropic.com'] })
 const sockets = new Set<Socket>()
@@ -126,6 +144,16 @@ async function runPod(name: string, args: string[]): Promise<RunningPod> {
   if (cfg.server.metricsListen) cfg.server.metricsListen = '127.0.0.1:0'
   place(root, 'etc/modelgate/config/modelgate.yaml', stringify(cfg))
   for (const [file, text] of Object.entries(find(docs, 'ConfigMap', 'gw-modelgate-policies').data as Record<string, string>)) place(root, `etc/modelgate/policies/${file}`, text)
+  // The credentials volume as the kubelet fills it: each projected Secret key at its path.
+  const credentials = (podSpec(docs).volumes as Manifest[]).find((v) => v.name === 'credentials')
+  for (const source of (credentials?.projected.sources ?? []) as Manifest[]) {
+    const own = docs.find((d) => d.kind === 'Secret' && d.metadata.name === source.secret.name)
+    for (const item of source.secret.items as { key: string; path: string }[]) {
+      const value = own ? Buffer.from(own.data[item.key], 'base64').toString() : SECRETS[source.secret.name]?.[item.key]
+      if (value === undefined) throw new Error(`no test value for Secret ${source.secret.name} key ${item.key}`)
+      place(root, `etc/modelgate/credentials/${item.path}`, value)
+    }
+  }
   mkdirSync(join(root, 'run/modelgate'), { recursive: true })
   mkdirSync(join(root, 'var/lib/modelgate'), { recursive: true })
 
@@ -165,7 +193,7 @@ function sdk(pod: RunningPod) {
 
 for (const name of ['minimal', 'production'] as const) {
   t.test(`the pod rendered with the ${name} values serves an allowed request and refuses a denied one`, async (t) => {
-    const pod = await runPod(name, valueSets()[name])
+    const pod = await runPod(name, [...valueSets()[name], ...(name === 'minimal' ? KEY_VALUES : [])])
     const client = sdk(pod)
     t.teardown(async () => {
       await client.close()
@@ -200,6 +228,8 @@ for (const name of ['minimal', 'production'] as const) {
       [['/v1/chat/completions', 'api.openai.com']],
       'it reached the provider once, through the TLS cluster the chart renders for api.openai.com',
     )
+    const expectedKey = name === 'minimal' ? VALUE_KEYS.openai : SECRETS['openai-payments-key']!['api-key']
+    t.equal(seen[0]?.headers.authorization, `Bearer ${expectedKey}`, name === 'minimal' ? 'with the key given as a value' : "with the payments team's key from its Secret (checkout is in payments), not the caller's")
 
     // Denied: Claude Sonnet is not in the payments catalogue (policies/tests/DENY/checkout-claude-sonnet-not-approved.json).
     const denied = await client.anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] }).then(

@@ -20,6 +20,9 @@ interface StackFile {
   ca: string
   identities: Record<string, { spiffeId: string; cert: string; key: string }>
   processes: Record<string, number>
+  logs: Record<string, string>
+  /** The providers' key files modelgate reads (the stand-in accepts only these keys). */
+  credentials: Record<string, string>
 }
 
 /** The README's request: the checkout identity's certificate, over https, to the listener. */
@@ -98,6 +101,11 @@ t.test('npm start works every time in the same directory, and SIGTERM to npm sto
     for (const [name, pid] of Object.entries(stack.processes)) {
       t.ok(await until(() => !alive(pid), 10_000), `run ${run}: ${name} (pid ${pid}) stopped`)
     }
+    // The provider keys are in their files only: not in what the CLI printed, stack.json, or the logs.
+    const keys = Object.values(stack.credentials).map((f) => readFileSync(f, 'utf8').trim())
+    t.equal(keys.length, 3, `run ${run}: a key file per local provider`)
+    const written = { 'the CLI output': w.out(), 'stack.json': readFileSync(join(dir, 'stack.json'), 'utf8'), ...Object.fromEntries(Object.entries(stack.logs).map(([name, f]) => [`${name}.log`, readFileSync(f, 'utf8')])) }
+    for (const [where, text] of Object.entries(written)) t.notOk(keys.some((k) => text.includes(k)), `run ${run}: no provider key in ${where}`)
   }
 })
 

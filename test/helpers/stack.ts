@@ -6,7 +6,7 @@
  */
 import { request as httpsRequest } from 'node:https'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { readFileSync } from 'node:fs'
+import { appendFileSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
@@ -14,9 +14,11 @@ import OpenAI from 'openai'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { startApp, type App } from '../../src/app.ts'
 import { configFromObject } from '../../src/config/config.ts'
-import { silentLogger, type Logger } from '../../src/log.ts'
+import { createLogger, silentLogger, type Logger } from '../../src/log.ts'
 import type { Stage } from '../../src/pipeline/stage.ts'
-import { localStackVars, startEnvoy, type RunningEnvoy } from '../../src/dev/envoy.ts'
+import { localStackVars, standInProviders, startEnvoy, type RunningEnvoy } from '../../src/dev/envoy.ts'
+import { localCatalog, writeLocalKeys, LOCAL_PROVIDERS } from '../../src/cli/start.ts'
+import { compileCatalog } from '../../src/providers/catalog.ts'
 import { DEV_TRUST_DOMAIN, type DevPki } from '../../src/dev/identities.ts'
 import type { KeyPair } from '../../src/dev/pki.ts'
 import { sharedTestPki, type ClientName } from './pki.ts'
@@ -34,6 +36,10 @@ export interface StackOptions {
   readonly logger?: Logger
   /** Do not start modelgate (for tests of Envoy without its processor). */
   readonly withoutModelgate?: boolean
+  /** Where modelgate's log lines go (default: dropped, or `logger`). */
+  readonly logFile?: string
+  /** Envoy's stdout and stderr (its access log among them) go to this file. */
+  readonly envoyLogFile?: string
 }
 
 export interface HttpResult {
@@ -51,6 +57,12 @@ export interface Stack {
   readonly pki: DevPki
   readonly clients: Readonly<Record<ClientName, KeyPair & { spiffeId?: string }>>
   readonly provider: StandInProvider
+  /**
+   * The providers' keys (local stack catalog: openai, anthropic, azure), in
+   * files under `<dir>/credentials/<provider>.key` that modelgate reads; the
+   * stand-in accepts only these.
+   */
+  readonly keys: Readonly<Record<(typeof LOCAL_PROVIDERS)[number], string>>
   readonly envoy: RunningEnvoy
   app: App | undefined
   /** Base config object given to modelgate (before validation). */
@@ -77,19 +89,23 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const { pki, clients } = await sharedTestPki()
   const dir = await mkdtemp(join(tmpdir(), 'modelgate-e2e-'))
   const socket = join(dir, 'modelgate.sock')
-  const provider = new StandInProvider()
+  // The local stack's providers, each with its key in a file; the stand-in accepts only those keys.
+  const keys = await writeLocalKeys(join(dir, 'credentials'))
+  const provider = new StandInProvider({ keys: { openai: [keys.openai], anthropic: [keys.anthropic], azure: [keys.azure] } })
   const p = await provider.listen()
   const configObject = merge(
     {
       server: { listen: `unix://${socket}`, phaseTimeoutMs: 1500, drainTimeoutMs: 2000 },
       identity: { trustDomains: [DEV_TRUST_DOMAIN] },
+      providers: { catalog: localCatalog(join(dir, 'credentials')) },
       policy: { dir: join(REPO_ROOT, 'policies'), watch: false },
       // Each stack has its own spool and record file: stacks in parallel test processes never share a lock.
       audit: { file: join(dir, 'audit.jsonl'), spool: { dir: join(dir, 'spool') } },
     },
     opts.config,
   )
-  const logger = opts.logger ?? silentLogger
+  // With a log file, everything modelgate logs (debug included) is kept there.
+  const logger = opts.logger ?? (opts.logFile ? createLogger({ level: 'debug', write: (line) => appendFileSync(opts.logFile!, line + '\n') }) : silentLogger)
   let app: App | undefined
   let stackRef: Stack | undefined
   let extra = opts.extraStages
@@ -112,7 +128,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   try {
     envoy = await startEnvoy({
       workDir: dir,
-      vars: localStackVars({ pki, socket, provider: p, listenPort: 0, messageTimeout: opts.messageTimeout }),
+      vars: localStackVars({ pki, socket, listenPort: 0, messageTimeout: opts.messageTimeout }),
+      providers: standInProviders(compileCatalog(configFromObject(configObject, 'e2e-config', REPO_ROOT).providers), p),
+      ...(opts.envoyLogFile ? { logFile: opts.envoyLogFile } : {}),
     })
   } catch (err) {
     await stopModelgate()
@@ -140,6 +158,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     pki,
     clients,
     provider,
+    keys,
     envoy,
     app,
     configObject,

@@ -62,7 +62,7 @@ async function harness(tt: Test, opts: { spool?: Record<string, unknown>; polici
   const base = {
     server: { listen: '127.0.0.1:0', phaseTimeoutMs: 2000, drainTimeoutMs: 2000 },
     identity: { trustDomains: [TD] },
-    providers: { routes: { openai: { kind: 'openai' } } },
+    providers: { catalog: { openai: { kind: 'openai', upstream: 'https://api.openai.com', credentials: [{ name: 'none', none: true }] } } },
     policy: { dir: policyDir(root, opts.policies), watch: false },
     ...(opts.redaction ? { redaction: opts.redaction } : {}),
   }

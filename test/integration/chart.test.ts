@@ -80,7 +80,9 @@ t.test('a wrong value is refused before rendering, with the schema’s message n
     { set: ['replicaCount=abc'], message: /at '\/replicaCount': got string, want integer/ },
     { set: ['mode=sidecar'], message: /at '\/mode': value must be one of 'gateway', 'processor'/ },
     { set: ['tls.svid.source=vault'], message: /at '\/tls\/svid\/source': value must be one of 'secret', 'spire', 'certManagerCsi'/ },
-    { set: ['providers[0].port=70000'], message: /at '\/providers\/0\/port': maximum: got 70,000, want 65,535/ },
+    { set: ['providers.openai.kind=gemini'], message: /at '\/providers\/openai\/kind': value must be one of 'openai', 'anthropic', 'azure-openai'/ },
+    { set: ['providers.openai.upstream=ftp://api.openai.com'], message: /at '\/providers\/openai\/upstream': 'ftp:\/\/api.openai.com' does not match pattern/ },
+    { set: ['providers.openai.credentials[0].name=default', 'providers.openai.credentials[0].secret.key=api-key'], message: /at '\/providers\/openai\/credentials\/0\/secret': missing property 'name'/ },
     { set: ['envoy.messageTimeout=2 seconds'], message: /at '\/envoy\/messageTimeout': '2 seconds' does not match pattern/ },
     { set: ['config.server.listen=0.0.0.0:9000'], message: /at '\/config\/server': additional properties 'listen' not allowed/ },
     { set: ['config.server.phaseTimeoutMs=fast'], message: /at '\/config\/server\/phaseTimeoutMs': got string, want integer/ },
@@ -111,8 +113,8 @@ t.test('a value left out is named: by the schema where one value decides, by the
   t.match(await helmTemplateError([...SETS.minimal, '--set', 'terminationGracePeriodSeconds=12']), /terminationGracePeriodSeconds \(12\) must cover Envoy's preStop pause and modelgate's drain .*at least 15 seconds/)
   t.match(await helmTemplateError([...SETS.minimal, '--set', 'envoy.messageTimeout=500ms']), /envoy\.messageTimeout \(500ms\) must be longer than config\.server\.phaseTimeoutMs \(800 ms\)/)
   t.match(await helmTemplateError([...SETS.minimal, '--set', 'mesh.istio.enabled=true']), /at '\/mesh\/istio\/enabled': value must be false/)
-  const twice = valuesFile('twice.yaml', { providers: [0, 1].map(() => ({ name: 'openai', kind: 'openai', host: 'api.openai.com', port: 443, tls: true, match: { prefix: '/v1/' } })) })
-  t.match(await helmTemplateError([...SETS.minimal, '--values', twice]), /providers: the name "openai" appears twice/)
+  const twice = valuesFile('twice.yaml', { providers: { groq: { kind: 'openai', upstream: 'https://api.groq.com/openai' } } })
+  t.match(await helmTemplateError([...SETS.minimal, '--values', twice]), /providers: "groq" and "openai" both serve prefix \/v1\/; give one of them root: false or other basePaths/)
   t.match(await helmTemplateError([...SETS.envoyGateway, '--set', 'mesh.envoyGateway.targetRefs=null']), /targetRefs/)
 })
 
@@ -316,8 +318,9 @@ t.test('production wiring: OTLP, Redis, provider credentials as files in modelga
   t.same(volumes.credentials.projected, {
     defaultMode: 288,
     sources: [
-      { secret: { name: 'openai-api-key', items: [{ key: 'api-key', path: 'openai/api-key' }] } },
-      { secret: { name: 'anthropic-api-key', items: [{ key: 'api-key', path: 'anthropic/api-key' }] } },
+      { secret: { name: 'anthropic-api-key', items: [{ key: 'api-key', path: 'anthropic/default/api-key' }] } },
+      { secret: { name: 'openai-payments-key', items: [{ key: 'api-key', path: 'openai/payments/api-key' }] } },
+      { secret: { name: 'openai-api-key', items: [{ key: 'api-key', path: 'openai/default/api-key' }] } },
     ],
   })
   t.ok(mg.volumeMounts.some((m: Manifest) => m.name === 'credentials' && m.mountPath === '/etc/modelgate/credentials' && m.readOnly), 'modelgate mounts the credentials read-only')
@@ -326,7 +329,15 @@ t.test('production wiring: OTLP, Redis, provider credentials as files in modelga
   const cfg = parseConfig(configFiles(docs)['modelgate.yaml']!, 'modelgate.yaml')
   t.equal(cfg.server.metricsListen, '0.0.0.0:9464')
   t.equal(cfg.audit.spool.dir, '/var/lib/modelgate/spool', 'the spool is on the pod’s state volume')
-  t.same(Object.keys(cfg.providers.routes).sort(), ['anthropic', 'internal-llm', 'openai'])
+  t.same(Object.keys(cfg.providers.catalog).sort(), ['anthropic', 'internal-llm', 'openai'])
+  t.same(
+    cfg.providers.catalog.openai!.credentials!.map((c) => [c.name, c.file]),
+    [
+      ['payments', '/etc/modelgate/credentials/openai/payments/api-key'],
+      ['default', '/etc/modelgate/credentials/openai/default/api-key'],
+    ],
+    'each credential from a Secret is the file it is mounted as, in the configured order',
+  )
   const sm = find(docs, 'ServiceMonitor')
   t.same(sm.spec.endpoints.map((e: Manifest) => [e.port, e.path]), [
     ['metrics', '/metrics'],
@@ -336,11 +347,34 @@ t.test('production wiring: OTLP, Redis, provider credentials as files in modelga
   const metricsSvc = find(docs, 'Service', 'gw-modelgate-metrics')
   t.equal(metricsSvc.spec.clusterIP, 'None')
   t.same(find(docs, 'Service', 'gw-modelgate').spec.ports.map((p: Manifest) => p.name), ['https'], 'the workload Service exposes only the gateway port')
-  const withValue = valuesFile('credential.yaml', { providers: [{ name: 'openai', kind: 'openai', host: 'api.openai.com', port: 443, tls: true, match: { prefix: '/v1/' }, credential: { value: 'sk-test-value' } }] })
+  const withValue = valuesFile('credential.yaml', { providers: { openai: { kind: 'openai', upstream: 'https://api.openai.com', credentials: [{ name: 'default', value: 'sk-test-value' }] } } })
   const chartSecret = await renderSet('minimal', ['--values', withValue])
   const secret = find(chartSecret.docs, 'Secret', 'gw-modelgate-credentials')
-  t.equal(Buffer.from(secret.data.openai, 'base64').toString(), 'sk-test-value', 'a credential given as a value lives in the chart’s Secret')
+  t.equal(Buffer.from(secret.data['openai.default'], 'base64').toString(), 'sk-test-value', 'a credential given as a value lives in the chart’s Secret')
+  t.same(parseConfig(configFiles(chartSecret.docs)['modelgate.yaml']!, 'modelgate.yaml').providers.catalog.openai!.credentials, [{ name: 'default', file: '/etc/modelgate/credentials/openai/default/value' }])
   t.notMatch(configFiles(chartSecret.docs)['modelgate.yaml'], /sk-test-value/, 'and nowhere in a ConfigMap')
+})
+
+t.test('an OAuth credential: modelgate mounts the SVID read-only for its token requests, and the egress rule opens the token endpoint', async (t) => {
+  const oauth = valuesFile('oauth.yaml', {
+    networkPolicy: { enabled: true },
+    providers: {
+      azure: {
+        kind: 'azure-openai',
+        upstream: 'https://contoso.openai.azure.com',
+        credentials: [{ name: 'entra', oauth: { tokenUrl: 'https://login.example.com:8443/tenant/oauth2/v2.0/token', clientId: 'gw', certFile: '/etc/modelgate/svid/tls.crt', keyFile: '/etc/modelgate/svid/tls.key' } }],
+      },
+    },
+  })
+  const { docs } = await renderSet('minimal', ['--values', oauth])
+  const mounts = container(docs, 'modelgate').volumeMounts as Manifest[]
+  t.same(mounts.find((m) => m.name === 'svid'), { name: 'svid', mountPath: '/etc/modelgate/svid', readOnly: true })
+  const cfg = parseConfig(configFiles(docs)['modelgate.yaml']!, 'modelgate.yaml')
+  t.equal(cfg.providers.catalog.azure!.credentials![0]!.oauth!.certFile, '/etc/modelgate/svid/tls.crt')
+  const egress = find(docs, 'NetworkPolicy').spec.egress as Manifest[]
+  t.same(egress[1]!.ports, [{ port: 443, protocol: 'TCP' }, { port: 8443, protocol: 'TCP' }], "the provider's port and the token endpoint's")
+  const { docs: plain } = await renderSet('minimal')
+  t.notOk((container(plain, 'modelgate').volumeMounts as Manifest[]).some((m) => m.name === 'svid'), 'without an OAuth credential modelgate does not see the SVID')
 })
 
 t.test('routes: exact paths before prefixes, longest prefix first, whatever the order of providers; Host is the provider’s name', async (t) => {
@@ -351,6 +385,8 @@ t.test('routes: exact paths before prefixes, longest prefix first, whatever the 
     [
       ['anthropic', { path: '/v1/messages' }],
       ['internal-llm', { prefix: '/internal/v1/' }],
+      ['openai', { prefix: '/openai/v1/' }],
+      ['openai', { prefix: '/api/v1/' }],
       ['openai', { prefix: '/v1/' }],
       ['unknown', { prefix: '/' }],
     ],

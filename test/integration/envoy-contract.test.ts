@@ -12,12 +12,16 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { parse, parseAllDocuments } from 'yaml'
-import { parseConfig } from '../../src/config/config.ts'
-import { envoyConfigObject, localStackVars, REPO_ROOT } from '../../src/dev/envoy.ts'
+import { localModelgateConfig } from '../../src/cli/start.ts'
+import { configFromObject, parseConfig } from '../../src/config/config.ts'
+import { envoyConfigObject, localStackVars, REPO_ROOT, standInProviders } from '../../src/dev/envoy.ts'
+import { compileCatalog } from '../../src/providers/catalog.ts'
+import { envoyClusters, envoyRoutes } from '../../src/providers/envoy.ts'
 import { PROVIDER_KEEP_ALIVE_MS } from '../../src/dev/provider.ts'
 import { ENVOY_REPLY_CODES, ERRORS, type ErrorCode } from '../../src/errors.ts'
 import { IDENTITY_ATTRIBUTES } from '../../src/identity/stage.ts'
 import { METADATA_NAMESPACE } from '../../src/server/process.ts'
+import { configFiles, envoyBootstrap, helmTemplate, manifests, valueSets } from '../helpers/chart.ts'
 import { sharedTestPki } from '../helpers/pki.ts'
 
 const run = promisify(execFile)
@@ -29,8 +33,12 @@ const NGHTTP2_RESET_BURST = 1000
 // ---- the two configurations ----------------------------------------------------------
 
 const { pki } = await sharedTestPki()
+/** The local stack's catalog, as `modelgate start` renders it (every provider at the stand-in). */
+const localConfig = configFromObject(localModelgateConfig({ socket: '/tmp/modelgate-contract.sock', policies: join(REPO_ROOT, 'policies'), dir: '/tmp/modelgate-contract' }), 'contract')
+const localCatalogCompiled = compileCatalog(localConfig.providers)
 const template = envoyConfigObject(
-  localStackVars({ pki, socket: '/tmp/modelgate-contract.sock', provider: { host: '127.0.0.1', port: 9 }, listenPort: 0 }),
+  localStackVars({ pki, socket: '/tmp/modelgate-contract.sock', listenPort: 0 }),
+  standInProviders(localCatalogCompiled, { host: '127.0.0.1', port: 9 }),
 )
 /** server.phaseTimeoutMs of the local stack (src/cli/start.ts). */
 const TEMPLATE_PHASE_TIMEOUT_MS = 1500
@@ -48,9 +56,11 @@ const chart = parse(configMaps.find((d) => d.data?.['envoy.yaml']).data['envoy.y
 const chartPhaseTimeoutMs = parseConfig(configMaps.find((d) => d.data?.['modelgate.yaml']).data['modelgate.yaml'], 'modelgate.yaml').server.phaseTimeoutMs
 const chartValues = parse(readFileSync(join(REPO_ROOT, 'charts', 'modelgate', 'values.yaml'), 'utf8')) as Record<string, any>
 
+const chartCatalog = compileCatalog(parseConfig(configMaps.find((d) => d.data?.['modelgate.yaml']).data['modelgate.yaml'], 'modelgate.yaml').providers)
+
 const CONFIGS = [
-  { name: 'envoy/envoy.template.yaml', doc: template, phaseTimeoutMs: TEMPLATE_PHASE_TIMEOUT_MS },
-  { name: 'the chart', doc: chart, phaseTimeoutMs: chartPhaseTimeoutMs },
+  { name: 'envoy/envoy.template.yaml', doc: template, phaseTimeoutMs: TEMPLATE_PHASE_TIMEOUT_MS, catalog: localCatalogCompiled },
+  { name: 'the chart', doc: chart, phaseTimeoutMs: chartPhaseTimeoutMs, catalog: chartCatalog },
 ]
 
 // ---- helpers ----------------------------------------------------------------------------
@@ -91,7 +101,23 @@ function attributesReadBySource(): string[] {
 
 // ---- the contract -------------------------------------------------------------------------
 
-for (const { name, doc, phaseTimeoutMs } of CONFIGS) {
+for (const { name, doc, phaseTimeoutMs, catalog } of CONFIGS) {
+  t.test(`${name}: Envoy reaches only the catalogued providers (and modelgate); whatever no provider serves gets a 404`, async (t) => {
+    const names = catalog.providers.map((p) => p.name)
+    const routes = workloadsHcm(doc).route_config.virtual_hosts.flatMap((vh: { routes: Record<string, any>[] }) => vh.routes) as Record<string, any>[]
+    for (const r of routes) {
+      if (r.direct_response) continue
+      t.ok(names.includes(r.name) && r.route.cluster === `provider-${r.name}`, `route ${r.name} leads to its catalogued provider's cluster`)
+      t.notOk(r.route.cluster_header ?? r.route.weighted_clusters ?? r.route.cluster_specifier_plugin, `route ${r.name}: no cluster a request could choose`)
+    }
+    t.same(routes.at(-1), { name: 'unknown', match: { prefix: '/' }, direct_response: { status: 404 } }, 'the last route answers 404')
+    t.same(workloadsHcm(doc).route_config.virtual_hosts.length, 1, 'one virtual host: the Host header chooses nothing')
+    const upstreams = doc.static_resources.clusters.map((c: { name: string }) => c.name).filter((c: string) => !['modelgate', 'envoy_admin', 'spire_agent'].includes(c))
+    t.same(upstreams.sort(), names.map((n) => `provider-${n}`).sort(), 'a cluster per catalogued provider, and no other')
+    t.notMatch(JSON.stringify(doc), /dynamic_forward_proxy|original_dst|ORIGINAL_DST/, 'no forward proxy, no original destination')
+  })
+
+
   t.test(`${name}: every request passes modelgate first, and no answer means no request upstream`, async (t) => {
     const hcm = workloadsHcm(doc)
     t.same(
@@ -217,4 +243,18 @@ t.test('the chart and envoy/ map Envoy’s answers identically', async (t) => {
 
 t.test("the chart's provider idle timeout is a value, with a default below common provider keep-alives", async (t) => {
   t.equal(chartValues.envoy.providerIdleTimeout, '30s')
+})
+
+t.test('the chart renders the same provider routes and clusters from its catalog as src/providers/envoy.ts does from the same catalog', async (t) => {
+  const docs = manifests(await helmTemplate(valueSets().production))
+  const boot = envoyBootstrap(docs)
+  const catalog = compileCatalog(parseConfig(configFiles(docs)['modelgate.yaml']!, 'modelgate.yaml').providers)
+  t.ok(catalog.providers.length >= 3, 'several providers: OpenAI, Anthropic, an internal OpenAI-compatible one')
+  const routes = workloadsHcm(boot).route_config.virtual_hosts[0].routes as Record<string, any>[]
+  t.same(routes.slice(0, -1), envoyRoutes(catalog), 'the same routes, in the same order')
+  t.same(routes.at(-1), { name: 'unknown', match: { prefix: '/' }, direct_response: { status: 404 } }, 'and nothing else: whatever no provider serves gets the 404 backstop')
+  const byName = (a: Record<string, any>, b: Record<string, any>) => (a.name < b.name ? -1 : 1)
+  const chartClusters = boot.static_resources.clusters.filter((c: { name: string }) => c.name.startsWith('provider-')).sort(byName)
+  const expected = envoyClusters(catalog, { maxBodyBytes: chartValues.envoy.maxBodyBytes, idleTimeout: chartValues.envoy.providerIdleTimeout, caFile: '/etc/ssl/certs/ca-certificates.crt' }).sort(byName)
+  t.same(chartClusters, expected, 'the same clusters')
 })

@@ -43,7 +43,7 @@ const config = configFromObject(
   {
     server: { listen: '127.0.0.1:0', phaseTimeoutMs: 2000, drainTimeoutMs: 2000, maxBodyBytes: 1048576 },
     identity: { trustDomains: [TD] },
-    providers: { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' } } },
+    providers: { catalog: { openai: { kind: 'openai', upstream: 'https://api.openai.com', credentials: [{ name: 'none', none: true }] }, anthropic: { kind: 'anthropic', upstream: 'https://api.anthropic.com', credentials: [{ name: 'none', none: true }] } } },
     policy: { dir: permitAllPolicyDir(), watch: false },
     audit: { file: `${dir}/audit.jsonl`, spool: { dir: `${dir}/spool` } },
   },

@@ -54,7 +54,7 @@ async function setup() {
   {
     server: { listen: '127.0.0.1:0', phaseTimeoutMs: 5000, drainTimeoutMs: 2000, maxBodyBytes: 1048576, bodyWorkers: 1 },
     identity: { trustDomains: [TD] },
-    providers: { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' } } },
+    providers: { catalog: { openai: { kind: 'openai', upstream: 'https://api.openai.com', credentials: [{ name: 'none', none: true }] }, anthropic: { kind: 'anthropic', upstream: 'https://api.anthropic.com', credentials: [{ name: 'none', none: true }] } } },
     // Every model call is permitted and no class may leave unredacted: redaction alone stands between the value and the provider.
     policy: { dir: permitAllRedactedPolicyDir(), watch: false },
     redaction: { headers: { action: 'strip' }, query: { action: 'remove' } },

@@ -16,6 +16,7 @@ import type { Stage, StreamOutcome } from '../../src/pipeline/stage.ts'
 import { EXT_PROC_SERVICE } from '../../src/server/codec.ts'
 import { answerKind, connectExtProc, connectHealth, denialJson, msg, mtlsAttributes, type ExtProcClient } from '../helpers/grpc-client.ts'
 import { permitAllPolicyDir } from '../helpers/policies.ts'
+import { keylessCatalog } from '../helpers/providers.ts'
 
 const TD = 'example.org'
 const CHECKOUT = `spiffe://${TD}/ns/payments/sa/checkout`
@@ -40,7 +41,7 @@ async function start(name: string, drainTimeoutMs: number): Promise<{ app: App; 
     },
   }
   const config = configFromObject(
-    { server: { listen: `unix://${join(sockDir, name)}.sock`, drainTimeoutMs }, identity: { trustDomains: [TD] }, audit: { enabled: false }, redaction: { enabled: false }, policy: { dir: permitAllPolicyDir(), watch: false } },
+    { server: { listen: `unix://${join(sockDir, name)}.sock`, drainTimeoutMs }, identity: { trustDomains: [TD] }, providers: keylessCatalog(), audit: { enabled: false }, redaction: { enabled: false }, policy: { dir: permitAllPolicyDir(), watch: false } },
     'lifecycle.test',
   )
   const app = await startApp({ config, logger: silentLogger, extraStages: { last: [probe] } })

@@ -14,6 +14,7 @@ import { silentLogger } from '../../src/log.ts'
 import type { Stage, StreamOutcome } from '../../src/pipeline/stage.ts'
 import { answerKind, connectExtProc, denialJson, msg, mtlsAttributes } from '../helpers/grpc-client.ts'
 import { permitAllPolicyDir } from '../helpers/policies.ts'
+import { keylessCatalog } from '../helpers/providers.ts'
 
 const TD = 'example.org'
 const CHECKOUT = `spiffe://${TD}/ns/payments/sa/checkout`
@@ -35,7 +36,7 @@ async function start(maxBodyBytes: number) {
   const closed = new Map<string, StreamOutcome[]>()
   const probe: Stage = { name: 'probe', close: (ctx, o) => void closed.set(ctx.id, [...(closed.get(ctx.id) ?? []), o]) }
   const config = configFromObject(
-    { server: { listen: '127.0.0.1:0', maxBodyBytes, drainTimeoutMs: 2000 }, identity: { trustDomains: [TD] }, audit: { enabled: false }, redaction: { enabled: false }, policy: { dir: permitAllPolicyDir(), watch: false } },
+    { server: { listen: '127.0.0.1:0', maxBodyBytes, drainTimeoutMs: 2000 }, identity: { trustDomains: [TD] }, providers: keylessCatalog(), audit: { enabled: false }, redaction: { enabled: false }, policy: { dir: permitAllPolicyDir(), watch: false } },
     'limits.test',
   )
   const app = await startApp({ config, logger: silentLogger, extraStages: { last: [probe] } })

@@ -104,7 +104,7 @@ const config = configFromObject(
   {
     server: { listen: '127.0.0.1:0', phaseTimeoutMs: 300, drainTimeoutMs: 2000 },
     identity: { trustDomains: [TD] },
-    providers: { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' }, 'internal-llm': { kind: 'openai' } } },
+    providers: { catalog: { openai: { kind: 'openai', upstream: 'https://api.openai.com', credentials: [{ name: 'none', none: true }] }, anthropic: { kind: 'anthropic', upstream: 'https://api.anthropic.com', credentials: [{ name: 'none', none: true }] }, 'internal-llm': { kind: 'openai', upstream: 'http://vllm.ml.svc:8000', root: false, basePaths: ['/internal'], credentials: [{ name: 'none', none: true }] } } },
     audit: { enabled: false },
     redaction: { enabled: false }, policy: { dir: permitAllPolicyDir(), watch: false },
   },
@@ -445,7 +445,7 @@ t.test('after a denial, further messages get no answer and the stream still ends
 t.test('the route metadata names the provider', async (t) => {
   const id = newId('provider')
   const s = open({ 'x-modelgate-provider': 'internal-llm', 'x-other': 'ignored' })
-  await s.exchange(msg.requestHeaders(requestHeaders(id), { attributes: ATTRS }))
+  await s.exchange(msg.requestHeaders(requestHeaders(id, {}, '/internal/v1/chat/completions'), { attributes: ATTRS }))
   await s.exchange(msg.requestBody(CHAT))
   await s.end()
   const ctx = closed.get(id)?.ctx
@@ -454,8 +454,7 @@ t.test('the route metadata names the provider', async (t) => {
 
   const id2 = newId('provider-unknown')
   const s2 = open({ 'x-modelgate-provider': 'shadow-llm' })
-  await s2.exchange(msg.requestHeaders(requestHeaders(id2), { attributes: ATTRS }))
-  assertDenial(t, await s2.exchange(msg.requestBody(CHAT)), 'MG_ROUTE_UNSUPPORTED', id2)
+  assertDenial(t, await s2.exchange(msg.requestHeaders(requestHeaders(id2), { attributes: ATTRS })), 'MG_ROUTE_UNSUPPORTED', id2)
   await s2.end()
 })
 

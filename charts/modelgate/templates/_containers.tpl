@@ -104,6 +104,10 @@ stops it only after Envoy has exited.
   {{- if include "modelgate.hasCredentials" . }}
   - { name: credentials, mountPath: {{ include "modelgate.credentialDir" . }}, readOnly: true }
   {{- end }}
+  {{- if and (eq .Values.mode "gateway") (ne .Values.tls.svid.source "spire") (include "modelgate.usesOAuth" .) }}
+  # The gateway's SVID, the TLS client certificate of OAuth token requests (RFC 8705).
+  - { name: svid, mountPath: {{ include "modelgate.modelgateSvidDir" . }}, readOnly: true }
+  {{- end }}
   {{- if .Values.redis.passwordSecret.name }}
   - { name: redis-password, mountPath: /etc/modelgate/redis, readOnly: true }
   {{- end }}
@@ -220,20 +224,25 @@ stops it only after Envoy has exited.
 {{- end }}
 {{- end }}
 {{- if include "modelgate.hasCredentials" . }}
-# Provider credentials, one directory per provider: <name>/<key>.
+# Provider credentials from Secrets (and the chart's own), one directory per
+# provider and credential: <provider>/<credential>/<key>. A projected volume
+# is updated in place (the kubelet swaps its ..data symlink), and modelgate
+# reads a changed file again without a restart.
 - name: credentials
   projected:
     defaultMode: 288   # 0440: owner and group read
     sources:
-    {{- range .Values.providers }}
-    {{- if and .credential .credential.existingSecret }}
+    {{- range $pname, $p := .Values.providers }}
+    {{- range $c := ($p.credentials | default list) }}
+    {{- if $c.secret }}
     - secret:
-        name: {{ .credential.existingSecret }}
-        items: [{ key: {{ .credential.key | default "api-key" }}, path: {{ printf "%s/%s" .name (.credential.key | default "api-key") }} }]
-    {{- else if and .credential .credential.value }}
+        name: {{ $c.secret.name }}
+        items: [{ key: {{ $c.secret.key | default "api-key" }}, path: {{ printf "%s/%s/%s" $pname $c.name ($c.secret.key | default "api-key") }} }]
+    {{- else if $c.value }}
     - secret:
         name: {{ $name }}-credentials
-        items: [{ key: {{ .name }}, path: {{ printf "%s/api-key" .name }} }]
+        items: [{ key: {{ printf "%s.%s" $pname $c.name }}, path: {{ printf "%s/%s/value" $pname $c.name }} }]
+    {{- end }}
     {{- end }}
     {{- end }}
 {{- end }}

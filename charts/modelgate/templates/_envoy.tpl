@@ -140,15 +140,19 @@ static_resources:
             - name: providers
               domains: ["*"]
               routes:
-              # Exact paths first, then prefixes longest first, whatever the order of
-              # `providers`: /v1/messages must not fall into a /v1/ prefix route.
-              {{- range (include "modelgate.routeOrder" . | fromJsonArray) }}
+              # The catalog's routes (`providers`), exact paths first, then prefixes
+              # longest first: /v1/messages must not fall into a /v1/ prefix route.
+              # Envoy routes nowhere else: no route, no upstream (404 below).
+              {{- range (include "modelgate.providerRoutes" . | fromJsonArray) }}
               - name: {{ .name }}
                 match: {{ toJson .match }}
                 route:
                   cluster: provider-{{ .name }}
                   timeout: 300s
                   auto_host_rewrite: true
+                  {{- if .rewrite }}
+                  prefix_rewrite: {{ .rewrite | quote }}
+                  {{- end }}
                 typed_per_filter_config:
                   envoy.filters.http.ext_proc:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
@@ -278,10 +282,12 @@ static_resources:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
   {{- end }}
-  {{- range .Values.providers }}
+  {{- range (include "modelgate.upstreams" . | fromJson) }}
   - name: provider-{{ .name }}
-    type: LOGICAL_DNS
+    type: {{ ternary "STATIC" "LOGICAL_DNS" .ip }}
+    {{- if not .ip }}
     dns_lookup_family: V4_PREFERRED
+    {{- end }}
     connect_timeout: 5s
     per_connection_buffer_limit_bytes: {{ int $.Values.envoy.maxBodyBytes }}
     typed_extension_protocol_options:
@@ -306,7 +312,7 @@ static_resources:
           validation_context:
             trusted_ca: { filename: /etc/ssl/certs/ca-certificates.crt }
             match_typed_subject_alt_names:
-            - san_type: DNS
+            - san_type: {{ ternary "IP_ADDRESS" "DNS" .ip }}
               matcher: { exact: {{ .host }} }
     {{- end }}
   {{- end }}
@@ -400,23 +406,4 @@ resources:
   validation_context:
     trusted_ca: { filename: {{ $dir }}/{{ $file }} }
     watched_directory: { path: {{ $dir }} }
-{{- end -}}
-
-
-{{/* The providers in route order: exact paths in the given order, then prefixes, longest first. */}}
-{{- define "modelgate.routeOrder" -}}
-{{- $paths := list -}}
-{{- $keyed := dict -}}
-{{- range $i, $p := .Values.providers -}}
-{{- if $p.match.path -}}
-{{- $paths = append $paths $p -}}
-{{- else -}}
-{{- $_ := set $keyed (printf "%05d-%05d" (sub 10000 (len $p.match.prefix)) $i) $p -}}
-{{- end -}}
-{{- end -}}
-{{- $ordered := $paths -}}
-{{- range (keys $keyed | sortAlpha) -}}
-{{- $ordered = append $ordered (get $keyed .) -}}
-{{- end -}}
-{{- toJson $ordered -}}
 {{- end -}}

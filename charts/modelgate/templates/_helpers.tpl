@@ -44,6 +44,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "modelgate.configDir" -}}/etc/modelgate/config{{- end -}}
 {{- define "modelgate.policyDir" -}}/etc/modelgate/policies{{- end -}}
 {{- define "modelgate.credentialDir" -}}/etc/modelgate/credentials{{- end -}}
+{{/* The SVID volume in modelgate, when an OAuth credential needs it as a client certificate. */}}
+{{- define "modelgate.modelgateSvidDir" -}}/etc/modelgate/svid{{- end -}}
 {{- define "modelgate.stateDir" -}}/var/lib/modelgate{{- end -}}
 {{/* Envoy's files: the bootstrap and SDS files (ConfigMap), the SVID and the trust bundle. */}}
 {{- define "modelgate.envoyDir" -}}/etc/envoy/config{{- end -}}
@@ -93,28 +95,156 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- $_ := set $audit "spool" $spool -}}
 {{- $_ := set $cfg "audit" $audit -}}
-{{- $routes := dict -}}
-{{- range .Values.providers -}}
-{{- $_ := set $routes .name (dict "kind" .kind) -}}
-{{- end -}}
-{{- $_ := set $cfg "providers" (dict "routes" $routes) -}}
+{{- $providers := deepCopy (default dict $cfg.providers) -}}
+{{- $_ := set $providers "catalog" (include "modelgate.catalog" . | fromJson) -}}
+{{- $_ := set $cfg "providers" $providers -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
-{{/* Providers whose credential the chart keeps in its own Secret. */}}
+{{/*
+The provider catalog as modelgate reads it (providers.catalog): the
+`providers` values as given, except that a credential kept in a Secret
+(`secret`) or given as a value (`value`, kept in the chart's Secret) becomes
+the file it is mounted as: <credentialDir>/<provider>/<credential>/<key>.
+*/}}
+{{- define "modelgate.catalog" -}}
+{{- $out := dict -}}
+{{- range $name, $p := .Values.providers -}}
+{{- $entry := omit (deepCopy $p) "credentials" -}}
+{{- if hasKey $p "credentials" -}}
+{{- $creds := list -}}
+{{- range $c := $p.credentials -}}
+{{- $cc := omit (deepCopy $c) "secret" "value" -}}
+{{- $file := include "modelgate.credentialFile" (dict "root" $ "provider" $name "credential" $c) -}}
+{{- if $file -}}{{- $_ := set $cc "file" $file -}}{{- end -}}
+{{- $creds = append $creds $cc -}}
+{{- end -}}
+{{- $_ := set $entry "credentials" $creds -}}
+{{- end -}}
+{{- $_ := set $out $name $entry -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Where a credential from a Secret or a value is mounted in modelgate ('' for the other sources). */}}
+{{- define "modelgate.credentialFile" -}}
+{{- $c := .credential -}}
+{{- if $c.secret -}}
+{{- printf "%s/%s/%s/%s" (include "modelgate.credentialDir" .root) .provider $c.name ($c.secret.key | default "api-key") -}}
+{{- else if $c.value -}}
+{{- printf "%s/%s/%s/value" (include "modelgate.credentialDir" .root) .provider $c.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Credentials the chart keeps in its own Secret, by key <provider>.<credential>. */}}
 {{- define "modelgate.chartCredentials" -}}
-{{- range .Values.providers -}}
-{{- if and .credential .credential.value }}
-{{ .name }}: {{ .credential.value | b64enc }}
+{{- range $name, $p := .Values.providers -}}
+{{- range $c := ($p.credentials | default list) -}}
+{{- if $c.value }}
+{{ printf "%s.%s" $name $c.name }}: {{ $c.value | b64enc }}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 
-{{/* true when any provider has a credential (the credentials volume is mounted). */}}
+{{/* true when any credential comes from a Secret or a value (the credentials volume is mounted). */}}
 {{- define "modelgate.hasCredentials" -}}
-{{- range .Values.providers -}}
-{{- if and .credential (or .credential.value .credential.existingSecret) -}}true{{- end -}}
+{{- range $name, $p := .Values.providers -}}
+{{- range $c := ($p.credentials | default list) -}}
+{{- if or $c.secret $c.value -}}true{{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* true when any credential is an OAuth token (modelgate then mounts the SVID). */}}
+{{- define "modelgate.usesOAuth" -}}
+{{- range $name, $p := .Values.providers -}}
+{{- range $c := ($p.credentials | default list) -}}
+{{- if $c.oauth -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Each provider's upstream, parsed: {name, kind, tls, host, port, path, ip}
+by provider name (the same parse as parseUpstream in src/providers/catalog.ts).
+*/}}
+{{- define "modelgate.upstreams" -}}
+{{- $out := dict -}}
+{{- range $name, $p := .Values.providers -}}
+{{- $u := urlParse $p.upstream -}}
+{{- $tls := eq $u.scheme "https" -}}
+{{- $hp := splitList ":" $u.host -}}
+{{- $host := first $hp -}}
+{{- $port := ternary 443 80 $tls -}}
+{{- if gt (len $hp) 1 -}}{{- $port = last $hp | int -}}{{- end -}}
+{{- $path := ternary "" $u.path (eq $u.path "/") -}}
+{{- $ip := regexMatch "^[0-9]{1,3}([.][0-9]{1,3}){3}$" $host -}}
+{{- $_ := set $out $name (dict "name" $name "kind" $p.kind "tls" $tls "host" $host "port" $port "path" $path "ip" $ip) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+Every provider's Envoy routes in Envoy's order (exact paths first, then
+prefixes; longest first; then by the path), each {name, match, rewrite}: the
+same routes as providerRoutes/orderedRoutes in src/providers/envoy.ts
+(test/integration/envoy-contract.test.ts compares them).
+*/}}
+{{- define "modelgate.providerRoutes" -}}
+{{- $ups := include "modelgate.upstreams" . | fromJson -}}
+{{- $keyed := dict -}}
+{{- range $name, $p := .Values.providers -}}
+{{- $up := (get $ups $name).path -}}
+{{- $root := or (not (hasKey $p "root")) $p.root -}}
+{{- $bases := list -}}
+{{- if hasKey $p "basePaths" -}}{{- $bases = $p.basePaths -}}{{- else if eq $p.kind "openai" -}}{{- $bases = list "/openai" "/api" -}}{{- end -}}
+{{- $routes := list -}}
+{{- if eq $p.kind "anthropic" -}}
+{{- if $root -}}{{- $routes = append $routes (dict "type" "path" "m" "/v1/messages" "c" "/v1/messages") -}}{{- end -}}
+{{- range $b := $bases -}}{{- $routes = append $routes (dict "type" "path" "m" (printf "%s/v1/messages" $b) "c" "/v1/messages") -}}{{- end -}}
+{{- else -}}
+{{- if $root -}}
+{{- if eq $p.kind "azure-openai" -}}
+{{- $routes = append $routes (dict "type" "prefix" "m" "/openai/deployments/" "c" "/openai/deployments/") -}}
+{{- else -}}
+{{- $routes = append $routes (dict "type" "prefix" "m" "/v1/" "c" "/v1/") -}}
+{{- end -}}
+{{- end -}}
+{{- range $b := $bases -}}{{- $routes = append $routes (dict "type" "prefix" "m" (printf "%s/v1/" $b) "c" "/v1/") -}}{{- end -}}
+{{- end -}}
+{{- range $r := $routes -}}
+{{- $rewrite := printf "%s%s" $up $r.c -}}
+{{- $route := dict "name" $name "match" (dict $r.type $r.m) -}}
+{{- if ne $rewrite $r.m -}}{{- $_ := set $route "rewrite" $rewrite -}}{{- end -}}
+{{- $key := printf "%d-%05d-%s" (ternary 0 1 (eq $r.type "path")) (sub 10000 (len $r.m)) $r.m -}}
+{{- if hasKey $keyed $key -}}
+{{- fail (printf "providers: %q and %q both serve %s %s; give one of them root: false or other basePaths" (get $keyed $key).name $name $r.type $r.m) -}}
+{{- end -}}
+{{- $_ := set $keyed $key $route -}}
+{{- end -}}
+{{- end -}}
+{{- $ordered := list -}}
+{{- range (keys $keyed | sortAlpha) -}}{{- $ordered = append $ordered (get $keyed .) -}}{{- end -}}
+{{- toJson $ordered -}}
+{{- end -}}
+
+{{/* The TCP ports the pod reaches providers and token endpoints on (the egress NetworkPolicy). */}}
+{{- define "modelgate.providerPorts" -}}
+{{- $ports := list -}}
+{{- if eq .Values.mode "gateway" -}}
+{{- range (include "modelgate.upstreams" . | fromJson) -}}{{- $ports = append $ports (int .port) -}}{{- end -}}
+{{- end -}}
+{{- range $name, $p := .Values.providers -}}
+{{- range $c := ($p.credentials | default list) -}}
+{{- if $c.oauth -}}
+{{- $u := urlParse $c.oauth.tokenUrl -}}
+{{- $hp := splitList ":" $u.host -}}
+{{- $ports = append $ports (ternary (last $hp | int) 443 (gt (len $hp) 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson ($ports | uniq) -}}
 {{- end -}}
 
 {{/* The OTLP collector's port, from otlp.endpoint (scheme default when none is written). */}}

@@ -29,16 +29,16 @@ t.test('every problem of a file is reported together, each with file:line:col an
     '    algorithms: [HS256]', //                   9
     '    clockToleranceSec: 301', //                10
     'providers:', //                                11
-    '  routes:', //                                 12
-    '    good: { kind: gemini }', //                13
-    '    other: {}', //                             14
+    '  catalog:', //                                12
+    '    good: { kind: gemini, upstream: "https://g.example" }', // 13
+    '    other: { upstream: "https://o.example" }', // 14
     'unknownTop: 1', //                             15
     '',
   ].join('\n')
   t.same(problems(() => parseConfig(yaml, FILE)).sort(), [
     `${FILE}:10:24: identity.users.clockToleranceSec: must be <= 300`,
-    `${FILE}:13:19: providers.routes.good.kind: must be one of ["openai","anthropic","azure-openai"]`,
-    `${FILE}:14:12: providers.routes.other.kind: is required`,
+    `${FILE}:13:19: providers.catalog.good.kind: must be one of ["openai","anthropic","azure-openai"]`,
+    `${FILE}:14:12: providers.catalog.other.kind: is required`,
     `${FILE}:15:1: unknownTop: is not a known setting`,
     `${FILE}:2:11: server.listen: must match pattern "^(unix://.+|[^\\s/]+:[0-9]{1,5})$"`,
     `${FILE}:3:17: server.maxBodyBytes: must be >= 1024`,
@@ -77,8 +77,8 @@ t.test('the ConfigError message lists every problem under a count', async (t) =>
 })
 
 t.test('a bad key name in a map of names is reported at that key', async (t) => {
-  t.same(problems(() => parseConfig('identity:\n  trustDomains: [a]\nproviders:\n  routes:\n    "Bad Name": { kind: openai }\n', FILE)), [
-    `${FILE}:5:5: providers.routes.Bad Name: is not a valid name (must match pattern "^[a-z0-9][a-z0-9._-]{0,62}$")`,
+  t.same(problems(() => parseConfig('identity:\n  trustDomains: [a]\nproviders:\n  catalog:\n    "Bad Name": { kind: openai, upstream: "https://x.example" }\n', FILE)), [
+    `${FILE}:5:5: providers.catalog.Bad Name: is not a valid name (must match pattern "^[a-z0-9][a-z0-9._-]{0,62}$")`,
   ])
 })
 
@@ -143,7 +143,11 @@ t.test('defaults fill every section that is left out', async (t) => {
       clockToleranceSec: 30,
     },
   })
-  t.same(cfg.providers, { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' } }, allowedToolTypes: [] })
+  t.same(cfg.providers, {
+    catalog: { openai: { kind: 'openai', upstream: 'https://api.openai.com', root: true }, anthropic: { kind: 'anthropic', upstream: 'https://api.anthropic.com', root: true } },
+    allowedToolTypes: [],
+    credentialPollSeconds: 10,
+  })
   t.match(cfg.policy, { dir: 'policies', shadowDir: '', watch: true, cacheSize: 100000 })
   t.match(cfg.redaction, { enabled: true })
   t.match(cfg.audit, { enabled: true })
@@ -154,7 +158,7 @@ t.test('given values are kept and defaults fill only the gaps', async (t) => {
     {
       server: { listen: '127.0.0.1:0', maxBodyBytes: 2048 },
       identity: { trustDomains: ['a.example', 'b.example'], trustXfcc: true, users: { audience: 'gate' } },
-      providers: { routes: { 'internal-llm': { kind: 'openai' } } },
+      providers: { catalog: { 'internal-llm': { kind: 'openai', upstream: 'http://vllm.ml.svc:8000' } } },
     },
     'test',
   )
@@ -164,7 +168,7 @@ t.test('given values are kept and defaults fill only the gaps', async (t) => {
   t.equal(cfg.identity.trustXfcc, true)
   t.equal(cfg.identity.users.audience, 'gate')
   t.equal(cfg.identity.users.header, 'x-modelgate-user-token')
-  t.same(cfg.providers.routes, { 'internal-llm': { kind: 'openai' } }, 'configured routes replace the default routes')
+  t.same(cfg.providers.catalog, { 'internal-llm': { kind: 'openai', upstream: 'http://vllm.ml.svc:8000', root: true } }, 'a configured catalog replaces the default one')
 })
 
 t.test('the result is deeply frozen, and the input object is left untouched', async (t) => {
@@ -175,7 +179,7 @@ t.test('the result is deeply frozen, and the input object is left untouched', as
   t.ok(Object.isFrozen(cfg.server))
   t.ok(Object.isFrozen(cfg.identity.trustDomains))
   t.ok(Object.isFrozen(cfg.identity.users.algorithms))
-  t.ok(Object.isFrozen(cfg.providers.routes.openai))
+  t.ok(Object.isFrozen(cfg.providers.catalog.openai))
   t.throws(() => {
     ;(cfg.server as { maxBodyBytes: number }).maxBodyBytes = 1
   }, TypeError)
@@ -208,4 +212,88 @@ t.test('loadConfigFile reads YAML and JSON, and reports an unreadable file as a 
   const bad = join(dir, 'bad.yaml')
   writeFileSync(bad, 'identity:\n  trustDomains: [example.org]\n  trustXfcc: maybe\n')
   t.same(problems(() => loadConfigFile(bad)), [`${bad}:3:14: identity.trustXfcc: must be boolean`])
+})
+
+t.test('the provider catalog: what the schema cannot check is reported together, each at its place', async (t) => {
+  const yaml = [
+    'identity: { trustDomains: [a] }', //                                              1
+    'providers:', //                                                                   2
+    '  catalog:', //                                                                   3
+    '    openai:', //                                                                  4
+    '      kind: openai', //                                                           5
+    '      upstream: https://api.openai.com', //                                       6
+    '      models: [gpt-4o-mini, "gpt-4.1*"]', //                                      7
+    '      aliases: { fast: gpt-4o-mini, big: gpt-5 }', //                             8
+    '      credentials:', //                                                           9
+    '        - { name: default, file: /k, env: OPENAI_KEY }', //                       10
+    '        - { name: default, header: host, env: K }', //                            11
+    '        - { name: empty }', //                                                    12
+    '    groq:', //                                                                    13
+    '      kind: openai', //                                                           14
+    '      upstream: https://api.groq.com/openai', //                                  15
+    '    azure:', //                                                                   16
+    '      kind: azure-openai', //                                                     17
+    '      upstream: https://r.openai.azure.com', //                                   18
+    '      basePaths: [/api]', //                                                      19
+    '      aliases: { gpt: "team/gpt" }', //                                           20
+    '',
+  ].join('\n')
+  t.same(problems(() => parseConfig(yaml, FILE)), [
+    `${FILE}:8:42: providers.catalog.openai.aliases.big: leads to "gpt-5", which models does not list`,
+    `${FILE}:10:11: providers.catalog.openai.credentials[0]: needs exactly one of file, env, oauth, none (has file, env)`,
+    `${FILE}:11:19: providers.catalog.openai.credentials[1].name: "default" is used twice in this provider`,
+    `${FILE}:11:36: providers.catalog.openai.credentials[1].header: may not set "host"`,
+    `${FILE}:12:11: providers.catalog.openai.credentials[2]: needs exactly one of file, env, oauth, none (has none of them)`,
+    `${FILE}:14:7: providers.catalog.groq: serves the OpenAI paths under /v1/, as provider "openai" does: give one of them root: false or other basePaths`,
+    `${FILE}:14:7: providers.catalog.groq: serves the OpenAI paths under /openai/v1/, as provider "openai" does: give one of them root: false or other basePaths`,
+    `${FILE}:14:7: providers.catalog.groq: serves the OpenAI paths under /api/v1/, as provider "openai" does: give one of them root: false or other basePaths`,
+    `${FILE}:17:7: providers.catalog.azure: serves the OpenAI paths under /api/v1/, as provider "openai" does: give one of them root: false or other basePaths`,
+    `${FILE}:20:23: providers.catalog.azure.aliases.gpt: leads to "team/gpt", which cannot be an Azure OpenAI deployment name (letters, digits, . _ -, at most 64)`,
+  ])
+})
+
+t.test('the shape before the catalog (providers.routes) is refused with the shape that replaces it', async (t) => {
+  const [p] = problems(() => parseConfig('identity: { trustDomains: [a] }\nproviders:\n  routes:\n    openai: { kind: openai }\n', FILE))
+  t.match(p, new RegExp(`^${FILE}:4:5: providers\\.routes: is replaced by providers\\.catalog: each provider is an entry`))
+  t.match(p, /providers\.catalog\.openai: \{kind: openai, upstream: "https:\/\/api\.openai\.com", credentials: \[/)
+})
+
+t.test('credentials: sources, selectors and token endpoints are typed', async (t) => {
+  const cfg = configFromObject(
+    {
+      identity: { trustDomains: ['a'] },
+      providers: {
+        catalog: {
+          azure: {
+            kind: 'azure-openai',
+            upstream: 'https://r.openai.azure.com',
+            credentials: [
+              { name: 'payments', when: { teams: ['payments'] }, file: '/etc/modelgate/credentials/azure/payments' },
+              { name: 'entra', oauth: { tokenUrl: 'https://login.example/tenant/oauth2/v2.0/token', clientId: 'c1', scope: 'https://cognitiveservices.azure.com/.default', certFile: 'svid.pem', keyFile: 'svid.key' } },
+            ],
+          },
+        },
+      },
+    },
+    'test',
+  )
+  t.same(cfg.providers.catalog.azure!.credentials![1]!.oauth, {
+    tokenUrl: 'https://login.example/tenant/oauth2/v2.0/token',
+    clientId: 'c1',
+    scope: 'https://cognitiveservices.azure.com/.default',
+    certFile: 'svid.pem',
+    keyFile: 'svid.key',
+    refreshBeforeSeconds: 300,
+    timeoutMs: 5000,
+  })
+  t.same(
+    problems(() =>
+      configFromObject({ identity: { trustDomains: ['a'] }, providers: { catalog: { x: { kind: 'openai', upstream: 'ftp://x', credentials: [{ name: 'a', when: {}, oauth: { tokenUrl: 'http://plain.example/token', clientId: 'c', certFile: 'c', keyFile: 'k' } }] } } } }, 'test'),
+    ).sort(),
+    [
+      'test: providers.catalog.x.credentials[0].oauth.tokenUrl: must match pattern "^https://[^\\s/?#]+(/[^\\s#]*)?$"',
+      'test: providers.catalog.x.credentials[0].when: must NOT have fewer than 1 properties',
+      `test: providers.catalog.x.upstream: must match pattern "^https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]{1,64}){0,4}$"`,
+    ],
+  )
 })

@@ -97,7 +97,7 @@ t.test('a failing worker refuses the request (MG_INTERNAL), and the pool keeps s
 t.test('the phase deadline applies to work in a worker: the caller is refused in time, the worker finishes on its own', async (t) => {
   const pooled = await createBodyInspector({ workers: 1, workerMinBytes: 1, workerFile: fixture('faulty-worker.ts'), budgetMs: 30_000 })
   t.teardown(() => pooled.close())
-  const provider = createProviderStage({ config: { routes: { openai: { kind: 'openai' } } }, maxBodyBytes: 1 << 20, inspector: pooled })
+  const provider = createProviderStage({ config: { catalog: { openai: { kind: 'openai', upstream: 'https://api.openai.com' } } }, maxBodyBytes: 1 << 20, inspector: pooled })
   const pipeline = new Pipeline([provider], { phaseTimeoutMs: 200 })
   const ctx = ctxFor('{"model":"slow","messages":[{"role":"user","content":"x"}]}')
   ctx.method = 'POST'

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { PolicyEngine } from '../../../src/policy/engine.ts'
@@ -184,4 +185,34 @@ t.test('an invalid shadow set is logged and skipped; the primary set still serve
   t.equal(engine.shadowPolicySetHash, undefined)
   t.equal(engine.decide(facts({})).decision.shadow, undefined)
   t.match(logs.join('\n'), /shadow policy set is invalid.*b\.cedar:1:\d+/)
+})
+
+t.test('a decision carries the @credential annotations of the permits that allowed the model, never a tool’s or a deny’s', async (t) => {
+  const dir = writePolicyDir(t.testdir(), {
+    'a.cedar': [
+      '@id("payments-models") @owner("t") @credential("payments-openai")',
+      'permit (principal in ModelGate::Team::"payments", action in ModelGate::Action::"generate", resource);',
+      '@id("research-models") @owner("t")',
+      'permit (principal in ModelGate::Team::"research", action in ModelGate::Action::"generate", resource);',
+      '@id("tools") @owner("t") @credential("tools-account")',
+      'permit (principal, action == ModelGate::Action::"call_tool", resource);',
+      '@id("everyone-mini") @owner("t") @credential("shared")',
+      'permit (principal, action in ModelGate::Action::"generate", resource) when { resource.name == "gpt-4.1-mini" };',
+      '@id("no-secrets") @owner("t") @credential("never")',
+      'forbid (principal, action, resource) when { context.dataClasses.contains("secret") };',
+      '',
+    ].join('\n'),
+    'entities.json': readFileSync(join(SHIPPED, 'entities.json'), 'utf8'),
+  })
+  const engine = new PolicyEngine({ dir })
+  t.same(engine.decide(facts({})).decision.credentials, ['payments-openai'], 'the permit that allowed the model names it')
+  t.same(engine.decide(facts({ tools: ['lookup_order'] })).decision.credentials, ['payments-openai'], 'a tool’s permit does not choose the credential')
+  t.same(engine.decide(facts({ principal: NOTEBOOK })).decision.credentials, [], 'a permit without the annotation')
+  t.same(engine.decide(facts({ model: 'gpt-4.1-mini' })).decision.credentials, ['payments-openai', 'shared'], 'two permits naming two: both listed (the credentials stage refuses)')
+  const denied = engine.decide(facts({ dataClasses: ['secret'] })).decision
+  t.equal(denied.effect, 'deny')
+  t.notOk('credentials' in denied, 'a deny chooses no credential')
+  const cached = engine.decide(facts({}))
+  t.equal(cached.decision.cached, true)
+  t.same(cached.decision.credentials, ['payments-openai'], 'also from the cache')
 })

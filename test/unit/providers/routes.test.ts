@@ -1,5 +1,6 @@
 import t from 'tap'
-import { compileRouteTable, matchRoute } from '../../../src/providers/routes.ts'
+import { compileCatalog, parseUpstream } from '../../../src/providers/catalog.ts'
+import { matchRoute } from '../../../src/providers/routes.ts'
 
 const BASES = { openai: ['/openai', '/api'], anthropic: ['/anthropic'] }
 
@@ -69,25 +70,38 @@ t.test('without base paths only the API paths themselves are routes', async (t) 
   t.equal(matchRoute('/v1/chat/completions')?.template, '/v1/chat/completions')
 })
 
-t.test('a route table gives each provider route its own base paths, the kind defaults, and every route\'s when the route names none', async (t) => {
-  const table = compileRouteTable({
-    routes: {
-      openai: { kind: 'openai' },
-      groq: { kind: 'openai', basePaths: ['/openai'] },
-      router: { kind: 'openai', basePaths: ['/api/v2'] },
-      anthropic: { kind: 'anthropic' },
-      moonshot: { kind: 'anthropic', basePaths: ['/anthropic'] },
+t.test('the catalog gives each provider its own base paths, the kind defaults, and the root paths only to root providers', async (t) => {
+  const catalog = compileCatalog({
+    catalog: {
+      openai: { kind: 'openai', upstream: 'https://api.openai.com' },
+      groq: { kind: 'openai', upstream: 'https://api.groq.com/openai', root: false, basePaths: ['/groq'] },
+      router: { kind: 'openai', upstream: 'https://openrouter.ai/api', root: false, basePaths: ['/api/v2'] },
+      anthropic: { kind: 'anthropic', upstream: 'https://api.anthropic.com' },
+      moonshot: { kind: 'anthropic', upstream: 'https://api.moonshot.ai/anthropic', root: false, basePaths: ['/anthropic'] },
     },
   })
-  t.equal(table.match('/api/v1/chat/completions', 'openai')?.template, '/api/v1/chat/completions', 'an openai route defaults to /openai and /api')
-  t.equal(table.match('/api/v1/chat/completions', 'groq'), undefined, 'a route with its own list has only those')
-  t.equal(table.match('/api/v2/v1/embeddings', 'router')?.template, '/api/v2/v1/embeddings', 'a base of two segments')
-  t.equal(table.match('/anthropic/v1/messages', 'anthropic'), undefined, 'an anthropic route defaults to none')
-  t.equal(table.match('/anthropic/v1/messages', 'moonshot')?.kind, 'anthropic')
-  t.equal(table.match('/anthropic/v1/messages', undefined)?.kind, 'anthropic', 'no route named: every configured base of the family')
-  t.equal(table.match('/api/v2/v1/embeddings', undefined)?.kind, 'openai')
-  t.equal(table.match('/openai/v1/chat/completions', 'unknown'), undefined, 'an unconfigured route name gets no base paths')
-  t.equal(table.match('/v1/chat/completions', 'unknown')?.api, 'openai.chat_completions', '… and still the API paths themselves')
+  const m = (path: string, provider: string | undefined) => catalog.match(path, provider)
+  t.equal(m('/api/v1/chat/completions', 'openai')?.route.template, '/api/v1/chat/completions', 'an openai provider defaults to /openai and /api')
+  t.equal(m('/api/v1/chat/completions', 'groq'), undefined, 'a provider with its own list has only those')
+  t.equal(m('/v1/chat/completions', 'groq'), undefined, '… and no root paths with root: false')
+  t.equal(m('/groq/v1/chat/completions', 'groq')?.route.template, '/groq/v1/chat/completions')
+  t.equal(m('/api/v2/v1/embeddings', 'router')?.route.template, '/api/v2/v1/embeddings', 'a base of two segments')
+  t.equal(m('/anthropic/v1/messages', 'anthropic'), undefined, 'an anthropic provider defaults to none')
+  t.equal(m('/anthropic/v1/messages', 'moonshot')?.route.kind, 'anthropic')
+  t.equal(m('/anthropic/v1/messages', undefined)?.provider.name, 'moonshot', 'no provider named: the one that serves the path')
+  t.equal(m('/api/v2/v1/embeddings', undefined)?.provider.name, 'router')
+  t.equal(m('/v1/chat/completions', undefined)?.provider.name, 'openai')
+  t.equal(m('/v1/messages', undefined)?.provider.name, 'anthropic')
+  t.equal(m('/openai/v1/chat/completions', 'unknown'), undefined, 'an unknown provider name serves nothing')
+  t.equal(m('/v1/chat/completions', 'unknown'), undefined, '… not even the API paths themselves')
+  t.equal(m('/openai/deployments/x/chat/completions', undefined), undefined, 'no Azure provider: no Azure path')
+})
+
+t.test('upstream URLs give the scheme, host, port and the path the API is served under', async (t) => {
+  t.same(parseUpstream('https://api.openai.com'), { tls: true, host: 'api.openai.com', port: 443, path: '' })
+  t.same(parseUpstream('http://vllm.ml.svc:8000'), { tls: false, host: 'vllm.ml.svc', port: 8000, path: '' })
+  t.same(parseUpstream('https://api.groq.com/openai'), { tls: true, host: 'api.groq.com', port: 443, path: '/openai' })
+  t.same(parseUpstream('http://127.0.0.1'), { tls: false, host: '127.0.0.1', port: 80, path: '' })
 })
 
 t.test('a very long path is rejected without pathological matching', async (t) => {

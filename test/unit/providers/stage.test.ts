@@ -7,11 +7,11 @@ import type { Stage } from '../../../src/pipeline/stage.ts'
 import { createProviderStage, PROVIDER_METADATA_KEY, routeProviderName } from '../../../src/providers/stage.ts'
 
 const ROUTES: ProvidersConfig = {
-  routes: {
-    openai: { kind: 'openai' },
-    anthropic: { kind: 'anthropic' },
-    'internal-llm': { kind: 'openai' },
-    'azure-east': { kind: 'azure-openai' },
+  catalog: {
+    openai: { kind: 'openai', upstream: 'https://api.openai.com' },
+    anthropic: { kind: 'anthropic', upstream: 'https://api.anthropic.com' },
+    'internal-llm': { kind: 'openai', upstream: 'http://vllm.ml.svc:8000', root: false, basePaths: ['/internal'] },
+    'azure-east': { kind: 'azure-openai', upstream: 'https://east.openai.azure.com', basePaths: ['/openai'] },
   },
 }
 const MAX = 64 * 1024
@@ -245,7 +245,7 @@ t.test('request body: a compression bomb stops at maxBodyBytes', async (t) => {
 
 t.test('request body: the provider named by the route metadata', async (t) => {
   t.test('names the provider of a known route', async (t) => {
-    const ctx = request({ provider: 'internal-llm' })
+    const ctx = request({ provider: 'internal-llm', path: '/internal/v1/chat/completions' })
     t.equal(await runRequest(stage(), ctx), undefined)
     t.equal(routeProviderName(ctx), 'internal-llm')
     t.equal(ctx.request?.providerName, 'internal-llm')
@@ -261,18 +261,35 @@ t.test('request body: the provider named by the route metadata', async (t) => {
     }
   })
 
-  t.test('an Azure provider may serve the OpenAI path shape', async (t) => {
-    const ctx = request({ provider: 'azure-east' })
+  t.test('an Azure provider may serve the OpenAI path shape under its base path (Azure\'s v1 API)', async (t) => {
+    const ctx = request({ provider: 'azure-east', path: '/openai/v1/chat/completions' })
     t.equal(await runRequest(stage(), ctx), undefined)
     t.equal(ctx.request?.providerName, 'azure-east')
+    t.equal(ctx.provider?.name, 'azure-east', 'the catalog entry is on the context')
+    t.equal(ctx.provider?.kind, 'azure-openai')
+  })
+
+  t.test('a route that names no provider goes to the provider that serves the path', async (t) => {
+    for (const [path, body, name] of [
+      ['/v1/chat/completions', CHAT_BODY, 'openai'],
+      ['/internal/v1/chat/completions', CHAT_BODY, 'internal-llm'],
+      ['/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21', CHAT_BODY, 'azure-east'],
+      ['/v1/messages', MESSAGES_BODY, 'anthropic'],
+    ] as const) {
+      const ctx = request({ path, body })
+      t.equal(await runRequest(stage(), ctx), undefined, path)
+      t.equal(ctx.provider?.name, name, `${path} → ${name}`)
+    }
   })
 
   const denials: [name: string, opts: RequestOpts, internal: string][] = [
-    ['a provider not in providers.routes', { provider: 'shadow-llm' }, 'route names provider "shadow-llm", which is not in providers.routes'],
-    ['an Anthropic provider on an OpenAI path', { provider: 'anthropic' }, 'path openai.chat_completions does not belong to provider kind anthropic'],
-    ['an OpenAI provider on the Anthropic path', { path: '/v1/messages', body: MESSAGES_BODY, provider: 'openai' }, 'path anthropic.messages does not belong to provider kind openai'],
-    ['a prototype name as the provider', { provider: '__proto__' }, 'route names provider "__proto__", which is not in providers.routes'],
-    ['a built-in method name as the provider', { provider: 'toString' }, 'route names provider "toString", which is not in providers.routes'],
+    ['a provider not in providers.catalog', { provider: 'shadow-llm' }, 'route names provider "shadow-llm", which is not in providers.catalog'],
+    ['an Anthropic provider on an OpenAI path', { provider: 'anthropic' }, 'the path is not an API path of this provider route'],
+    ['an OpenAI provider on the Anthropic path', { path: '/v1/messages', body: MESSAGES_BODY, provider: 'openai' }, 'the path is not an API path of this provider route'],
+    ['a provider that takes no root paths, on a root path', { provider: 'internal-llm' }, 'the path is not an API path of this provider route'],
+    ['an OpenAI provider on an Azure deployment path', { path: '/openai/deployments/gpt4o/chat/completions', provider: 'openai' }, 'the path is not an API path of this provider route'],
+    ['a prototype name as the provider', { provider: '__proto__' }, 'route names provider "__proto__", which is not in providers.catalog'],
+    ['a built-in method name as the provider', { provider: 'toString' }, 'route names provider "toString", which is not in providers.catalog'],
   ]
   for (const [name, opts, internal] of denials) {
     t.test(`${name} is MG_ROUTE_UNSUPPORTED`, async (t) => {

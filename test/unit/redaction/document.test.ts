@@ -27,7 +27,7 @@ const engine = compileRedaction(redactionConfigFrom({}), {})
  */
 async function upstream(path: string, body: string | object): Promise<{ sent: string; ctx: RequestContext }> {
   const stages = createRedactionStages(redactionConfigFrom({}), { logger: silentLogger })
-  const provider = createProviderStage({ config: { routes: { openai: { kind: 'openai' }, anthropic: { kind: 'anthropic' } } }, maxBodyBytes: 1 << 20, inspector: inProcessInspector({ engine: stages.engine, budgetMs: 30_000 }) })
+  const provider = createProviderStage({ config: { catalog: { openai: { kind: 'openai', upstream: 'https://api.openai.com' }, anthropic: { kind: 'anthropic', upstream: 'https://api.anthropic.com' } } }, maxBodyBytes: 1 << 20, inspector: inProcessInspector({ engine: stages.engine, budgetMs: 30_000 }) })
   const ctx = new RequestContext()
   ctx.method = 'POST'
   ctx.path = path

@@ -77,7 +77,7 @@ t.test('UTF-8 in a header value (arriving as bytes read as Latin-1) is read as U
   t.same(where(scan('/v1/chat/completions', { 'x-note': latin1 })), [['header:x-note', ['credit-card']]])
 })
 
-t.test('credentials, pseudo-headers, Envoy\'s headers and headers another stage replaces are not scanned', async (t) => {
+t.test('the caller\'s credential headers (the credentials stage removes every one), pseudo-headers, Envoy\'s headers and headers another stage replaces are not scanned', async (t) => {
   const r = scan(
     '/v1/chat/completions',
     {
@@ -94,8 +94,8 @@ t.test('credentials, pseudo-headers, Envoy\'s headers and headers another stage 
     ['x-modelgate-user-token', 'accept-encoding'],
   )
   t.same(r.sites, [])
-  for (const h of ['authorization', 'x-api-key', 'api-key', ':authority', 'x-forwarded-for', 'x-envoy-anything', 'content-length']) t.notOk(scanner.scans(h), h)
-  for (const h of ['user-agent', 'content-type', 'x-debug-note', 'traceparent', 'cookie']) t.ok(scanner.scans(h), h)
+  for (const h of ['authorization', 'x-api-key', 'api-key', 'cookie', 'proxy-authorization', 'openai-organization', ':authority', 'x-forwarded-for', 'x-envoy-anything', 'content-length']) t.notOk(scanner.scans(h), h)
+  for (const h of ['user-agent', 'content-type', 'x-debug-note', 'traceparent']) t.ok(scanner.scans(h), h)
 })
 
 t.test('redaction.headers.scan and skip select headers by name or pattern', async (t) => {
