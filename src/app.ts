@@ -98,7 +98,8 @@ export async function buildStages(
       maxBodyBytes: config.server.maxBodyBytes,
       budgetMs: config.server.phaseTimeoutMs,
       onWorkerError: (err) => logger.error('body inspection worker failed', { error: err.message }),
-      ...(quota?.measuresTokens ? { measure: 'tokens' as const } : {}),
+      // Token counts when a quota rule limits tokens; otherwise characters (for the estimate policy may read).
+      measure: quota?.measuresTokens ? 'tokens' : 'chars',
     })
     closers.push(() => inspector.close())
     const stages: Stage[] = [
