@@ -42,6 +42,7 @@ import { compileRule, counterKey, type CompiledRule, type CounterKind, type Quot
 import { StoreUnavailableError, type ReserveItem, type ReserveResult, type SettleItem, type StateStore } from './store.ts'
 
 const HELD = Symbol('quota.held')
+const CLOSED = Symbol('quota.closed')
 
 /** What to insert before a streaming chat completion's closing brace to get the usage chunk. */
 const INCLUDE_USAGE = ',"stream_options":{"include_usage":true}'
@@ -296,6 +297,8 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
         ctx.quota = outcome
         const h: Held = { id, store: r.store, storeName: r.storeName, counters, input, output, counter: estimator.textCounter(req), hideUsage: false, framer: undefined, settled: false, outcome }
         ctx.local(HELD, () => h)
+        // The stream ended while the store answered (the phase ran out of time): nothing went out, give it all back.
+        if (ctx.local(CLOSED, () => ({ closed: false })).closed) return settle(ctx, h, { kind: 'cancelled' })
         // No usage chunk asked for: ask for it, and hide it from the caller.
         if (req.streamUsage && !req.streamUsage.asked && req.streamUsage.insertAt !== undefined && matched.some((r) => r.tokens)) {
           addRequestBodyEdit(ctx, { start: req.streamUsage.insertAt, end: req.streamUsage.insertAt, text: INCLUDE_USAGE })
@@ -354,6 +357,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
     },
 
     close(ctx, outcome) {
+      ctx.local(CLOSED, () => ({ closed: false })).closed = true
       const h = held(ctx)
       if (h) settle(ctx, h, outcome)
     },
