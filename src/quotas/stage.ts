@@ -196,7 +196,8 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
       if (c.kind === 'concurrent' || delta !== 0) items.push({ key: c.item.key, algorithm: c.item.algorithm, limit: c.item.limit, windowMs: c.item.windowMs, delta })
       if (delta !== 0) h.outcome.remaining[c.rule.name] = Math.max(0, (h.outcome.remaining[c.rule.name] ?? 0) - delta)
     }
-    h.outcome.settledTokens = input + output
+    // Token amounts mean something only when a rule counts tokens.
+    if (h.counters.some((c) => c.kind === 'tokens' || c.kind === 'input' || c.kind === 'output')) h.outcome.settledTokens = input + output
     h.outcome.settledBy = by
     if (items.length === 0) return
     const target = h.store
@@ -289,7 +290,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
         }
       }
       const id = randomUUID()
-      const outcome: QuotaOutcome = { rules: matched.map((r) => r.name), remaining: {}, reservedTokens: matched.some((r) => r.tokens) ? input + output : 0 }
+      const outcome: QuotaOutcome = { rules: matched.map((r) => r.name), remaining: {}, ...(matched.some((r) => r.tokens) ? { reservedTokens: input + output } : {}) }
       const done = (r: { result: ReserveResult; store: StateStore; storeName: Held['storeName'] }): void => {
         outcome.store = r.storeName
         outcome.remaining = remainingOf(counters, r.result)
