@@ -131,6 +131,20 @@ t.test('redis', async (t) => {
     return s
   })
 
+  t.test('redis: a store that starts while Redis is down connects once Redis is up', async (t) => {
+    const late = await startRedis()
+    await late.kill()
+    const s = new RedisStore({ url: late.url, keyPrefix: 'late:', timeoutMs: 200 })
+    stores.push(s)
+    t.equal(await s.connect(), false, 'start-up goes on without Redis')
+    await t.rejects(s.reserve([gcra('l:requests:*', 5, 1)], { id: 'l1', ttlMs: 1000 }), StoreUnavailableError)
+    await late.restart()
+    const until = Date.now() + 5000
+    while (!s.connected && Date.now() < until) await new Promise((r) => setTimeout(r, 50))
+    t.ok((await s.reserve([gcra('l:requests:*', 5, 1)], { id: 'l2', ttlMs: 1000 })).ok)
+    await late.stop()
+  })
+
   t.test('redis: an unreachable Redis fails each command at once, and the store recovers when it is back', async (t) => {
     const s = new RedisStore({ url: redis.url, keyPrefix: 'down:', timeoutMs: 200 })
     stores.push(s)
