@@ -19,6 +19,8 @@ import { autoWorkers, createBodyInspector } from './inspection/inspector.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
 import { createToolCallStage } from './tools/stage.ts'
+import { createQuotaStage } from './quotas/stage.ts'
+import { createStateStore } from './quotas/create.ts'
 import { startServer, type RunningServer } from './server/server.ts'
 import type { TransportEvent } from './server/transport.ts'
 
@@ -42,7 +44,7 @@ export interface App {
  * (policy set, detectors, keys, exporters, the audit spool) fails here, before
  * the server listens.
  *
- *   audit → identity → provider → redaction-scan → policy → credentials → tool-calls → redaction-apply
+ *   audit → identity → provider → redaction-scan → policy → credentials → quota → tool-calls → redaction-apply
  *
  * Audit comes first so that even a request refused for its identity has a
  * record, and (closing in reverse order) it ends the span after every other
@@ -51,7 +53,9 @@ export interface App {
  * decides which classes may leave unredacted. The credentials stage removes
  * the caller's credential headers with the request headers and attaches the
  * provider's once policy has allowed the request (a permit may name the
- * credential). The tool calls of a response are checked before
+ * credential). Quotas reserve once every earlier stage has admitted the
+ * request (a refused request spends nothing), and read the response before
+ * redaction holds any of it back. The tool calls of a response are checked before
  * redaction-apply releases any of its events; redaction-apply, last, also
  * applies the provider stage's body edits (the model alias).
  */
@@ -77,6 +81,11 @@ export async function buildStages(
     })
     closers.push(offReload)
     credentials.start()
+    // The quota store (memory or Redis) and the stage; bodies are measured only when a rule limits tokens.
+    const store = await createStateStore(config, logger.child({ component: 'quota-store' }))
+    closers.push(() => store.close())
+    const teamsOf = teamLookup(() => engine.activeSet)
+    const quota = config.quotas.rules.length > 0 ? createQuotaStage({ config: config.quotas, store, teamsOf, logger: logger.child({ stage: 'quota' }) }) : undefined
     const jsonLimits = { maxDepth: config.server.maxJsonDepth, maxValues: config.server.maxJsonValues }
     // The policy decision carries the classes that may leave unredacted (decided once with the request).
     const redaction = createRedactionStages(config.redaction, { logger, jsonLimits })
@@ -89,6 +98,8 @@ export async function buildStages(
       maxBodyBytes: config.server.maxBodyBytes,
       budgetMs: config.server.phaseTimeoutMs,
       onWorkerError: (err) => logger.error('body inspection worker failed', { error: err.message }),
+      // Token counts when a quota rule limits tokens; otherwise characters (for the estimate policy may read).
+      measure: quota?.measuresTokens ? 'tokens' : 'chars',
     })
     closers.push(() => inspector.close())
     const stages: Stage[] = [
@@ -99,9 +110,10 @@ export async function buildStages(
       createCredentialStage({
         store: credentials,
         logger: logger.child({ stage: 'credentials' }),
-        teamsOf: teamLookup(() => engine.activeSet),
+        teamsOf,
         waitMs: Math.floor(config.server.phaseTimeoutMs / 2),
       }),
+      ...(quota ? [quota] : []),
       createToolCallStage({ engine, maxBytes: config.redaction.responses.maxDecodedBytes, logger }),
       redaction.apply,
     ]

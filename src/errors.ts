@@ -38,6 +38,7 @@ export const ERRORS = {
   MG_CREDENTIAL_MISSING: { status: 403, message: 'No provider credential is configured for this caller on this provider.' },
   MG_CREDENTIAL_UNAVAILABLE: { status: 503, message: 'The provider credential is not available right now, so the request is refused; retry later.' },
   MG_QUOTA_EXCEEDED: { status: 429, message: 'The request would exceed a quota.' },
+  MG_QUOTA_UNAVAILABLE: { status: 503, message: 'The quota store cannot be reached, so the request is refused; retry later.' },
   MG_AUDIT_UNAVAILABLE: { status: 503, message: 'The audit trail cannot record this request, so it is refused.' },
   MG_TIMEOUT: { status: 504, message: 'modelgate did not reach a decision in time, so the request is refused.' },
   MG_SHUTTING_DOWN: { status: 503, message: 'modelgate is shutting down; retry on another replica.' },
@@ -79,14 +80,17 @@ export class GateError extends Error {
   readonly status: number
   readonly details: Readonly<Record<string, unknown>>
   readonly internal: string | undefined
+  /** Headers the denial carries besides the standard ones (e.g. `retry-after`, the RateLimit fields of a quota refusal). */
+  readonly headers: Readonly<Record<string, string>>
 
-  constructor(code: ErrorCode, opts: { details?: Record<string, unknown>; internal?: string; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, opts: { details?: Record<string, unknown>; internal?: string; cause?: unknown; headers?: Record<string, string> } = {}) {
     super(ERRORS[code].message, opts.cause === undefined ? undefined : { cause: opts.cause })
     this.name = 'GateError'
     this.code = code
     this.status = ERRORS[code].status
     this.details = Object.freeze({ ...(opts.details ?? {}) })
     this.internal = opts.internal
+    this.headers = Object.freeze({ ...(opts.headers ?? {}) })
   }
 }
 
@@ -199,7 +203,7 @@ export function denialBody(err: GateError, ids: DenialIds, dialect: Dialect = 'o
 /**
  * The headers of a denial: the code (`x-modelgate-error`), the request id as
  * `x-request-id` (what the OpenAI SDK reads) and, for Anthropic callers, also
- * as `request-id` (what the Anthropic SDK reads).
+ * as `request-id` (what the Anthropic SDK reads); then the error's own headers.
  */
 export function denialHeaders(err: GateError, ids: DenialIds, dialect: Dialect): Map<string, string> {
   const h = new Map([
@@ -207,6 +211,8 @@ export function denialHeaders(err: GateError, ids: DenialIds, dialect: Dialect):
     ['x-modelgate-error', err.code],
     ['x-request-id', ids.requestId],
   ])
+  // The error's own headers (a quota refusal's Retry-After and RateLimit fields) never replace these.
+  for (const [k, v] of Object.entries(err.headers)) if (!h.has(k)) h.set(k, v)
   if (dialect === 'anthropic') h.set('request-id', ids.requestId)
   return h
 }

@@ -229,6 +229,20 @@ export const MG_REDACTION_BODY_REWRITTEN = 'modelgate.redaction.body_rewritten'
 export const MG_QUOTA_RULES = 'modelgate.quota.rules'
 /** Remaining budget per rule after this request: `modelgate.quota.remaining.<rule>`. */
 export const MG_QUOTA_REMAINING_PREFIX = 'modelgate.quota.remaining.'
+/** The rule that refused the request or ended its stream. */
+export const MG_QUOTA_DECIDING_RULE = 'modelgate.quota.deciding_rule'
+/** Tokens reserved: the input estimate plus the output budget, plus what a stream reserved on the way. */
+export const MG_QUOTA_RESERVED_TOKENS = 'modelgate.quota.reserved_tokens'
+/** Tokens charged when the request settled. */
+export const MG_QUOTA_SETTLED_TOKENS = 'modelgate.quota.settled_tokens'
+/** How the settled amount was found: `usage`, `streamed`, `reservation`, `released`. */
+export const MG_QUOTA_SETTLED_BY = 'modelgate.quota.settled_by'
+/** Where the counters are: `memory`, `redis`, or `local` (this replica's share while the store was unreachable). */
+export const MG_QUOTA_STORE = 'modelgate.quota.store'
+/** Why the configured store was not used. */
+export const MG_QUOTA_STORE_ERROR = 'modelgate.quota.store_error'
+/** True when the stream was ended for passing a rule's token budget. */
+export const MG_QUOTA_STREAM_CUT = 'modelgate.quota.stream_cut'
 
 // ---- modelgate: content (off unless audit.content.enabled) ---------------------
 
@@ -284,8 +298,12 @@ export const METRIC_REQUESTS = 'modelgate.requests'
 export const METRIC_DENIALS = 'modelgate.denials'
 /** Counter: detections, by `modelgate.data.class`, `modelgate.redaction.action`, `modelgate.data.direction`. */
 export const METRIC_REDACTIONS = 'modelgate.redactions'
-/** Counter: requests refused by a quota. */
+/** Counter: requests refused (or streams ended) by a quota, by `modelgate.quota.rule`. */
 export const METRIC_QUOTA_REFUSALS = 'modelgate.quota.refusals'
+/** Counter ({token}): tokens reserved and settled, by `modelgate.quota.rule` and `modelgate.quota.phase` (`reserved`, `settled`). */
+export const METRIC_QUOTA_TOKENS = 'modelgate.quota.tokens'
+/** Counter: requests whose quota store could not be reached, by `modelgate.quota.store_outcome` (`denied`, `local`). */
+export const METRIC_QUOTA_STORE_ERRORS = 'modelgate.quota.store.errors'
 /** Histogram (s): time per stage and request, by `modelgate.stage.name`. */
 export const METRIC_STAGE_DURATION = 'modelgate.stage.duration'
 /** Histogram (s): time modelgate held each request, by `modelgate.outcome`. */
@@ -307,6 +325,10 @@ export const METRIC_EXTPROC_CONNECTIONS_CLOSED = 'modelgate.extproc.connections.
 export const METRIC_ATTR_DATA_CLASS = 'modelgate.data.class'
 export const METRIC_ATTR_DIRECTION = 'modelgate.data.direction'
 export const METRIC_ATTR_QUOTA_RULE = 'modelgate.quota.rule'
+/** `reserved` or `settled`. */
+export const METRIC_ATTR_QUOTA_PHASE = 'modelgate.quota.phase'
+/** `denied` (onStoreError: deny) or `local` (counted against the replica's share). */
+export const METRIC_ATTR_QUOTA_STORE_OUTCOME = 'modelgate.quota.store_outcome'
 /** `true` when every message of the exchange had been answered before the reset. */
 export const METRIC_ATTR_STREAM_ANSWERED = 'modelgate.stream.answered'
 /** `envoy` or `modelgate`. */

@@ -33,6 +33,10 @@ import {
   METRIC_EXTPROC_CONNECTIONS_CLOSED,
   METRIC_EXTPROC_STREAM_RESETS,
   METRIC_QUOTA_REFUSALS,
+  METRIC_QUOTA_STORE_ERRORS,
+  METRIC_QUOTA_TOKENS,
+  METRIC_ATTR_QUOTA_PHASE,
+  METRIC_ATTR_QUOTA_STORE_OUTCOME,
   METRIC_REDACTIONS,
   METRIC_REQUEST_DURATION,
   METRIC_REQUESTS,
@@ -135,7 +139,9 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
   const requests: Counter = meter.createCounter(METRIC_REQUESTS, { description: 'Requests modelgate finished, by outcome.', unit: '{request}' })
   const denials: Counter = meter.createCounter(METRIC_DENIALS, { description: 'Requests refused, by error code.', unit: '{request}' })
   const redactions: Counter = meter.createCounter(METRIC_REDACTIONS, { description: 'Detections, by data class, action and direction.', unit: '{finding}' })
-  const quotaRefusals: Counter = meter.createCounter(METRIC_QUOTA_REFUSALS, { description: 'Requests refused by a quota.', unit: '{request}' })
+  const quotaRefusals: Counter = meter.createCounter(METRIC_QUOTA_REFUSALS, { description: 'Requests refused, or streams ended, by a quota rule.', unit: '{request}' })
+  const quotaTokens: Counter = meter.createCounter(METRIC_QUOTA_TOKENS, { description: 'Tokens reserved and settled, by quota rule.', unit: '{token}' })
+  const quotaStoreErrors: Counter = meter.createCounter(METRIC_QUOTA_STORE_ERRORS, { description: 'Requests whose quota store could not be reached, by what happened to them.', unit: '{request}' })
   const stageDuration: Histogram = meter.createHistogram(METRIC_STAGE_DURATION, {
     description: 'Time one stage spent on one request.',
     unit: 's',
@@ -173,6 +179,15 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
         if (ctx.denial.code === 'MG_QUOTA_EXCEEDED') {
           const rule = ctx.denial.details.rule
           quotaRefusals.add(1, typeof rule === 'string' ? { [METRIC_ATTR_QUOTA_RULE]: rule.slice(0, 64) } : {})
+        }
+      }
+      // Rule names come from the configuration: a bounded set of label values.
+      const q = ctx.quota
+      if (q) {
+        if (q.storeError !== undefined) quotaStoreErrors.add(1, { [METRIC_ATTR_QUOTA_STORE_OUTCOME]: q.store === 'local' ? 'local' : 'denied' })
+        for (const rule of q.rules) {
+          if (q.reservedTokens) quotaTokens.add(q.reservedTokens, { [METRIC_ATTR_QUOTA_RULE]: rule, [METRIC_ATTR_QUOTA_PHASE]: 'reserved' })
+          if (q.settledTokens !== undefined && q.reservedTokens) quotaTokens.add(q.settledTokens, { [METRIC_ATTR_QUOTA_RULE]: rule, [METRIC_ATTR_QUOTA_PHASE]: 'settled' })
         }
       }
       for (const f of ctx.findings) {

@@ -291,6 +291,13 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
       if (n++ >= MAX_ITEMS) break
       if (Number.isFinite(remaining)) set(A.itemKey(A.MG_QUOTA_REMAINING_PREFIX, rule), remaining)
     }
+    set(A.MG_QUOTA_DECIDING_RULE, q.decidingRule)
+    set(A.MG_QUOTA_RESERVED_TOKENS, q.reservedTokens)
+    set(A.MG_QUOTA_SETTLED_TOKENS, q.settledTokens)
+    set(A.MG_QUOTA_SETTLED_BY, q.settledBy)
+    set(A.MG_QUOTA_STORE, q.store)
+    if (q.storeError !== undefined) set(A.MG_QUOTA_STORE_ERROR, cap(q.storeError, 256))
+    set(A.MG_QUOTA_STREAM_CUT, q.streamCut)
   }
 
   // Timings.

@@ -288,7 +288,16 @@ export function story(r: SpanRecord, stages: readonly SpanRecord[] = []): string
 
   // Quota.
   const rules = attrStrings(r, A.MG_QUOTA_RULES)
-  if (rules.length) row('quota', rules.map((q) => `${q} (remaining ${n(A.itemKey(A.MG_QUOTA_REMAINING_PREFIX, q)) ?? '?'})`).join(', '))
+  if (rules.length) {
+    row('quota', rules.map((q) => `${q} (remaining ${n(A.itemKey(A.MG_QUOTA_REMAINING_PREFIX, q)) ?? '?'})`).join(', '))
+    const deciding = s(A.MG_QUOTA_DECIDING_RULE)
+    if (deciding) row('', `deciding rule ${deciding}: ${attrBool(r, A.MG_QUOTA_STREAM_CUT) ? 'ended the stream' : 'refused the request'}`)
+    const reserved = n(A.MG_QUOTA_RESERVED_TOKENS)
+    const settled = n(A.MG_QUOTA_SETTLED_TOKENS)
+    if (reserved !== undefined || settled !== undefined) row('', `tokens reserved ${reserved ?? '-'}, settled ${settled ?? '-'}${s(A.MG_QUOTA_SETTLED_BY) ? ` (${s(A.MG_QUOTA_SETTLED_BY)})` : ''}`)
+    const store = s(A.MG_QUOTA_STORE)
+    if (store) row('', `store ${store}${s(A.MG_QUOTA_STORE_ERROR) ? ` (store error: ${s(A.MG_QUOTA_STORE_ERROR)})` : ''}`)
+  }
 
   // What happened.
   const outcome = s(A.MG_OUTCOME)

@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
   policy: { summary: 'validate, format, test and explain Cedar policies', load: () => import('./policy.ts') },
   redact: { summary: 'show what a request body looks like after redaction', load: () => import('./redact.ts') },
   audit: { summary: 'read, verify and summarise audit records', load: () => import('./audit.ts') },
+  quota: { summary: 'show the current use of every quota rule from the configured store', load: () => import('./quota.ts') },
   health: { summary: 'check a running modelgate over grpc.health.v1 (exit 0 when serving)', load: () => import('./health.ts') },
   'dev-provider': { summary: 'run the stand-in model provider on its own (used by start)', load: () => import('./dev-provider.ts') },
 }

@@ -13,20 +13,21 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, readFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { stringify } from 'yaml'
-import { configFromObject } from '../config/config.ts'
+import { parse as parseYaml, stringify } from 'yaml'
+import { configFromObject, loadConfigFile, resolveConfigPath } from '../config/config.ts'
 import { localStackVars, REPO_ROOT, standInProviders, startEnvoy, type RunningEnvoy } from '../dev/envoy.ts'
 import { compileCatalog } from '../providers/catalog.ts'
-import { EXIT_WITH_PARENT_ENV, exitWithParent, SERVE_ENV, SERVE_NODE_OPTIONS, stopProcess } from '../dev/process.ts'
+import { EXIT_WITH_PARENT_ENV, exitWithParent, parentDeathPrefix, SERVE_ENV, SERVE_NODE_OPTIONS, stopProcess } from '../dev/process.ts'
 import { createDevPki, DEV_TRUST_DOMAIN } from '../dev/identities.ts'
 import { checkHealth } from './health.ts'
 import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
 
-const HELP = `usage: modelgate start [--port 8443] [--dir .modelgate/dev] [--policies DIR]
+const HELP = `usage: modelgate start [--port 8443] [--dir .modelgate/dev] [--policies DIR] [--config FILE] [--redis]
 
 Runs Envoy + modelgate + a stand-in model provider on this machine, with a
 development CA and two workload identities. Writes <dir>/stack.json with the
@@ -34,7 +35,11 @@ listener URL, the CA, each identity's certificate, key and SPIFFE ID, and the
 process ids. Ctrl-C stops everything.
   --port N        Envoy's mTLS listener port on 127.0.0.1 (default 8443; 0 picks a free one)
   --dir DIR       where certificates, configuration, logs and stack.json go (default .modelgate/dev)
-  --policies DIR  Cedar policy directory (default: the policies/ shipped with modelgate)
+  --policies DIR  Cedar policy directory (default: the file's policy.dir, else the policies/ shipped with modelgate)
+  --config FILE   run modelgate with this modelgate.yaml; the stack fills in only what it owns:
+                  the socket, the trust domain and the audit file (and the providers, when the
+                  file has none)
+  --redis         also start a local redis-server and point quotas.store at it
 `
 
 const MAIN = join(REPO_ROOT, 'src', 'cli', 'main.ts')
@@ -75,6 +80,91 @@ export function localModelgateConfig(o: { socket: string; policies: string; dir:
   }
 }
 
+/** A user's modelgate.yaml: validated, with its relative paths made absolute. */
+interface UserConfig {
+  readonly file: string
+  readonly object: Record<string, unknown>
+  /** The file's policy.dir, when it sets one. */
+  readonly policyDir: string | undefined
+}
+
+/** Reads and validates a user's configuration (every problem listed), and rebases the paths it names onto its directory. */
+export function readUserConfig(file: string): UserConfig {
+  const cfg = loadConfigFile(file)
+  const raw = (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, any>
+  const abs = (p: string | undefined) => (p ? resolveConfigPath(cfg, p) : p)
+  const object = structuredClone(raw)
+  if (object.policy?.dir) object.policy.dir = abs(object.policy.dir)
+  if (object.policy?.shadowDir) object.policy.shadowDir = abs(object.policy.shadowDir)
+  if (object.identity?.users?.jwksFile) object.identity.users.jwksFile = abs(object.identity.users.jwksFile)
+  for (const entry of Object.values((object.providers?.catalog ?? {}) as Record<string, any>)) {
+    for (const c of entry?.credentials ?? []) {
+      if (c.file) c.file = abs(c.file)
+      for (const k of ['certFile', 'keyFile', 'caFile']) if (c.oauth?.[k]) c.oauth[k] = abs(c.oauth[k])
+    }
+  }
+  const redis = object.quotas?.redis
+  if (redis?.passwordFile) redis.passwordFile = abs(redis.passwordFile)
+  for (const k of ['caFile', 'certFile', 'keyFile']) if (redis?.tls?.[k]) redis.tls[k] = abs(redis.tls[k])
+  return { file, object, policyDir: object.policy?.dir }
+}
+
+/**
+ * The stack's configuration: the user's, with what the stack owns filled in
+ * (the socket, the trust domain, the audit file and spool, the policy
+ * directory; the providers only when the file has none), and with `--redis`
+ * the quota store.
+ */
+export function stackConfig(local: Record<string, any>, user: UserConfig | undefined, redisUrl: string | undefined): Record<string, any> {
+  const base: Record<string, any> = user ? structuredClone(user.object) : {}
+  const out: Record<string, any> = {
+    ...local,
+    ...base,
+    server: { ...local.server, ...base.server, listen: local.server.listen },
+    identity: { ...base.identity, trustDomains: local.identity.trustDomains },
+    providers: base.providers ?? local.providers,
+    policy: { ...local.policy, ...base.policy, dir: local.policy.dir },
+    audit: { ...base.audit, file: local.audit.file, spool: { ...base.audit?.spool, dir: local.audit.spool.dir } },
+  }
+  if (redisUrl) out.quotas = { ...base.quotas, store: 'redis', redis: { ...base.quotas?.redis, url: redisUrl } }
+  return out
+}
+
+/** redis-server for the stack: loopback only, no persistence, stopped by the kernel if this process dies. */
+function redisCommand(port: number, dir: string): [string, string[], { stdio: ['ignore', 'ignore', 'ignore'] }] {
+  const [cmd, ...prefix] = [...parentDeathPrefix('TERM'), 'redis-server']
+  return [cmd!, [...prefix, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, 'redis.log')], { stdio: ['ignore', 'ignore', 'ignore'] }]
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number }
+      s.close(() => resolvePort(port))
+    })
+  })
+}
+
+async function waitForPort(port: number, child: Child, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  for (;;) {
+    if (child.exited) throw new Error(`${child.name} exited during start-up`)
+    const open = await new Promise<boolean>((done) => {
+      const c = connect(port, '127.0.0.1')
+      c.once('connect', () => {
+        c.end()
+        done(true)
+      })
+      c.once('error', () => done(false))
+    })
+    if (open) return
+    if (Date.now() > until) throw new Error(`${child.name} did not listen within ${timeoutMs} ms`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
 interface Child {
   readonly name: string
   readonly proc: ChildProcess
@@ -82,7 +172,11 @@ interface Child {
 }
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
-  const parsed = parseCommandLine('start', HELP, io, { args: argv, options: { port: { type: 'string' }, dir: { type: 'string' }, policies: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true })
+  const parsed = parseCommandLine('start', HELP, io, {
+    args: argv,
+    options: { port: { type: 'string' }, dir: { type: 'string' }, policies: { type: 'string' }, config: { type: 'string' }, redis: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  })
   if (typeof parsed === 'number') return parsed
   const { values } = parsed
   const port = Number(values.port ?? '8443')
@@ -91,7 +185,17 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     return EXIT_USAGE
   }
   const dir = resolve(io.cwd, values.dir ?? '.modelgate/dev')
-  const policies = resolve(io.cwd, values.policies ?? join(REPO_ROOT, 'policies'))
+  // The user's configuration, validated before anything starts.
+  let user: UserConfig | undefined
+  if (values.config !== undefined) {
+    try {
+      user = readUserConfig(resolve(io.cwd, values.config))
+    } catch (err) {
+      io.stderr.write(`modelgate start: ${(err as Error).message}\n`)
+      return 1
+    }
+  }
+  const policies = resolve(io.cwd, values.policies ?? user?.policyDir ?? join(REPO_ROOT, 'policies'))
   const say = (msg: string) => io.stdout.write(`[modelgate] ${msg}\n`)
   const children: Child[] = []
   let envoy: RunningEnvoy | undefined
@@ -176,8 +280,10 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     const keysFile = join(dir, 'credentials', 'stand-in-keys.json')
     await writeFile(keysFile, JSON.stringify({ openai: [keys.openai], anthropic: [keys.anthropic], azure: [keys.azure] }), { mode: 0o600 })
 
+    // The user's own providers are served by the stand-in too, which then checks no keys (theirs are not the stand-in's).
+    const ownProviders = user?.object.providers !== undefined
     say('starting the stand-in model provider')
-    const provider = spawnChild('provider', ['dev-provider', '--port', '0', '--keys', keysFile], join(dir, 'provider.log'))
+    const provider = spawnChild('provider', ['dev-provider', '--port', '0', ...(ownProviders ? [] : ['--keys', keysFile])], join(dir, 'provider.log'))
     const providerLine = await waitForLine(provider, 'stdout', (l) => l.startsWith('{'))
     const providerAddr = JSON.parse(providerLine) as { host: string; port: number; url: string }
 
@@ -185,8 +291,25 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     let socket = join(dir, 'modelgate.sock')
     if (Buffer.byteLength(socket) > 100) socket = join(tmpdir(), `modelgate-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}.sock`)
     const configFile = join(dir, 'modelgate.yaml')
-    const configObject = localModelgateConfig({ socket, policies, dir })
-    await writeFile(configFile, '# Generated by `modelgate start` for the local stack.\n' + stringify(configObject))
+    let redisUrl: string | undefined
+    if (values.redis) {
+      say('starting redis-server')
+      const redisPort = await freePort()
+      const redis = spawn(...redisCommand(redisPort, dir))
+      const child: Child = { name: 'redis-server', proc: redis, exited: false }
+      redis.once('exit', (code, signal) => {
+        child.exited = true
+        if (!stopping) {
+          io.stderr.write(`[modelgate] redis-server exited unexpectedly (${signal ?? `code ${code}`}); see ${relative(io.cwd, join(dir, 'redis.log'))}\n`)
+          void stopAll().then(() => process.exit(1))
+        }
+      })
+      children.push(child)
+      await waitForPort(redisPort, child)
+      redisUrl = `redis://127.0.0.1:${redisPort}`
+    }
+    const configObject = stackConfig(localModelgateConfig({ socket, policies, dir }), user, redisUrl)
+    await writeFile(configFile, `# Generated by \`modelgate start\` for the local stack${user ? ` from ${user.file}` : ''}.\n` + stringify(configObject))
     say('starting modelgate')
     const mg = spawnChild('modelgate', ['serve', '--config', configFile], join(dir, 'modelgate.log'))
     await waitForHealth(mg, `unix://${socket}`)
@@ -216,7 +339,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       provider: providerAddr.url,
       config: configFile,
       policies,
-      processes: { envoy: envoy.process.pid, modelgate: mg.proc.pid, provider: provider.proc.pid, start: process.pid },
+      processes: { envoy: envoy.process.pid, modelgate: mg.proc.pid, provider: provider.proc.pid, start: process.pid, ...(redisUrl ? { redis: children.find((c) => c.name === 'redis-server')?.proc.pid } : {}) },
+      ...(redisUrl ? { redis: redisUrl } : {}),
       logs: { envoy: join(dir, 'envoy.log'), modelgate: join(dir, 'modelgate.log'), provider: join(dir, 'provider.log') },
       credentials: Object.fromEntries(LOCAL_PROVIDERS.map((p) => [p, join(dir, 'credentials', `${p}.key`)])),
       audit: join(dir, 'audit.jsonl'),

@@ -6,6 +6,7 @@ import { auditSchema, type AuditConfig } from './sections/audit.ts'
 import { identitySchema, type IdentityConfig } from './sections/identity.ts'
 import { policySchema, type PolicyConfig } from './sections/policy.ts'
 import { checkProviders, providersSchema, type PathProblem, type ProvidersConfig } from './sections/providers.ts'
+import { checkQuotas, quotasSchema, type QuotasConfig } from './sections/quotas.ts'
 import { redactionSchema, type RedactionConfig } from './sections/redaction.ts'
 import { serverSchema, type ServerConfig } from './sections/server.ts'
 import { ConfigError, formatProblem, type ConfigProblem } from './problems.ts'
@@ -20,6 +21,7 @@ export interface Config {
   policy: PolicyConfig
   redaction: RedactionConfig
   audit: AuditConfig
+  quotas: QuotasConfig
   /** Directory relative paths in the file are resolved against. */
   baseDir: string
 }
@@ -36,6 +38,7 @@ export const configSchema = {
     policy: policySchema,
     redaction: redactionSchema,
     audit: auditSchema,
+    quotas: quotasSchema,
   },
 } as const
 
@@ -81,7 +84,7 @@ function finish(data: unknown, file: string, doc: Document | undefined, lc: Line
   }
   const cfg = data as unknown as Omit<Config, 'baseDir'>
   // What the schema cannot say, located like the schema's own problems.
-  const semantic: PathProblem[] = checkProviders(cfg.providers)
+  const semantic: PathProblem[] = [...checkProviders(cfg.providers), ...checkQuotas(cfg.quotas)]
   if (semantic.length) throw new ConfigError(dedupe(semantic.map((p) => problemAt(p, file, doc, lc))))
   const base = baseDir ?? (file.includes('/') || file.endsWith('.yaml') || file.endsWith('.yml') || file.endsWith('.json') ? dirname(resolve(file)) : process.cwd())
   const full: Config = { ...cfg, baseDir: base }

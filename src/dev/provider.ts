@@ -27,6 +27,8 @@ export interface ScriptedResponse {
   /** Raw SSE chunks written one at a time (content-type text/event-stream). */
   readonly sse?: readonly (string | Buffer)[]
   readonly chunkDelayMs?: number
+  /** Wait this long before answering. */
+  readonly delayMs?: number
 }
 
 const MAX_RECORDED = 1000
@@ -179,6 +181,7 @@ export class StandInProvider {
   }
 
   async #respondScripted(res: ServerResponse, s: ScriptedResponse): Promise<void> {
+    if (s.delayMs) await sleep(s.delayMs)
     if (s.sse) {
       res.writeHead(s.status ?? 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...s.headers })
       for (const chunk of s.sse) {
@@ -289,7 +292,8 @@ function chatCompletion(model: string, reply: string, inTokens: number, outToken
 
 function chatChunks(model: string, reply: string, usage: Record<string, number> | undefined): string[] {
   const id = `chatcmpl-${randomUUID()}`
-  const base = { id, object: 'chat.completion.chunk', created: now(), model }
+  // Asked for usage, OpenAI adds `usage: null` to every chunk before the usage chunk.
+  const base = { id, object: 'chat.completion.chunk', created: now(), model, ...(usage ? { usage: null } : {}) }
   return [
     sse({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }),
     ...splitText(reply).map((content) => sse({ ...base, choices: [{ index: 0, delta: { content }, finish_reason: null }] })),

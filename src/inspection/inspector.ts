@@ -66,6 +66,8 @@ export interface BodyInspectorOptions {
   readonly maxBodyBytes?: number
   /** Told about a worker that failed outside a task (its tasks are refused either way). */
   readonly onWorkerError?: (err: Error) => void
+  /** Measure each body's input for quotas (see InspectionJob.measure). */
+  readonly measure?: 'chars' | 'tokens'
 }
 
 /** Worker threads when the configuration says 0 (auto): every core but the main thread's, at least one. */
@@ -104,7 +106,7 @@ export async function createBodyInspector(opts: BodyInspectorOptions = {}): Prom
   })
   try {
     // Every worker loads and compiles before the server listens; a broken worker fails start-up.
-    await Promise.all(Array.from({ length: workers }, () => pool.run(warmUpJob(limits, opts.engine !== undefined))))
+    await Promise.all(Array.from({ length: workers }, () => pool.run(warmUpJob(limits, opts.engine !== undefined, opts.measure))))
     if (startupError) throw startupError
     starting = false
   } catch (err) {
@@ -139,6 +141,7 @@ function makeInspector(opts: BodyInspectorOptions, pool: Piscina<InspectionJob, 
         subject: scanSubjectOf(ctx),
         limits,
         deadline: Date.now() + budgetMs,
+        ...(opts.measure ? { measure: opts.measure } : {}),
       }
       if (!offload) return settle(ctx, inspectRequestBody(job, engine))
       if (closed) throw new GateError('MG_INTERNAL', { internal: 'body inspection pool is closed' })
@@ -173,8 +176,9 @@ function oldGenerationMb(maxBodyBytes: number, maxValues: number): number {
   return Math.max(64, Math.ceil((maxBodyBytes * 8 + values * 300) / (1 << 20)))
 }
 
-function warmUpJob(limits: JsonLimits, scan: boolean): InspectionJob {
+function warmUpJob(limits: JsonLimits, scan: boolean, measure: BodyInspectorOptions['measure']): InspectionJob {
   return {
+    ...(measure ? { measure } : {}),
     body: Buffer.from('{"model":"warm-up","messages":[{"role":"user","content":"warm-up"}]}'),
     route: { kind: 'openai', operation: 'chat', api: 'openai.chat_completions' },
     providerName: 'openai',

@@ -120,9 +120,24 @@ export interface ToolDecision {
 
 /** Quota outcome, filled by the quota stage. */
 export interface QuotaOutcome {
+  /** The rules that matched the request. */
   readonly rules: readonly string[]
-  /** Remaining budget per rule after this request was charged. */
-  readonly remaining: Readonly<Record<string, number>>
+  /** Remaining budget per rule (its tightest counter) after this request was charged, corrected when it settled. */
+  remaining: Record<string, number>
+  /** The rule that refused the request, or ended its stream. */
+  decidingRule?: string
+  /** Tokens reserved (input estimate + output reserve, plus any extension while streaming). */
+  reservedTokens?: number
+  /** Tokens charged in the end: the provider's usage, or what the stream produced, or the reservation. */
+  settledTokens?: number
+  /** How the settled amount was found: `usage` (the provider's report), `streamed` (estimated from the streamed text), `reservation` (no usage), `released` (nothing reached the provider). */
+  settledBy?: 'usage' | 'streamed' | 'reservation' | 'released'
+  /** The store that holds the request's counters: `memory`, `redis`, or `local` (the per-replica share while the store was unreachable). */
+  store?: 'memory' | 'redis' | 'local'
+  /** Why the configured store was not used (it was unreachable), when it was not. */
+  storeError?: string
+  /** True when the stream was ended because it passed a rule's token budget. */
+  streamCut?: boolean
 }
 
 /** The trace context Envoy propagated to the Process call. */

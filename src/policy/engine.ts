@@ -23,7 +23,7 @@ import type { PolicyDecision, RequestContext } from '../pipeline/context.ts'
 import { compilePolicySources, readPolicyDir, readPolicyDirSync, readProblem, type CompiledPolicySet, type PolicyInfo, type PolicySources } from './load.ts'
 import { ACTION_TYPE } from './names.ts'
 import { formatProblem, PolicyLoadError, type PolicyProblem } from './problems.ts'
-import { buildCall, contextOf, EntityGroups, factsFromContext, factsKey, modelQuery, principalUid, toolQueries, unredactedQuery, type CedarQuery, type ContextHeaders, type RequestFacts } from './request.ts'
+import { buildCall, contextOf, EntityGroups, factsFromContext, factsKey, modelQuery, principalUid, toolQueries, unredactedQuery, type CedarQuery, type ContextHeaders, type FactsOptions, type RequestFacts } from './request.ts'
 import { decisionKey, sliceEntities, Slicer, withDecided, type Slice } from './slices.ts'
 import { watchDirectories, type DirectoryWatcher } from './watch.ts'
 
@@ -49,7 +49,12 @@ export interface PolicyEngineOptions {
   readonly reloadDebounceMs?: number | undefined
   readonly pollIntervalMs?: number | undefined
   readonly logger?: Logger | undefined
+  /** The request's token estimate, for policies that read `context.inputTokens` or `context.estimatedTokens`. */
+  readonly estimate?: FactsOptions['estimate']
 }
+
+/** A policy text that names the token estimate's context attributes. */
+const ESTIMATE_ATTRS = /\b(?:inputTokens|estimatedTokens)\b/
 
 /** Cedar's answer to one question. */
 export interface Evaluation {
@@ -99,6 +104,8 @@ interface ActiveSet {
   readonly tag: string
   readonly groups: EntityGroups
   readonly slicer: Slicer | undefined
+  /** Some policy reads the token estimate: the facts carry it (and the cache keys with it). */
+  readonly readsEstimate: boolean
 }
 
 /** One request being decided: its facts, and what its questions share. */
@@ -213,7 +220,8 @@ export class PolicyEngine {
 
   /** The facts of a live request, with this engine's header names and region. */
   factsFor(ctx: RequestContext): RequestFacts {
-    return factsFromContext(ctx, { headers: this.#opts.contextHeaders, region: this.#opts.region })
+    const estimate = this.#primary.readsEstimate || this.#shadow?.readsEstimate ? this.#opts.estimate : undefined
+    return factsFromContext(ctx, { headers: this.#opts.contextHeaders, region: this.#opts.region, estimate })
   }
 
   /**
@@ -421,7 +429,8 @@ export class PolicyEngine {
     const slicer = slices > 0 ? new Slicer(set, { idPrefix: policySetId, maxSlices: slices, maxPolicies: this.#opts.slicePolicies ?? DEFAULTS.slicePolicies }) : undefined
     const p = cedar.preparsePolicySet(policySetId, { staticPolicies: slicer ? {} : set.policyTexts })
     if (p.type === 'failure') throw new Error(`preparsePolicySet failed: ${p.errors.map((e) => e.message).join('; ')}`)
-    return { set, sources, policySetId, schemaName, tag: `${role[0]}${++this.#generation}`, groups: new EntityGroups(set), slicer }
+    const readsEstimate = Object.values(set.policyTexts).some((text) => ESTIMATE_ATTRS.test(text))
+    return { set, sources, policySetId, schemaName, tag: `${role[0]}${++this.#generation}`, groups: new EntityGroups(set), slicer, readsEstimate }
   }
 
   #status(ok: boolean, changed: boolean, problems: readonly PolicyProblem[]): ReloadStatus {

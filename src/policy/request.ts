@@ -16,7 +16,7 @@ import { parseSpiffeId } from '../identity/spiffe.ts'
 import type { DelegatedUser } from '../identity/types.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import { MCP_KIND, mcpServerId, parseMcpId } from '../providers/tools.ts'
-import type { Operation, ToolDefinition } from '../providers/types.ts'
+import type { Operation, ParsedRequest, ToolDefinition } from '../providers/types.ts'
 import { scopeLookupKeys } from './analysis.ts'
 import { kubernetesParts, plainUid, uidKey, type CompiledPolicySet } from './load.ts'
 import { ACTION_TYPE, DEFAULT_CONTEXT_HEADERS, ENTITY, NAMESPACE, OPERATION_ACTION, type ActionName } from './names.ts'
@@ -36,6 +36,12 @@ export interface FactsOptions {
   readonly headers?: ContextHeaders | undefined
   /** The deployment's region (policy.region), passed as context.region. */
   readonly region?: string | undefined
+  /**
+   * The request's token estimate (quotas/estimate.ts), given only when the
+   * policy set reads `context.inputTokens` or `context.estimatedTokens`: the
+   * facts, and so the decision-cache key, carry it only then.
+   */
+  readonly estimate?: ((req: ParsedRequest) => { readonly input: number; readonly output: number }) | undefined
 }
 
 /** One tool as policy sees it: its `Tool` id, its `kind`, and (MCP) the server URL's host. */
@@ -70,6 +76,10 @@ export interface RequestFacts {
   readonly region: string
   readonly utcHour: number
   readonly dayOfWeek: number
+  /** Estimated input tokens (only when the policy set reads it). */
+  readonly inputTokens?: number
+  /** Estimated input tokens plus the output budget (only when the policy set reads it). */
+  readonly estimatedTokens?: number
 }
 
 /** One question to Cedar: an action on a resource, asked with the request's facts. */
@@ -137,7 +147,14 @@ export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}): 
     clientApp: header(headers.clientApp),
     region: opts.region ?? '',
     ...timeFacts(ctx.startedAt),
+    ...estimateFacts(req, opts.estimate),
   }
+}
+
+function estimateFacts(req: ParsedRequest, estimate: FactsOptions['estimate']): Pick<RequestFacts, 'inputTokens' | 'estimatedTokens'> {
+  if (!estimate) return {}
+  const e = estimate(req)
+  return { inputTokens: toLong(e.input), estimatedTokens: toLong(e.input + e.output) }
 }
 
 /**
@@ -207,6 +224,8 @@ export function contextOf(f: RequestFacts): Record<string, unknown> {
     dayOfWeek: f.dayOfWeek,
   }
   if (f.maxTokens !== undefined) context.maxTokens = f.maxTokens
+  if (f.inputTokens !== undefined) context.inputTokens = f.inputTokens
+  if (f.estimatedTokens !== undefined) context.estimatedTokens = f.estimatedTokens
   if (f.user) context.user = { __entity: userUid(f.user) }
   return context
 }

@@ -339,6 +339,8 @@ export function decisionKey(slice: Slice, f: RequestFacts, q: CedarQuery): strin
   if (all || reads.has('api')) parts.push('api', f.api)
   if (all || reads.has('stream')) parts.push('stream', f.stream)
   if (all || reads.has('maxTokens')) parts.push('maxTokens', f.maxTokens ?? null)
+  if (all || reads.has('inputTokens')) parts.push('inputTokens', f.inputTokens ?? null)
+  if (all || reads.has('estimatedTokens')) parts.push('estimatedTokens', f.estimatedTokens ?? null)
   if (all || reads.has('tools')) parts.push('tools', f.tools.map((t) => t.name))
   if (all || reads.has('dataClasses')) parts.push('dataClasses', f.dataClasses)
   if (all || reads.has('detectors')) parts.push('detectors', f.detectors)

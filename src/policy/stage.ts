@@ -12,6 +12,8 @@ import type { Logger } from '../log.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { PolicyEngine, type QueryResult } from './engine.ts'
+import type { ParsedRequest } from '../providers/types.ts'
+import { compileEstimator } from '../quotas/estimate.ts'
 
 export interface PolicyStage extends Stage {
   readonly name: 'policy'
@@ -32,7 +34,14 @@ export function createPolicyEngine(config: Config, deps: { logger: Logger }): Po
     region: p.region,
     contextHeaders: p.contextHeaders,
     logger: deps.logger.child({ component: 'policy' }),
+    estimate: tokenEstimate(config),
   })
+}
+
+/** The token estimate quotas reserve with (quotas/estimate.ts), for `context.inputTokens` and `context.estimatedTokens`. */
+function tokenEstimate(config: Config): (req: ParsedRequest) => { input: number; output: number } {
+  const e = compileEstimator(config.quotas.estimation)
+  return (req) => ({ input: e.input(req), output: e.outputReserve(req) })
 }
 
 /** The `call_tool` answers of a request's decision, for the audit trail. */

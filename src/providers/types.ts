@@ -1,3 +1,5 @@
+import type { InputMeasure } from '../quotas/measure.ts'
+
 /** Which API family a request belongs to. */
 export type ProviderKind = 'openai' | 'anthropic' | 'azure-openai'
 
@@ -64,6 +66,14 @@ export interface ParsedRequest {
    */
   readonly maxTokens: number | undefined
   readonly tools: readonly ToolDefinition[]
+  /** The input the body carries, measured for quotas (absent when no quota rule limits tokens). */
+  readonly input?: InputMeasure
+  /**
+   * OpenAI chat completions that stream: whether the caller asked for the
+   * usage chunk, and, when the body has no `stream_options`, the offset (in
+   * the decoded body) of the root object's closing brace.
+   */
+  readonly streamUsage?: { readonly asked: boolean; readonly insertAt?: number }
 }
 
 /** Token usage reported by the provider in its response. */

@@ -9,7 +9,7 @@
  */
 import t, { type Test } from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { delimiter, join } from 'node:path'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
@@ -25,9 +25,9 @@ interface StackFile {
   credentials: Record<string, string>
 }
 
-/** The README's request: the checkout identity's certificate, over https, to the listener. */
-async function readmeRequest(stack: StackFile): Promise<{ status: number; text: string }> {
-  const id = stack.identities.checkout!
+/** The README's request: the checkout identity's certificate (or another's), over https, to the listener. */
+async function readmeRequest(stack: StackFile, identity = 'checkout'): Promise<{ status: number; text: string; headers: Record<string, string | string[] | undefined> }> {
+  const id = stack.identities[identity]!
   const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello' }] })
   return new Promise((resolve, reject) => {
     const req = request(
@@ -36,7 +36,7 @@ async function readmeRequest(stack: StackFile): Promise<{ status: number; text: 
       (res) => {
         let text = ''
         res.on('data', (c: Buffer) => (text += c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers }))
       },
     )
     req.on('timeout', () => req.destroy(new Error('request timed out')))
@@ -107,6 +107,52 @@ t.test('npm start works every time in the same directory, and SIGTERM to npm sto
     const written = { 'the CLI output': w.out(), 'stack.json': readFileSync(join(dir, 'stack.json'), 'utf8'), ...Object.fromEntries(Object.entries(stack.logs).map(([name, f]) => [`${name}.log`, readFileSync(f, 'utf8')])) }
     for (const [where, text] of Object.entries(written)) t.notOk(keys.some((k) => text.includes(k)), `run ${run}: no provider key in ${where}`)
   }
+})
+
+t.test('start --config runs the user\'s modelgate.yaml and --redis its quotas on a local redis-server: the README\'s fourth request is refused, quota show reads the counter, SIGTERM stops redis-server too', async (t) => {
+  const dir = t.testdir()
+  const file = join(dir, 'my-modelgate.yaml')
+  writeFileSync(
+    file,
+    [
+      '# trustDomains, the socket and the audit file are the stack\'s own',
+      'identity: { trustDomains: [prod.example.com] }',
+      'quotas:',
+      '  rules:',
+      '    - name: notebook-rpm',
+      '      match: { identity: ["spiffe://modelgate.local/ns/research/sa/notebook"] }',
+      '      limit: { requests: 3 }',
+      '      window: minute',
+      '',
+    ].join('\n'),
+  )
+  const stackDir = join(dir, 'stack')
+  const start = spawn(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'start', '--port', '0', '--dir', stackDir, '--config', file, '--redis'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const w = watch(start)
+  t.teardown(() => {
+    if (start.exitCode === null && start.signalCode === null) start.kill('SIGKILL')
+  })
+  const stack = await ready(t, w, stackDir)
+  if (!stack) return
+  t.match(stack.processes, { envoy: Number, modelgate: Number, provider: Number, redis: Number, start: Number })
+  t.teardown(() => {
+    for (const pid of Object.values(stack.processes)) if (alive(pid)) process.kill(pid, 'SIGKILL')
+  })
+  for (let i = 0; i < 3; i++) t.equal((await readmeRequest(stack, 'notebook')).status, 200)
+  const fourth = await readmeRequest(stack, 'notebook')
+  t.equal(fourth.status, 429)
+  t.equal(fourth.headers['ratelimit-policy'], '"notebook-rpm";q=3;w=60')
+  t.match(JSON.parse(fourth.text), { error: { code: 'MG_QUOTA_EXCEEDED', rule: 'notebook-rpm' } })
+  t.equal((await readmeRequest(stack, 'checkout')).status, 200, 'the rule is the notebook\'s only')
+
+  const show = spawnSync(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'quota', 'show', '--config', join(stackDir, 'modelgate.yaml')], { encoding: 'utf8', timeout: 20_000 })
+  t.equal(show.status, 0, show.stderr)
+  t.match(show.stdout, /^notebook-rpm\s+requests\s+minute\s+3\s+3\s+0\s+\(all\)$/m)
+
+  start.kill('SIGTERM')
+  const end = await Promise.race([w.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 30_000))])
+  t.ok(end, 'start ended after SIGTERM')
+  for (const [name, pid] of Object.entries(stack.processes)) t.ok(await until(() => !alive(pid), 10_000), `${name} (pid ${pid}) stopped`)
 })
 
 t.test('when the start process is killed outright, Envoy, modelgate and the provider stop by themselves', async (t) => {

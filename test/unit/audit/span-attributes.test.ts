@@ -4,6 +4,7 @@ import { GateError, type ErrorCode } from '../../../src/errors.ts'
 import { RequestContext } from '../../../src/pipeline/context.ts'
 import { matchRoute } from '../../../src/providers/routes.ts'
 import { allowedContext, deniedContext, parsedRequest, SECRET } from './fixtures.ts'
+import { story } from '../../../src/cli/audit.ts'
 
 const extras = { durationMs: 12.3456, upstreamReached: true }
 
@@ -355,4 +356,27 @@ t.test('a request starts when Envoy started it, if that is plausibly before mode
   t.same(requestStart(ctx), { startNs: seen, waitNs: undefined }, 'hours before: not believable')
   ctx.attributes.set('request.time', 'garbage')
   t.same(requestStart(ctx), { startNs: seen, waitNs: undefined })
+})
+
+t.test('a quota decision records the deciding rule, the reservation, the settlement, the store and a cut stream; audit show tells it', async (t) => {
+  const ctx = deniedContext('MG_QUOTA_EXCEEDED', { details: { rule: 'notebook-rpm' } })
+  ctx.quota = { rules: ['notebook-rpm', 'daily'], remaining: { 'notebook-rpm': 0, daily: 1200 }, decidingRule: 'notebook-rpm', reservedTokens: 530, settledTokens: 41, settledBy: 'streamed', store: 'local', storeError: 'redis is reconnecting', streamCut: true }
+  const a = requestAttributes(ctx, { kind: 'completed' }, extras)
+  t.match(a, {
+    'modelgate.quota.rules': ['notebook-rpm', 'daily'],
+    'modelgate.quota.remaining.notebook-rpm': 0,
+    'modelgate.quota.remaining.daily': 1200,
+    'modelgate.quota.deciding_rule': 'notebook-rpm',
+    'modelgate.quota.reserved_tokens': 530,
+    'modelgate.quota.settled_tokens': 41,
+    'modelgate.quota.settled_by': 'streamed',
+    'modelgate.quota.store': 'local',
+    'modelgate.quota.store_error': 'redis is reconnecting',
+    'modelgate.quota.stream_cut': true,
+  })
+  const told = story({ traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), name: 'chat', kind: 1, start: '1', end: '2', status: { code: 2 }, attributes: a as never })
+  t.match(told, /quota\s+notebook-rpm \(remaining 0\), daily \(remaining 1200\)/)
+  t.match(told, /deciding rule notebook-rpm: ended the stream/)
+  t.match(told, /tokens reserved 530, settled 41 \(streamed\)/)
+  t.match(told, /store local \(store error: redis is reconnecting\)/)
 })
