@@ -14,7 +14,8 @@ import { compileCatalog } from './providers/catalog.ts'
 import { createCredentialStage } from './credentials/stage.ts'
 import { createCredentialStore } from './credentials/store.ts'
 import { teamLookup } from './credentials/teams.ts'
-import { createAuditStage } from './audit/stage.ts'
+import { loadAuditExporters } from './audit/exporters.ts'
+import { auditExporterNeeds, createAuditStage } from './audit/stage.ts'
 import { autoWorkers, createBodyInspector } from './inspection/inspector.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
@@ -118,6 +119,7 @@ export async function buildStages(
       redaction.apply,
     ]
     // Last to be built: it takes the spool lock and binds the metrics port.
+    await loadAuditExporters(auditExporterNeeds(config))
     const audit = createAuditStage(config, { logger })
     closers.push(() => audit.shutdown())
     await audit.ready()

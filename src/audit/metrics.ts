@@ -9,11 +9,10 @@
  */
 import { createServer, type Server } from 'node:http'
 import type { Counter, Histogram, Meter } from '@opentelemetry/api'
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto'
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus'
 import type { Resource } from '@opentelemetry/resources'
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics'
 import type { Logger } from '../log.ts'
+import { exporterClass } from './exporters.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { TransportEvent } from '../server/transport.ts'
 import {
@@ -99,7 +98,7 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
   if (opts.prometheusListen) {
     const { host, port } = parseListen(opts.prometheusListen)
     // The exporter serialises; the HTTP server is ours, so it binds exactly where configured.
-    const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true })
+    const prometheus = new (exporterClass('PrometheusExporter'))({ preventServerStart: true, withoutScopeInfo: true })
     server = createServer((req, res) => {
       const path = (req.url ?? '').split('?')[0]
       if (req.method === 'GET' && path === '/metrics') return prometheus.getMetricsRequestHandler(req, res)
@@ -120,7 +119,7 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
     readers.push(prometheus as unknown as IMetricReader)
   }
   if (opts.otlp) {
-    const exporter = new OTLPMetricExporter({
+    const exporter = new (exporterClass('OTLPMetricExporter'))({
       url: opts.otlp.url,
       headers: { ...opts.otlp.headers },
       timeoutMillis: opts.otlp.timeoutMs,

@@ -23,7 +23,6 @@
 import { randomFillSync, randomUUID } from 'node:crypto'
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type HrTime, type Span as ApiSpan, type SpanContext } from '@opentelemetry/api'
 import { hrTimeDuration, parseTraceParent, TraceState, type InstrumentationScope } from '@opentelemetry/core'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources'
 import { AlwaysOnSampler, TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
 import type { Config } from '../config/config.ts'
@@ -35,6 +34,7 @@ import type { TransportEvent } from '../server/transport.ts'
 import * as A from './attributes.ts'
 import { HashChain } from './chain.ts'
 import { AuditDelivery, type DeliveryStats } from './delivery.ts'
+import { exporterClass, type ExporterNeeds } from './exporters.ts'
 import { FileSink } from './file-sink.ts'
 import { OtlpGrpcSpanExporter } from './grpc-exporter.ts'
 import { createAuditMetrics, type AuditMetrics } from './metrics.ts'
@@ -96,6 +96,16 @@ interface RequestState {
 }
 
 /** Builds the audit trail from the validated configuration. Throws on unusable OTEL_* settings. */
+/** The exporter packages the audit stage will need for this configuration and environment (see exporters.ts). */
+export function auditExporterNeeds(config: Config, env: NodeJS.ProcessEnv = process.env): ExporterNeeds {
+  const settings = readOtelSettings(config.audit, env)
+  return {
+    traces: config.audit.enabled && settings.traces !== undefined && settings.traces.protocol !== 'grpc',
+    metrics: settings.metrics !== undefined,
+    prometheus: config.server.metricsListen !== '',
+  }
+}
+
 export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTrail {
   const cfg = config.audit
   const logger = deps.logger
@@ -129,7 +139,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     exporter =
       traces.protocol === 'grpc'
         ? new OtlpGrpcSpanExporter(traces)
-        : new OTLPTraceExporter({ url: traces.url, headers: { ...traces.headers }, timeoutMillis: traces.timeoutMs })
+        : new (exporterClass('OTLPTraceExporter'))({ url: traces.url, headers: { ...traces.headers }, timeoutMillis: traces.timeoutMs })
     const maxBytes = cfg.spool.maxBytes
     spool = new Spool({
       dir: paths.spoolDir,

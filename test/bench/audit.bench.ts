@@ -28,6 +28,10 @@ import { parseArgs } from 'node:util'
 import { createAuditStage, type AuditTrail } from '../../src/audit/stage.ts'
 import { silentLogger } from '../../src/log.ts'
 import { allowedContext, testConfig } from '../unit/audit/fixtures.ts'
+import { loadAuditExporters } from '../../src/audit/exporters.ts'
+
+// Every exporter this file's audit stages may be configured with.
+await loadAuditExporters()
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '2' }, rate: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '5' } } })
 const N = Number(values.requests)

@@ -23,6 +23,10 @@ import { redactionConfigFrom } from '../../src/redaction/engine.ts'
 import { createRedactionStages } from '../../src/redaction/stage.ts'
 import { OtlpReceiver, writeRecords } from '../helpers/otlp-receiver.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
+import { loadAuditExporters } from '../../src/audit/exporters.ts'
+
+// Every exporter this file's audit stages may be configured with.
+await loadAuditExporters()
 
 const EMAIL = 'dana.whitfield@gmail.com'
 const GITHUB = 'ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'

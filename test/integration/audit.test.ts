@@ -20,6 +20,10 @@ import { Pipeline } from '../../src/pipeline/pipeline.ts'
 import { startServer, type RunningServer } from '../../src/server/server.ts'
 import { answerKind, connectExtProc, denialJson, msg, mtlsAttributes, type ExtProcClient, type Headers } from '../helpers/grpc-client.ts'
 import { OtlpReceiver, writeRecords } from '../helpers/otlp-receiver.ts'
+import { loadAuditExporters } from '../../src/audit/exporters.ts'
+
+// Every exporter this file's audit stages may be configured with.
+await loadAuditExporters()
 
 const TD = 'example.org'
 const CHECKOUT = `spiffe://${TD}/ns/payments/sa/checkout`

@@ -9,6 +9,10 @@ import type { CliIO } from '../../../src/cli/io.ts'
 import { RequestContext } from '../../../src/pipeline/context.ts'
 import { GateError } from '../../../src/errors.ts'
 import { allowedContext, deniedContext, drive, memoryLogger, SECRET, tempDir, testConfig } from './fixtures.ts'
+import { loadAuditExporters } from '../../../src/audit/exporters.ts'
+
+// Every exporter this file's audit stages may be configured with.
+await loadAuditExporters()
 
 interface Captured {
   io: CliIO

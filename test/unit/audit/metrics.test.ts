@@ -6,6 +6,10 @@ import { createAuditStage } from '../../../src/audit/stage.ts'
 import { OtlpReceiver } from '../../helpers/otlp-receiver.ts'
 import { allowedContext, deniedContext, drive, memoryLogger, tempDir, testConfig } from './fixtures.ts'
 import { join } from 'node:path'
+import { loadAuditExporters } from '../../../src/audit/exporters.ts'
+
+// Every exporter this file's audit stages may be configured with.
+await loadAuditExporters()
 
 async function freePort(): Promise<number> {
   const s = createServer()

@@ -12,6 +12,10 @@ import { trace } from '@opentelemetry/api'
 import { OtlpReceiver, toRecord } from '../../helpers/otlp-receiver.ts'
 import { allowedContext, deniedContext, drive, memoryLogger, SECRET, tempDir, testConfig, type DeepPartial } from './fixtures.ts'
 import type { AuditConfig } from '../../../src/config/sections/audit.ts'
+import { loadAuditExporters } from '../../../src/audit/exporters.ts'
+
+// Every exporter this file's audit stages may be configured with.
+await loadAuditExporters()
 
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const CALLER_SPAN = '00f067aa0ba902b7'
