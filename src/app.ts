@@ -19,6 +19,7 @@ import { autoWorkers, createBodyInspector } from './inspection/inspector.ts'
 import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
 import { createToolCallStage } from './tools/stage.ts'
+import { createMcpGovernance } from './mcp/governance.ts'
 import { startServer, type RunningServer } from './server/server.ts'
 import type { TransportEvent } from './server/transport.ts'
 
@@ -42,7 +43,7 @@ export interface App {
  * (policy set, detectors, keys, exporters, the audit spool) fails here, before
  * the server listens.
  *
- *   audit → identity → provider → redaction-scan → policy → credentials → tool-calls → redaction-apply
+ *   audit → identity → provider → redaction-scan → policy → credentials → tool-calls → mcp → redaction-apply
  *
  * Audit comes first so that even a request refused for its identity has a
  * record, and (closing in reverse order) it ends the span after every other
@@ -52,7 +53,9 @@ export interface App {
  * the caller's credential headers with the request headers and attaches the
  * provider's once policy has allowed the request (a permit may name the
  * credential). The tool calls of a response are checked before
- * redaction-apply releases any of its events; redaction-apply, last, also
+ * redaction-apply releases any of its events, and so is an MCP tools/list
+ * result filtered to the tools the caller may call (the policy stage hands
+ * MCP requests to mcp/); redaction-apply, last, also
  * applies the provider stage's body edits (the model alias).
  */
 export async function buildStages(
@@ -91,11 +94,12 @@ export async function buildStages(
       onWorkerError: (err) => logger.error('body inspection worker failed', { error: err.message }),
     })
     closers.push(() => inspector.close())
+    const mcp = createMcpGovernance({ engine, config: config.mcp, logger: logger.child({ component: 'mcp' }), maxBytes: config.server.maxBodyBytes })
     const stages: Stage[] = [
       createIdentityStage({ config: config.identity, users }),
       createProviderStage({ config: config.providers, catalog, maxBodyBytes: config.server.maxBodyBytes, inspector }),
       redaction.scan,
-      createPolicyStage(config, { logger, engine }),
+      createPolicyStage(config, { logger, engine, mcp: mcp.authorizer }),
       createCredentialStage({
         store: credentials,
         logger: logger.child({ stage: 'credentials' }),
@@ -103,6 +107,7 @@ export async function buildStages(
         waitMs: Math.floor(config.server.phaseTimeoutMs / 2),
       }),
       createToolCallStage({ engine, maxBytes: config.redaction.responses.maxDecodedBytes, logger }),
+      mcp.stage,
       redaction.apply,
     ]
     // Last to be built: it takes the spool lock and binds the metrics port.

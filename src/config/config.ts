@@ -5,6 +5,7 @@ import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
 import { auditSchema, type AuditConfig } from './sections/audit.ts'
 import { identitySchema, type IdentityConfig } from './sections/identity.ts'
 import { policySchema, type PolicyConfig } from './sections/policy.ts'
+import { mcpSchema, type McpConfig } from './sections/mcp.ts'
 import { checkProviders, providersSchema, type PathProblem, type ProvidersConfig } from './sections/providers.ts'
 import { redactionSchema, type RedactionConfig } from './sections/redaction.ts'
 import { serverSchema, type ServerConfig } from './sections/server.ts'
@@ -20,6 +21,7 @@ export interface Config {
   policy: PolicyConfig
   redaction: RedactionConfig
   audit: AuditConfig
+  mcp: McpConfig
   /** Directory relative paths in the file are resolved against. */
   baseDir: string
 }
@@ -36,6 +38,7 @@ export const configSchema = {
     policy: policySchema,
     redaction: redactionSchema,
     audit: auditSchema,
+    mcp: mcpSchema,
   },
 } as const
 

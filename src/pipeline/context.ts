@@ -90,6 +90,12 @@ export interface PolicyDecision {
    * the request (credentials/). Empty when none names one; absent on a deny.
    */
   readonly credentials?: readonly string[]
+  /**
+   * The `@requires_approval("…")` reasons of the permits that allowed it,
+   * distinct and sorted: the request runs only with a human's grant. Absent
+   * when none asks for one, and on a deny.
+   */
+  readonly approval?: readonly string[]
   readonly shadow?: {
     readonly effect: 'allow' | 'deny'
     readonly policies: readonly { readonly id: string; readonly owner: string | undefined }[]

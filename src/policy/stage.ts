@@ -46,15 +46,24 @@ function recordToolAnswers(ctx: RequestContext, results: readonly QueryResult[])
   }
 }
 
-export function createPolicyStage(config: Config, deps: { logger: Logger; engine?: PolicyEngine }): PolicyStage {
+/** Decides MCP requests (mcp/governance.ts): their questions are not a model's. */
+export interface McpAuthorizer {
+  authorize(ctx: RequestContext): void | Promise<void>
+}
+
+export function createPolicyStage(config: Config, deps: { logger: Logger; engine?: PolicyEngine; mcp?: McpAuthorizer }): PolicyStage {
   const engine = deps.engine ?? createPolicyEngine(config, deps)
   const logger = deps.logger.child({ stage: 'policy' })
   return {
     name: 'policy',
     engine,
-    requestBody(ctx: RequestContext): void {
+    requestBody(ctx: RequestContext): void | Promise<void> {
       if (!ctx.request) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a parsed provider request' })
       if (!ctx.identity) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a caller identity' })
+      if (ctx.request.operation === 'mcp') {
+        if (!deps.mcp) throw new GateError('MG_POLICY_ERROR', { internal: 'an MCP request, and no MCP authorizer in the pipeline' })
+        return deps.mcp.authorize(ctx)
+      }
       const { decision, code, results } = engine.authorize(ctx)
       ctx.decision = decision
       recordToolAnswers(ctx, results)

@@ -13,7 +13,7 @@
  * is a completed request only if every message of the exchange was answered.
  */
 import type * as grpc from '@grpc/grpc-js'
-import { denialBody, denialHeaders, dialectForPath, GateError, toGateError } from '../errors.ts'
+import { denialBody, denialHeaders, denialStatus, dialectForPath, GateError, toGateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { RequestContext } from '../pipeline/context.ts'
 import type { Pipeline } from '../pipeline/pipeline.ts'
@@ -270,13 +270,14 @@ class StreamSession {
       spiffe_id: ctx.identity?.spiffeId,
       reason: err.internal,
     })
-    const ids = { requestId: ctx.id, decisionId: ctx.decision?.decisionId }
+    const rpcId = ctx.request?.mcp?.id
+    const ids = { requestId: ctx.id, decisionId: ctx.decision?.decisionId, rpcId }
     const body = denialBody(err, ids, ctx.dialect)
     this.#answeredFinal = true
     this.#exchangeAnswered = true
     this.#send({
       immediate_response: {
-        status: { code: err.status },
+        status: { code: denialStatus(err, ctx.dialect, rpcId) },
         headers: headerMutation(denialHeaders(err, ids, ctx.dialect), new Set())!,
         body,
         details: `modelgate_${err.code}`,

@@ -119,6 +119,7 @@ t.test('the Cedar call', async (t) => {
     t.same(call.resource, { type: 'ModelGate::Model', id: 'openai/gpt-4o-mini' })
     t.same(entityIds(shipped, call), [
       'ModelGate::Model::openai/gpt-4o-mini',
+      'ModelGate::ModelGroup::agent-approved',
       'ModelGate::ModelGroup::payments-approved',
       'ModelGate::ModelGroup::research-approved',
       'ModelGate::Namespace::payments',
@@ -155,7 +156,7 @@ t.test('the Cedar call', async (t) => {
     ctx.requestBody = Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'my secret prompt' }] }))
     const f = factsFromContext(ctx)
     const call = buildCall(f, modelQuery(f), shipped)
-    t.same(Object.keys(call.context).sort(), ['api', 'clientApp', 'dataClasses', 'dayOfWeek', 'detectors', 'maxTokens', 'model', 'purpose', 'region', 'stream', 'tenant', 'tools', 'utcHour'])
+    t.same(Object.keys(call.context).sort(), ['api', 'callerClass', 'clientApp', 'dataClasses', 'dayOfWeek', 'detectors', 'maxTokens', 'model', 'purpose', 'region', 'stream', 'tenant', 'tools', 'utcHour'])
     t.notMatch(JSON.stringify(call), /my secret prompt/)
     const noBudget = factsFromContext(requestContext())
     t.notOk('maxTokens' in buildCall(noBudget, modelQuery(noBudget), shipped).context, 'maxTokens is absent when the request sets none')
