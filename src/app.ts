@@ -20,6 +20,7 @@ import { createPolicyEngine, createPolicyStage } from './policy/stage.ts'
 import { createRedactionStages } from './redaction/stage.ts'
 import { createToolCallStage } from './tools/stage.ts'
 import { createMcpGovernance } from './mcp/governance.ts'
+import { createApprovalStage } from './mcp/approvals.ts'
 import { startServer, type RunningServer } from './server/server.ts'
 import type { TransportEvent } from './server/transport.ts'
 
@@ -43,7 +44,7 @@ export interface App {
  * (policy set, detectors, keys, exporters, the audit spool) fails here, before
  * the server listens.
  *
- *   audit → identity → provider → redaction-scan → policy → credentials → tool-calls → mcp → redaction-apply
+ *   audit → identity → approvals → provider → redaction-scan → policy → credentials → tool-calls → mcp → redaction-apply
  *
  * Audit comes first so that even a request refused for its identity has a
  * record, and (closing in reverse order) it ends the span after every other
@@ -94,9 +95,17 @@ export async function buildStages(
       onWorkerError: (err) => logger.error('body inspection worker failed', { error: err.message }),
     })
     closers.push(() => inspector.close())
-    const mcp = createMcpGovernance({ engine, config: config.mcp, logger: logger.child({ component: 'mcp' }), maxBytes: config.server.maxBodyBytes })
+    const mcp = createMcpGovernance({
+      engine,
+      config: config.mcp,
+      logger: logger.child({ component: 'mcp' }),
+      maxBytes: config.server.maxBodyBytes,
+      servers: new Map(catalog.providers.filter((p) => p.kind === 'mcp').map((p) => [p.name, p.upstream.host])),
+    })
     const stages: Stage[] = [
       createIdentityStage({ config: config.identity, users }),
+      // modelgate's approval API answers itself, after the caller is known.
+      createApprovalStage({ governance: mcp, engine, ttlMs: config.mcp.approvals.ttlSeconds * 1000 }),
       createProviderStage({ config: config.providers, catalog, maxBodyBytes: config.server.maxBodyBytes, inspector }),
       redaction.scan,
       createPolicyStage(config, { logger, engine, mcp: mcp.authorizer }),

@@ -40,6 +40,8 @@ export const ERRORS = {
   MG_MCP_HEADER_MISMATCH: { status: 400, message: 'The MCP request headers (MCP-Protocol-Version, Mcp-Method, Mcp-Name) are missing or do not match the body.' },
   MG_MCP_METHOD_UNSUPPORTED: { status: 403, message: 'This MCP method is not one modelgate authorises, so it is refused.' },
   MG_APPROVAL_REQUIRED: { status: 403, message: 'Policy requires a human approval for this call: an approver must grant the approval id, then the same call may be retried once.' },
+  MG_APPROVAL_UNKNOWN: { status: 404, message: 'No pending approval has this id: it is unknown, already granted or used, or expired.' },
+  MG_APPROVAL_SELF: { status: 403, message: 'An approval must be granted by someone other than the caller who asked for it.' },
   MG_CREDENTIAL_MISSING: { status: 403, message: 'No provider credential is configured for this caller on this provider.' },
   MG_CREDENTIAL_UNAVAILABLE: { status: 503, message: 'The provider credential is not available right now, so the request is refused; retry later.' },
   MG_QUOTA_EXCEEDED: { status: 429, message: 'The request would exceed a quota.' },

@@ -19,7 +19,7 @@ import type { Stage, StreamOutcome } from '../pipeline/stage.ts'
 import type { PolicyEngine } from '../policy/engine.ts'
 import type { McpAuthorizer } from '../policy/stage.ts'
 import type { RequestFacts } from '../policy/request.ts'
-import { mcpToolId } from '../providers/tools.ts'
+import { mcpToolId, parseMcpId } from '../providers/tools.ts'
 import type { McpMessage } from '../providers/types.ts'
 import { sha256Hex } from './protocol.ts'
 import { decideMcp, isOpenWorld, mcpFacts, recordMcpToolAnswers, ToolHintsCache } from './guard.ts'
@@ -29,14 +29,14 @@ import { memoryApprovalStore, memorySessionStore, type ApprovalRecord, type Appr
 export interface McpRecord {
   readonly method: string | undefined
   readonly server: string
-  readonly name: string | undefined
-  readonly argumentsDigest: string | undefined
+  name: string | undefined
+  argumentsDigest: string | undefined
   /** The session's data classes as the decision saw them. */
   readonly sessionDataClasses: readonly string[]
   readonly sessionUntrusted: boolean
   /** Approval: the id asked for or used, what happened to it, and who granted it. */
   approvalId?: string
-  approvalOutcome?: 'required' | 'used' | 'replayed' | 'expired' | 'policy_changed'
+  approvalOutcome?: 'required' | 'used' | 'replayed' | 'expired' | 'policy_changed' | 'listed' | 'granted' | 'refused_unknown' | 'refused_expired' | 'refused_self' | 'refused_policy'
   approver?: string
   /** tools/list: how many tools the result listed and how many the caller was shown. */
   listed?: number
@@ -55,6 +55,11 @@ interface McpState {
   allowed: boolean
 }
 
+/** Sets the MCP audit facts of a request (the approval API records its own). */
+export function setMcpRecord(ctx: RequestContext, record: McpRecord): void {
+  ctx.local(RECORD, () => record)
+}
+
 /** The MCP audit facts of a request, if it was an MCP request modelgate decided. */
 export function mcpRecordOf(ctx: RequestContext): McpRecord | undefined {
   return ctx.local<McpRecord | undefined>(RECORD, () => undefined)
@@ -66,6 +71,8 @@ export interface McpGovernanceOptions {
   readonly logger: Logger
   /** Most bytes of a tools/list result held to filter it (server.maxBodyBytes). */
   readonly maxBytes: number
+  /** The catalogued MCP servers: name → the host of their upstream URL. */
+  readonly servers?: ReadonlyMap<string, string>
   readonly sessions?: SessionStore
   readonly approvals?: ApprovalStore
   readonly now?: () => number
@@ -110,15 +117,16 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     const t = now()
     if (existing?.state === 'granted') {
       const taken = await approvals.take(existing.id)
+      if (taken) await approvals.put({ ...taken, state: 'used' })
       if (taken && taken.expiresAt > t && taken.policySetHash === policySetHash) {
         record.approvalId = taken.id
         record.approvalOutcome = 'used'
         if (taken.approver !== undefined) record.approver = taken.approver
         return
       }
-      // A grant that cannot be used is gone now; a new approval is asked for below.
+      // A grant that cannot be used is used up now; a new approval is asked for below.
       record.approvalOutcome = !taken ? 'replayed' : taken.expiresAt <= t ? 'expired' : 'policy_changed'
-    }
+    } else if (existing?.state === 'used') record.approvalOutcome = 'replayed'
     let pending = existing?.state === 'pending' && existing.expiresAt > t && existing.policySetHash === policySetHash ? existing : undefined
     if (!pending) {
       const u = ctx.user
@@ -147,6 +155,13 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
   }
 
   const authorizer: McpAuthorizer = {
+    hintsFor(tool) {
+      const id = parseMcpId(tool.name)
+      if (!id || id.tool === undefined) return undefined
+      const host = opts.servers?.get(id.server)
+      // Only a label that names a catalogued server, at that server's host, is that server.
+      return host !== undefined && tool.host === host ? hints.get(id.server, id.tool) : undefined
+    },
     async authorize(ctx) {
       const msg = ctx.request?.mcp
       const provider = ctx.provider

@@ -24,7 +24,7 @@ import { GateError } from '../errors.ts'
 import type { RequestContext } from '../pipeline/context.ts'
 import type { PolicyEngine, QueryResult } from '../policy/engine.ts'
 import { ENTITY } from '../policy/names.ts'
-import { ENTITY_MCP_PROMPT, ENTITY_MCP_RESOURCE, HINT_NAMES, type CedarQuery, type RequestFacts, type ToolHints } from '../policy/request.ts'
+import { DEFAULT_HINTS, ENTITY_MCP_PROMPT, ENTITY_MCP_RESOURCE, HINT_NAMES, type CedarQuery, type RequestFacts, type ToolHints } from '../policy/request.ts'
 import { MCP_KIND, mcpToolId } from '../providers/tools.ts'
 import type { McpMessage } from '../providers/types.ts'
 import { checkMcpHeaders } from './protocol.ts'
@@ -56,23 +56,37 @@ export function mcpQuery(msg: McpMessage, server: string): CedarQuery | undefine
   throw new GateError('MG_MCP_METHOD_UNSUPPORTED', { details: { method: /^[A-Za-z0-9_/.-]{1,64}$/.test(method) ? method : '[omitted]' }, internal: `MCP ${msg.kind} ${method.slice(0, 64)} is not authorised by modelgate` })
 }
 
-/** Remembers the hints servers declared for their tools (tools/list results), bounded. */
+
+/**
+ * Remembers the hints servers declared for their tools (tools/list results),
+ * bounded. A hint the server left out takes the protocol's default;
+ * `destructiveHint` and `idempotentHint` mean something only for a tool
+ * that is not read-only, so a read-only tool is never destructive.
+ */
 export class ToolHintsCache {
   readonly #cache: LRUCache<string, ToolHints>
   constructor(max: number) {
     this.#cache = new LRUCache({ max })
   }
-  get(server: string, tool: string): ToolHints | undefined {
-    return this.#cache.get(`${server}\n${tool}`)
+  /** What the server declared, or the defaults when modelgate has not seen the tool listed. */
+  get(server: string, tool: string): ToolHints {
+    return this.#cache.get(`${server}\n${tool}`) ?? DEFAULT_HINTS
   }
-  /** From a tool's `annotations`: only boolean hints are kept. */
+  /** From a tool's `annotations`: boolean hints, the defaults for the rest. */
   learn(server: string, tool: string, annotations: unknown): ToolHints {
-    const hints: Record<string, boolean> = {}
+    const declared: Record<string, boolean> = {}
     if (annotations && typeof annotations === 'object' && !Array.isArray(annotations)) {
       for (const h of HINT_NAMES) {
         const v = (annotations as Record<string, unknown>)[h]
-        if (typeof v === 'boolean') hints[h] = v
+        if (typeof v === 'boolean') declared[h] = v
       }
+    }
+    const readOnly = declared.readOnlyHint ?? false
+    const hints: ToolHints = {
+      readOnlyHint: readOnly,
+      destructiveHint: readOnly ? false : (declared.destructiveHint ?? true),
+      idempotentHint: readOnly ? true : (declared.idempotentHint ?? false),
+      openWorldHint: declared.openWorldHint ?? true,
     }
     this.#cache.set(`${server}\n${tool}`, hints)
     return hints

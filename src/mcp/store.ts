@@ -49,7 +49,8 @@ export interface ApprovalRecord {
   readonly policySetHash: string
   readonly createdAt: number
   readonly expiresAt: number
-  readonly state: 'pending' | 'granted'
+  /** pending: asked for; granted: an approver granted it; used: the call it allowed ran (kept to recognise a replay). */
+  readonly state: 'pending' | 'granted' | 'used'
   /** Who granted it (SPIFFE ID, and the user when the grant came with one). */
   readonly approver?: string
   readonly approverUser?: string

@@ -211,6 +211,14 @@ export class RequestContext {
   readonly timings = new Map<string, number>()
   /** The denial sent to the client, if any. */
   denial: GateError | undefined
+  /**
+   * The stage that answers this exchange itself (modelgate's own endpoints,
+   * e.g. the approval API): later stages do not see it, and nothing goes
+   * upstream. Set in the request-headers phase.
+   */
+  answeredBy: string | undefined
+  /** That stage's answer, once it has one: sent to the caller instead of forwarding the request. */
+  answer: { readonly status: number; readonly body: Buffer; readonly headers?: ReadonlyMap<string, string> } | undefined
 
   readonly #local = new Map<symbol, unknown>()
 

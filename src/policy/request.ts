@@ -57,6 +57,15 @@ export interface ToolHints {
 
 export const HINT_NAMES = ['readOnlyHint', 'destructiveHint', 'idempotentHint', 'openWorldHint'] as const
 
+/**
+ * The hints of an MCP tool whose server declared none, or that modelgate has
+ * not seen listed: the protocol's defaults, which assume the worst — not
+ * read-only, destructive, not idempotent, open world. A model request's MCP
+ * tools carry them too, so a policy on hints governs a tool the same way
+ * whoever asks for it.
+ */
+export const DEFAULT_HINTS: ToolHints = Object.freeze({ readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true })
+
 /** The agent acting for the user (RFC 8693 `act` claim): `Agent::"<subject>"`. */
 export interface ActorFact {
   readonly subject: string
@@ -64,7 +73,8 @@ export interface ActorFact {
 
 /** A tool's facts, with `host` only when there is one (facts are hashed as JSON). */
 function toolFact(t: ToolDefinition): ToolFact {
-  return t.host === undefined ? { name: t.name, type: t.type } : { name: t.name, type: t.type, host: t.host }
+  const base = t.host === undefined ? { name: t.name, type: t.type } : { name: t.name, type: t.type, host: t.host }
+  return t.hints === undefined ? base : { ...base, hints: t.hints }
 }
 
 /** Everything a policy decision depends on. Two requests with equal facts get equal decisions. */
@@ -330,7 +340,7 @@ function toolEntity(f: RequestFacts, id: string, set: CompiledPolicySet): { attr
   const host = declared?.host ?? f.tools.find((t) => t.name === mcpServerId(mcp.server))?.host
   if (host !== undefined && optional.has('host')) attrs.host = host
   if (mcp.tool !== undefined && optional.has('mcpTool')) attrs.mcpTool = mcp.tool
-  const hints = declared?.hints
+  const hints = declared?.hints ?? (mcp.tool !== undefined ? DEFAULT_HINTS : undefined)
   if (hints) for (const h of HINT_NAMES) if (hints[h] !== undefined && optional.has(h)) attrs[h] = hints[h]
   return { attrs, parents: [{ type: ENTITY.ToolServer, id: mcpServerId(mcp.server) }] }
 }

@@ -10,6 +10,7 @@ import { resolveConfigPath, type Config } from '../config/config.ts'
 import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { RequestContext } from '../pipeline/context.ts'
+import type { ToolDefinition } from '../providers/types.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { PolicyEngine, type QueryResult } from './engine.ts'
 
@@ -49,6 +50,12 @@ function recordToolAnswers(ctx: RequestContext, results: readonly QueryResult[])
 /** Decides MCP requests (mcp/governance.ts): their questions are not a model's. */
 export interface McpAuthorizer {
   authorize(ctx: RequestContext): void | Promise<void>
+  /**
+   * The hints a catalogued MCP server declared for a tool a model request
+   * names (same server name and host), so hint policies judge it as they
+   * judge the MCP client's call.
+   */
+  hintsFor?(tool: ToolDefinition): ToolDefinition['hints'] | undefined
 }
 
 export function createPolicyStage(config: Config, deps: { logger: Logger; engine?: PolicyEngine; mcp?: McpAuthorizer }): PolicyStage {
@@ -64,9 +71,21 @@ export function createPolicyStage(config: Config, deps: { logger: Logger; engine
         if (!deps.mcp) throw new GateError('MG_POLICY_ERROR', { internal: 'an MCP request, and no MCP authorizer in the pipeline' })
         return deps.mcp.authorize(ctx)
       }
+      const hintsFor = deps.mcp?.hintsFor
+      if (hintsFor && ctx.request.tools.some((t) => t.origin === 'mcp-tool')) {
+        const tools = ctx.request.tools.map((t) => {
+          const hints = t.origin === 'mcp-tool' ? hintsFor(t) : undefined
+          return hints ? { ...t, hints } : t
+        })
+        ctx.request = Object.freeze({ ...ctx.request, tools })
+      }
       const { decision, code, results } = engine.authorize(ctx)
       ctx.decision = decision
       recordToolAnswers(ctx, results)
+      // A model request has no way to wait for a person: a permit that requires approval refuses it (MCP calls get an approval id).
+      if (decision.effect === 'allow' && decision.approval) {
+        throw new GateError('MG_APPROVAL_REQUIRED', { details: { reason: decision.approval.join('; ') }, internal: 'a permit of the request requires approval, which model requests cannot get' })
+      }
       if (decision.effect === 'allow') return
       const internal =
         code === 'MG_POLICY_ERROR'

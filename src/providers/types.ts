@@ -34,6 +34,8 @@ export interface ToolDefinition {
   readonly host?: string
   /** MCP servers: the request lists which of the server's tools may run (each is an `mcp-tool` entry of its own). */
   readonly narrowed?: boolean
+  /** MCP tools of a catalogued MCP server: the hints that server declared (mcp/guard.ts), added by the policy stage. */
+  readonly hints?: { readonly readOnlyHint?: boolean; readonly destructiveHint?: boolean; readonly idempotentHint?: boolean; readonly openWorldHint?: boolean }
 }
 
 /**

@@ -184,6 +184,8 @@ class StreamSession {
       // No body will follow: run the body phase now so body-time decisions (policy, quota) still happen.
       await this.#deps.pipeline.run('requestBody', ctx)
     }
+    if (ctx.answer) return this.#answer()
+    if (ctx.answeredBy !== undefined && h.end_of_stream) throw new GateError('MG_INTERNAL', { internal: `${ctx.answeredBy} took the exchange and gave no answer` })
     const common: CommonResponseMsg = {}
     const hm = headerMutation(ctx.requestHeaderChanges.set, ctx.requestHeaderChanges.remove)
     if (hm) common.header_mutation = hm
@@ -204,6 +206,9 @@ class StreamSession {
     ctx.requestBody = this.#requestChunks.length === 1 ? this.#requestChunks[0]! : Buffer.concat(this.#requestChunks)
     this.#requestChunks = []
     await this.#deps.pipeline.run('requestBody', ctx)
+    if (ctx.answer) return this.#answer()
+    // Fail closed: an exchange a stage took is never forwarded.
+    if (ctx.answeredBy !== undefined) throw new GateError('MG_INTERNAL', { internal: `${ctx.answeredBy} took the exchange and gave no answer` })
     const common: CommonResponseMsg = {}
     if (ctx.requestBodyReplaced) {
       common.body_mutation = { body: ctx.requestBody }
@@ -258,6 +263,20 @@ class StreamSession {
     }
     if (chunk.end) this.#exchangeAnswered = true
     this.#send({ response_body: { response: common } })
+  }
+
+  /** A stage's own answer (modelgate's endpoints): sent instead of forwarding the request. */
+  #answer(): void {
+    const ctx = this.#ctx
+    const a = ctx.answer!
+    const headers = new Map([['content-type', 'application/json'], ['x-request-id', ctx.id], ...(a.headers ?? new Map<string, string>())])
+    this.#answeredFinal = true
+    this.#exchangeAnswered = true
+    ctx.responseStatus = a.status
+    this.#send({
+      immediate_response: { status: { code: a.status }, headers: headerMutation(headers, new Set())!, body: a.body, details: `modelgate_answer_${ctx.answeredBy ?? 'stage'}` },
+      ...this.#metadata(),
+    })
   }
 
   #deny(err: GateError): void {

@@ -144,9 +144,35 @@ t.test('MCP through Envoy', async (t) => {
     t.match(rec, /"modelgate.caller.class":"agent"/)
   })
 
+  t.test('one policy governs a tool whether an MCP client or a model request asks for it', async (t) => {
+    const c = await stack.mcp('notebook')
+    t.teardown(() => c.close())
+    const viaMcp = await refusal(c.callTool({ name: 'admin_reset', arguments: {} }))
+    t.equal((viaMcp.data as { code: string }).code, 'MG_POLICY_DENIED')
+    const model = stack.openai('notebook')
+    const tools = (name: string) => [{ type: 'mcp' as const, server_label: 'tools', server_url: 'http://mcp.tools.example.com/mcp', allowed_tools: [name], require_approval: 'never' as const }]
+    const viaModel = await model.responses.create({ model: 'gpt-4o-mini', input: 'reset it', tools: tools('admin_reset') }).then(
+      () => undefined,
+      (err: { status?: number; code?: string }) => err,
+    )
+    t.equal(viaModel?.status, 403)
+    t.equal(viaModel?.code, 'MG_POLICY_DENIED')
+    const allowed = await model.responses.create({ model: 'gpt-4o-mini', input: 'say hi', tools: tools('echo') })
+    t.ok(allowed.id, 'the tool the same permit allows over MCP is allowed for the model too')
+    const records = await readAudit(stack, /"modelgate.api":"openai.responses"[^\n]*no-mcp-admin-tools/)
+    const denials = records.filter((r) => JSON.stringify(r).includes('"no-mcp-admin-tools"'))
+    t.ok(denials.some((r) => JSON.stringify(r).includes('"modelgate.mcp.method":"tools/call"')), 'the MCP call was denied by no-mcp-admin-tools')
+    t.ok(denials.some((r) => JSON.stringify(r).includes('"modelgate.api":"openai.responses"')), 'the model request was denied by the same policy')
+  })
+
   t.test('2026-07-28: headers that match the body pass; a mismatch is refused with -32020; a batch is refused', async (t) => {
     const call = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: { text: 'new' }, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } } }
     const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' }
+    // The tools' hints are what modelgate saw listed; unlisted tools get the protocol's worst-case defaults.
+    const list = { jsonrpc: '2.0', id: 6, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } } }
+    t.equal((await stack.request('notebook', { path: '/mcp/tools', headers: { ...headers, 'mcp-method': 'tools/list' }, body: list })).status, 400, 'an Mcp-Name on a method that names nothing is a mismatch')
+    const { 'mcp-name': _, ...listHeaders } = headers
+    t.equal((await stack.request('notebook', { path: '/mcp/tools', headers: { ...listHeaders, 'mcp-method': 'tools/list' }, body: list })).status, 200)
     const ok = await stack.request('notebook', { path: '/mcp/tools', headers, body: call })
     t.equal(ok.status, 200)
     t.equal(ok.json().id, 7, ok.text())
