@@ -45,6 +45,8 @@ export interface McpRecord {
 
 const RECORD = Symbol('mcp.record')
 const STATE = Symbol('mcp.state')
+/** A model request in an agent session: its session key. */
+const MODEL_SESSION = Symbol('mcp.model-session')
 
 interface McpState {
   readonly msg: McpMessage
@@ -155,6 +157,14 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
   }
 
   const authorizer: McpAuthorizer = {
+    sessionFacts(ctx, facts) {
+      const key = sessionKeyOf(ctx)
+      if (key === undefined) return facts
+      ctx.local(MODEL_SESSION, () => key)
+      const withSession = (s: SessionState | undefined): RequestFacts => ({ ...facts, extra: { ...(facts.extra ?? {}), sessionDataClasses: s ? [...s.dataClasses] : [], sessionUntrusted: s?.untrusted ?? false } })
+      const s = sessions.get(key)
+      return s instanceof Promise ? s.then(withSession) : withSession(s)
+    },
     hintsFor(tool) {
       const id = parseMcpId(tool.name)
       if (!id || id.tool === undefined) return undefined
@@ -244,6 +254,15 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
       .join('\n\n')
   }
 
+  const remember = (key: string, classes: Iterable<string>, untrusted: boolean): void => {
+    try {
+      const r = sessions.record(key, classes, untrusted)
+      if (r) r.catch((err: unknown) => logger.warn('agent session could not be recorded', { error: (err as Error).message }))
+    } catch (err) {
+      logger.warn('agent session could not be recorded', { error: (err as Error).message })
+    }
+  }
+
   const stage: Stage = {
     name: 'mcp',
     responseBody(ctx, chunk) {
@@ -263,6 +282,15 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
       chunk.data = Buffer.from(out, 'utf8')
     },
     close(ctx: RequestContext, outcome: StreamOutcome) {
+      const model = ctx.local<string | undefined>(MODEL_SESSION, () => undefined)
+      if (model !== undefined) {
+        // A model request in an agent session: the data classes of its prompt and of the answer entered the session.
+        if (outcome.kind !== 'completed' || ctx.denial) return
+        const classes = new Set<string>()
+        for (const f of ctx.findings) classes.add(f.dataClass)
+        if (classes.size > 0) remember(model, classes, false)
+        return
+      }
       const state = ctx.local<McpState | undefined>(STATE, () => undefined)
       if (!state || !state.allowed || !state.sessionKey || outcome.kind !== 'completed' || ctx.denial) return
       const method = state.msg.method
@@ -271,12 +299,7 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
       for (const f of ctx.findings) if (f.direction === 'response') classes.add(f.dataClass)
       const untrusted = method === 'tools/call' && isOpenWorld(hints.get(ctx.provider!.name, state.msg.name!))
       if (classes.size === 0 && !untrusted) return
-      try {
-        const r = sessions.record(state.sessionKey, classes, untrusted)
-        if (r) r.catch((err: unknown) => logger.warn('agent session could not be recorded', { error: (err as Error).message }))
-      } catch (err) {
-        logger.warn('agent session could not be recorded', { error: (err as Error).message })
-      }
+      remember(state.sessionKey, classes, untrusted)
     },
   }
 

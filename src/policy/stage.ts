@@ -13,6 +13,7 @@ import type { RequestContext } from '../pipeline/context.ts'
 import type { ToolDefinition } from '../providers/types.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { PolicyEngine, type QueryResult } from './engine.ts'
+import type { RequestFacts } from './request.ts'
 
 export interface PolicyStage extends Stage {
   readonly name: 'policy'
@@ -56,6 +57,8 @@ export interface McpAuthorizer {
    * judge the MCP client's call.
    */
   hintsFor?(tool: ToolDefinition): ToolDefinition['hints'] | undefined
+  /** A model request in an agent session (the session header): its facts with what entered the session so far. */
+  sessionFacts?(ctx: RequestContext, facts: RequestFacts): RequestFacts | Promise<RequestFacts>
 }
 
 export function createPolicyStage(config: Config, deps: { logger: Logger; engine?: PolicyEngine; mcp?: McpAuthorizer }): PolicyStage {
@@ -79,22 +82,30 @@ export function createPolicyStage(config: Config, deps: { logger: Logger; engine
         })
         ctx.request = Object.freeze({ ...ctx.request, tools })
       }
-      const { decision, code, results } = engine.authorize(ctx)
-      ctx.decision = decision
-      recordToolAnswers(ctx, results)
-      // A model request has no way to wait for a person: a permit that requires approval refuses it (MCP calls get an approval id).
-      if (decision.effect === 'allow' && decision.approval) {
-        throw new GateError('MG_APPROVAL_REQUIRED', { details: { reason: decision.approval.join('; ') }, internal: 'a permit of the request requires approval, which model requests cannot get' })
-      }
-      if (decision.effect === 'allow') return
-      const internal =
-        code === 'MG_POLICY_ERROR'
-          ? `policy evaluation failed: ${decision.errors.join('; ')}`
-          : decision.policies.length
-            ? `denied by ${decision.policies.map((p) => p.id).join(', ')}`
-            : 'no policy permits the request'
-      logger.debug('request denied by policy', { requestId: ctx.id, decisionId: decision.decisionId, code, reason: internal })
-      throw new GateError(code ?? 'MG_POLICY_DENIED', { internal })
+      const facts = engine.factsFor(ctx)
+      const session = deps.mcp?.sessionFacts?.(ctx, facts) ?? facts
+      if (session instanceof Promise) return session.then((f) => decideModel(ctx, f))
+      return decideModel(ctx, session)
     },
+  }
+
+  /** Decides a model request: the model, every tool it names, the classes it may send unredacted. */
+  function decideModel(ctx: RequestContext, facts: RequestFacts): void {
+    const { decision, code, results } = engine.decide(facts)
+    ctx.decision = decision
+    recordToolAnswers(ctx, results)
+    // A model request has no way to wait for a person: a permit that requires approval refuses it (MCP calls get an approval id).
+    if (decision.effect === 'allow' && decision.approval) {
+      throw new GateError('MG_APPROVAL_REQUIRED', { details: { reason: decision.approval.join('; ') }, internal: 'a permit of the request requires approval, which model requests cannot get' })
+    }
+    if (decision.effect === 'allow') return
+    const internal =
+      code === 'MG_POLICY_ERROR'
+        ? `policy evaluation failed: ${decision.errors.join('; ')}`
+        : decision.policies.length
+          ? `denied by ${decision.policies.map((p) => p.id).join(', ')}`
+          : 'no policy permits the request'
+    logger.debug('request denied by policy', { requestId: ctx.id, decisionId: decision.decisionId, code, reason: internal })
+    throw new GateError(code ?? 'MG_POLICY_DENIED', { internal })
   }
 }

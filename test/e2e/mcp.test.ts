@@ -114,6 +114,20 @@ t.test('MCP through Envoy', async (t) => {
     t.match(JSON.stringify(denied), /"modelgate.mcp.session.data_classes":\["secret"\]/, 'with the session data classes the decision saw')
   })
 
+  t.test('the session header ties model requests and MCP calls into one agent session, bound to the caller', async (t) => {
+    const session = { 'x-modelgate-session': 'agent-run-1' }
+    const model = await stack.request('notebook', { path: '/v1/chat/completions', headers: session, body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `write to ${EMAIL}` }] } })
+    t.equal(model.status, 200, 'the prompt with personal data goes out redacted')
+    const fetch = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'web_fetch', arguments: { url: 'https://example.org' }, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } } }
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'web_fetch' }
+    const refused = await stack.request('notebook', { path: '/mcp/tools', headers: { ...headers, ...session }, body: fetch })
+    t.equal(refused.json().error?.data?.code, 'MG_POLICY_DENIED', 'an open-world tool is refused once personal data entered the session')
+    const other = await stack.request('assistant', { path: '/mcp/tools', headers: { ...headers, ...session }, body: fetch })
+    t.match(textOf(other.json().result), /^fetched/, 'another caller naming the same session id has a session of its own')
+    const fresh = await stack.request('notebook', { path: '/mcp/tools', headers: { ...headers, 'x-modelgate-session': 'agent-run-2' }, body: fetch })
+    t.match(textOf(fresh.json().result), /^fetched/, 'a fresh session is not affected')
+  })
+
   t.test('a destructive call needs an approval: refused with an approval id and the reason', async (t) => {
     const c = await stack.mcp('notebook')
     t.teardown(() => c.close())
