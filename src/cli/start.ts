@@ -1,6 +1,7 @@
 /**
  * `modelgate start`: the local stack. Generates a development CA and workload
- * SVIDs, starts the stand-in provider, modelgate and Envoy as child processes,
+ * SVIDs, starts the stand-in provider (a child process) and the stand-in MCP
+ * server (in this process), modelgate and Envoy as child processes,
  * writes .modelgate/dev/stack.json, prints a request to try, and stops
  * everything on Ctrl-C / SIGTERM / SIGHUP (or when any part exits).
  *
