@@ -44,7 +44,7 @@ export interface App {
  * (policy set, detectors, keys, exporters, the audit spool) fails here, before
  * the server listens.
  *
- *   audit → identity → approvals → provider → redaction-scan → policy → credentials → tool-calls → mcp → redaction-apply
+ *   audit → identity → approvals → provider → redaction-scan → policy → credentials → tool-calls → mcp → redaction-apply → mcp-session
  *
  * Audit comes first so that even a request refused for its identity has a
  * record, and (closing in reverse order) it ends the span after every other
@@ -57,7 +57,9 @@ export interface App {
  * redaction-apply releases any of its events, and so is an MCP tools/list
  * result filtered to the tools the caller may call (the policy stage hands
  * MCP requests to mcp/); redaction-apply, last, also
- * applies the provider stage's body edits (the model alias).
+ * applies the provider stage's body edits (the model alias). mcp-session,
+ * after it, records the data classes redaction found in what an agent
+ * session's request or result carries before any of those bytes leave.
  */
 export async function buildStages(
   config: Config,
@@ -118,6 +120,7 @@ export async function buildStages(
       createToolCallStage({ engine, maxBytes: config.redaction.responses.maxDecodedBytes, logger }),
       mcp.stage,
       redaction.apply,
+      mcp.sessionStage,
     ]
     // Last to be built: it takes the spool lock and binds the metrics port.
     const audit = createAuditStage(config, { logger })

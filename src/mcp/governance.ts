@@ -1,7 +1,7 @@
 /**
  * MCP governance assembled: the authorizer the policy stage hands MCP
- * requests to, and the `mcp` stage that filters tools/list results and
- * records what entered each agent session once a call's result has passed.
+ * requests to, the `mcp` stage that filters tools/list results, and the
+ * `mcp-session` stage that records what entered each agent session.
  *
  * The agent session: the MCP session id (2025-06-18, 2025-11-25) or the
  * configured session header (`x-modelgate-session`), always bound to the
@@ -15,7 +15,7 @@ import type { McpConfig } from '../config/sections/mcp.ts'
 import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { RequestContext } from '../pipeline/context.ts'
-import type { Stage, StreamOutcome } from '../pipeline/stage.ts'
+import type { Stage } from '../pipeline/stage.ts'
 import type { PolicyEngine } from '../policy/engine.ts'
 import type { McpAuthorizer } from '../policy/stage.ts'
 import type { RequestFacts } from '../policy/request.ts'
@@ -47,6 +47,7 @@ const RECORD = Symbol('mcp.record')
 const STATE = Symbol('mcp.state')
 /** A model request in an agent session: its session key. */
 const MODEL_SESSION = Symbol('mcp.model-session')
+const ENTERED = Symbol('mcp.entered')
 
 interface McpState {
   readonly msg: McpMessage
@@ -82,7 +83,10 @@ export interface McpGovernanceOptions {
 
 export interface McpGovernance {
   readonly authorizer: McpAuthorizer
+  /** Before redaction-apply: filters tools/list results. */
   readonly stage: Stage
+  /** Last: records what entered each agent session. */
+  readonly sessionStage: Stage
   readonly hints: ToolHintsCache
   readonly sessions: SessionStore
   readonly approvals: ApprovalStore
@@ -281,27 +285,61 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
       const out = ctx.responseStreaming || text.trimStart().startsWith('event:') || text.trimStart().startsWith('data:') ? rewriteSse(ctx, state, text) : (rewriteJson(ctx, state, text) ?? text)
       chunk.data = Buffer.from(out, 'utf8')
     },
-    close(ctx: RequestContext, outcome: StreamOutcome) {
-      const model = ctx.local<string | undefined>(MODEL_SESSION, () => undefined)
-      if (model !== undefined) {
-        // A model request in an agent session: the data classes of its prompt and of the answer entered the session.
-        if (outcome.kind !== 'completed' || ctx.denial) return
-        const classes = new Set<string>()
-        for (const f of ctx.findings) classes.add(f.dataClass)
-        if (classes.size > 0) remember(model, classes, false)
-        return
+  }
+
+  /** What this request has put into its session so far (so the store is written only when something new entered). */
+  interface Entered {
+    readonly classes: Set<string>
+    untrusted: boolean
+  }
+
+  /**
+   * Adds what entered the session: called after redaction has scanned the
+   * request, and each response chunk, before those bytes are released, so a
+   * next call in the session is decided knowing them however fast it comes.
+   */
+  const enter = (ctx: RequestContext, key: string, directions: 'both' | 'response', untrusted: boolean): void => {
+    const entered = ctx.local<Entered>(ENTERED, () => ({ classes: new Set(), untrusted: false }))
+    const fresh: string[] = []
+    for (const f of ctx.findings) {
+      if (directions === 'response' && f.direction !== 'response') continue
+      if (!entered.classes.has(f.dataClass)) {
+        entered.classes.add(f.dataClass)
+        fresh.push(f.dataClass)
       }
-      const state = ctx.local<McpState | undefined>(STATE, () => undefined)
-      if (!state || !state.allowed || !state.sessionKey || outcome.kind !== 'completed' || ctx.denial) return
-      const method = state.msg.method
-      if (method !== 'tools/call' && method !== 'resources/read' && method !== 'prompts/get') return
-      const classes = new Set<string>()
-      for (const f of ctx.findings) if (f.direction === 'response') classes.add(f.dataClass)
-      const untrusted = method === 'tools/call' && isOpenWorld(hints.get(ctx.provider!.name, state.msg.name!))
-      if (classes.size === 0 && !untrusted) return
-      remember(state.sessionKey, classes, untrusted)
+    }
+    const newlyUntrusted = untrusted && !entered.untrusted
+    if (fresh.length === 0 && !newlyUntrusted) return
+    entered.untrusted ||= untrusted
+    remember(key, fresh, untrusted)
+  }
+
+  /** What enters a session from this request, or undefined when it is in none (or was refused). */
+  const sessionOf = (ctx: RequestContext): { key: string; directions: 'both' | 'response'; untrusted: boolean } | undefined => {
+    if (ctx.denial) return undefined
+    const model = ctx.local<string | undefined>(MODEL_SESSION, () => undefined)
+    // A model request: its prompt's data classes and its answer's.
+    if (model !== undefined) return { key: model, directions: 'both', untrusted: false }
+    const state = ctx.local<McpState | undefined>(STATE, () => undefined)
+    if (!state || !state.allowed || !state.sessionKey) return undefined
+    const method = state.msg.method
+    if (method !== 'tools/call' && method !== 'resources/read' && method !== 'prompts/get') return undefined
+    // A tool's, resource's or prompt's result; an open-world tool's is untrusted content.
+    return { key: state.sessionKey, directions: 'response', untrusted: method === 'tools/call' && isOpenWorld(hints.get(ctx.provider!.name, state.msg.name!)) }
+  }
+
+  /** Last in the pipeline, after redaction: records what entered the session before any of it leaves. */
+  const sessionStage: Stage = {
+    name: 'mcp-session',
+    requestBody(ctx) {
+      const s = sessionOf(ctx)
+      if (s && s.directions === 'both') enter(ctx, s.key, s.directions, false)
+    },
+    responseBody(ctx) {
+      const s = sessionOf(ctx)
+      if (s) enter(ctx, s.key, s.directions, s.untrusted)
     },
   }
 
-  return { authorizer, stage, hints, sessions, approvals }
+  return { authorizer, stage, sessionStage, hints, sessions, approvals }
 }

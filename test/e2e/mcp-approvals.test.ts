@@ -112,9 +112,12 @@ t.test('approvals through Envoy', async (t) => {
     t.equal(again.json().error.code, 'MG_APPROVAL_UNKNOWN', 'a used approval cannot be granted again')
     t.equal(stack.mcpServer.calls.filter((c) => c.method === 'tools/call').length, 1, 'only the approved call reached the server')
 
-    const records = await auditRecords(stack, (rs) => rs.some((r) => attrs(r)['modelgate.approval.outcome'] === 'replayed'))
-    const outcomes = records.map((r) => attrs(r)['modelgate.approval.outcome']).filter((o) => o !== undefined)
-    for (const o of ['required', 'listed', 'refused_self', 'refused_policy', 'granted', 'used', 'replayed', 'refused_unknown']) t.ok(outcomes.includes(o), `the audit trail records ${o}`)
+    // Records are written as streams close: wait until the last request's is in.
+    const expected = ['required', 'listed', 'refused_self', 'refused_policy', 'granted', 'used', 'replayed', 'refused_unknown']
+    const outcomesOf = (rs: Record<string, unknown>[]) => new Set(rs.map((r) => attrs(r)['modelgate.approval.outcome']))
+    const records = await auditRecords(stack, (rs) => expected.every((o) => outcomesOf(rs).has(o)))
+    const outcomes = outcomesOf(records)
+    for (const o of expected) t.ok(outcomes.has(o), `the audit trail records ${o}`)
     const used = records.find((r) => attrs(r)['modelgate.approval.outcome'] === 'used')!
     t.equal(attrs(used)['modelgate.approval.id'], id)
     t.equal(attrs(used)['modelgate.approval.approver'], 'spiffe://modelgate.local/ns/security/sa/approver')
