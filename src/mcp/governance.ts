@@ -113,8 +113,7 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
   }
 
   /** A call whose permit requires approval: a grant for exactly this call is used up, else one is asked for. */
-  const approve = async (ctx: RequestContext, record: McpRecord, facts: RequestFacts, reasons: readonly string[], policySetHash: string): Promise<void> => {
-    const msg = ctx.local<McpState | undefined>(STATE, () => undefined)!.msg
+  const approve = async (ctx: RequestContext, msg: McpMessage, record: McpRecord, facts: RequestFacts, reasons: readonly string[], policySetHash: string): Promise<void> => {
     const tool = facts.tools[0]?.name ?? ''
     const digest = msg.argumentsDigest ?? ''
     const caller = callerKey(ctx)
@@ -184,8 +183,7 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
       const session: SessionState | undefined = sessionKey ? await sessions.get(sessionKey) : undefined
       const server = provider.name
       const toolHints = msg.method === 'tools/call' ? hints.get(server, msg.name!) : undefined
-      const { facts, results, decision } = decideMcp(engine, ctx, { msg, server, host: provider.upstream.host, hints: toolHints, session, maxArgumentsBytes: config.maxArgumentsBytes })
-      ctx.local<McpState>(STATE, () => ({ msg, sessionKey, facts, chunks: [], bytes: 0, allowed: false }))
+      // Recorded first, so a refused message (headers, method) is in the audit trail with what it asked.
       const record: McpRecord = {
         method: msg.method,
         server,
@@ -195,6 +193,9 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
         sessionUntrusted: session?.untrusted ?? false,
       }
       ctx.local(RECORD, () => record)
+      const { facts, results, decision } = decideMcp(engine, ctx, { msg, server, host: provider.upstream.host, hints: toolHints, session, maxArgumentsBytes: config.maxArgumentsBytes })
+      const state: McpState = { msg, sessionKey, facts, chunks: [], bytes: 0, allowed: false }
+      ctx.local<McpState>(STATE, () => state)
       ctx.decision = decision.decision
       recordMcpToolAnswers(ctx, results)
       if (decision.decision.effect !== 'allow') {
@@ -203,8 +204,8 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
           internal: decision.code === 'MG_POLICY_ERROR' ? `policy evaluation failed: ${d.errors.join('; ')}` : d.policies.length ? `denied by ${d.policies.map((p) => p.id).join(', ')}` : 'no policy permits the request',
         })
       }
-      if (decision.decision.approval) await approve(ctx, record, facts, decision.decision.approval, decision.decision.policySetHash)
-      ctx.local<McpState>(STATE, () => undefined as never).allowed = true
+      if (decision.decision.approval) await approve(ctx, msg, record, facts, decision.decision.approval, decision.decision.policySetHash)
+      state.allowed = true
     },
   }
 

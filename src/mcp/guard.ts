@@ -112,11 +112,13 @@ export interface McpFactsInput {
 export function mcpFacts(i: McpFactsInput, toolName: string | undefined = i.msg.method === 'tools/call' ? i.msg.name : undefined): RequestFacts {
   const tools = toolName === undefined ? [] : [{ name: mcpToolId(i.server, toolName), type: MCP_KIND, host: i.host, ...(i.hints ? { hints: i.hints } : {}) }]
   const args = i.msg.arguments
+  // The message's own question carries its arguments; a listed tool's (tools/list) has none.
+  const own = i.msg.method === 'tools/call' ? toolName === i.msg.name : toolName === undefined
   const extra: Record<string, unknown> = {
     ...(i.base.extra ?? {}),
     mcpMethod: toolName !== undefined ? 'tools/call' : i.msg.method,
-    arguments: toolName === i.msg.name && args !== undefined && Buffer.byteLength(args) <= i.maxArgumentsBytes ? args : undefined,
-    argumentsDigest: toolName === i.msg.name ? i.msg.argumentsDigest : undefined,
+    arguments: own && args !== undefined && Buffer.byteLength(args) <= i.maxArgumentsBytes ? args : undefined,
+    argumentsDigest: own ? i.msg.argumentsDigest : undefined,
     sessionDataClasses: i.session ? [...i.session.dataClasses] : undefined,
     sessionUntrusted: i.session ? i.session.untrusted : undefined,
   }

@@ -85,6 +85,16 @@ t.test('MCP through Envoy', async (t) => {
     t.notOk(stack.mcpServer.calls.some((x) => x.method === 'tools/call' && (x.params?.name === 'web_fetch' || x.params?.name === 'delete_record')), 'no refused call reached the server')
   })
 
+  t.test('policy reads the arguments: the same tool with other arguments is refused', async (t) => {
+    const c = await stack.mcp('notebook')
+    t.teardown(() => c.close())
+    await c.listTools()
+    const e = await refusal(c.callTool({ name: 'web_fetch', arguments: { url: 'http://169.254.169.254/latest/meta-data/' } }))
+    t.equal((e.data as { code: string }).code, 'MG_POLICY_DENIED')
+    const records = await readAudit(stack, /no-fetch-of-cloud-metadata/)
+    t.ok(records.some((r) => JSON.stringify(r).includes('no-fetch-of-cloud-metadata')), 'the determining policy is in the audit record')
+  })
+
   t.test('arguments reach the server redacted and results reach the client redacted', async (t) => {
     const c = await stack.mcp('notebook')
     t.teardown(() => c.close())
