@@ -68,6 +68,17 @@ export function mcpRecordOf(ctx: RequestContext): McpRecord | undefined {
   return ctx.local<McpRecord | undefined>(RECORD, () => undefined)
 }
 
+/** The offset just past the last blank line (the end of the last complete SSE event) in `buf`, or 0. */
+export function lastEventEnd(buf: Buffer): number {
+  for (let i = buf.length - 1; i > 0; i--) {
+    if (buf[i] !== 0x0a) continue
+    if (buf[i - 1] === 0x0a) return i + 1
+    if (buf[i - 1] === 0x0d && i >= 3 && buf[i - 2] === 0x0a) return i + 1
+    if (buf[i - 1] === 0x0d && i >= 3 && buf[i - 2] === 0x0d) return i + 1
+  }
+  return 0
+}
+
 export interface McpGovernanceOptions {
   readonly engine: PolicyEngine
   readonly config: McpConfig
@@ -273,10 +284,20 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     responseBody(ctx, chunk) {
       const state = ctx.local<McpState | undefined>(STATE, () => undefined)
       if (!state || state.msg.method !== 'tools/list' || (ctx.responseStatus ?? 0) >= 300) return
-      // The whole result is held (bounded) and filtered before any of it leaves.
+      // Held (bounded) and filtered before any of it leaves: a JSON result whole, an SSE stream event by event.
       state.bytes += chunk.data.length
       if (state.bytes > opts.maxBytes) throw new GateError('MG_RESPONSE_BLOCKED', { internal: `a tools/list result larger than ${opts.maxBytes} bytes cannot be filtered` })
       state.chunks.push(chunk.data)
+      if (ctx.responseStreaming && !chunk.end) {
+        // Complete events go on now; the unfinished one waits for its blank line.
+        const held = Buffer.concat(state.chunks)
+        const cut = lastEventEnd(held)
+        state.chunks.length = 0
+        if (cut < held.length) state.chunks.push(held.subarray(cut))
+        state.bytes = held.length - cut
+        chunk.data = cut === 0 ? Buffer.alloc(0) : Buffer.from(rewriteSse(ctx, state, held.subarray(0, cut).toString('utf8')), 'utf8')
+        return
+      }
       if (!chunk.end) {
         chunk.data = Buffer.alloc(0)
         return

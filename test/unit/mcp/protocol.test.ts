@@ -3,6 +3,7 @@ import { GateError } from '../../../src/errors.ts'
 import { canonicalJson, checkMcpHeaders, decodeHeaderValue, parseMcpMessage, sha256Hex } from '../../../src/mcp/protocol.ts'
 import { ToolHintsCache } from '../../../src/mcp/guard.ts'
 import { memoryApprovalStore, memorySessionStore } from '../../../src/mcp/store.ts'
+import { lastEventEnd } from '../../../src/mcp/governance.ts'
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -89,4 +90,11 @@ t.test('sessions merge what entered them and expire; approvals are single use by
   approvals.put({ ...r, id: 'a4', binding: 'b4' })
   t.equal(approvals.get('a2'), undefined, 'bounded: the oldest is dropped')
   t.equal(approvals.byBinding('b'), undefined, 'with its binding')
+})
+
+t.test('an SSE stream is cut after its last complete event', async (t) => {
+  t.equal(lastEventEnd(Buffer.from('data: {"a":1}\n\ndata: {"b"')), 15)
+  t.equal(lastEventEnd(Buffer.from('event: message\r\ndata: x\r\n\r\n')), 27)
+  t.equal(lastEventEnd(Buffer.from('data: unfinished\n')), 0, 'no blank line yet: nothing is complete')
+  t.equal(lastEventEnd(Buffer.alloc(0)), 0)
 })
