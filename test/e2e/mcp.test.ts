@@ -189,6 +189,32 @@ t.test('MCP through Envoy', async (t) => {
     t.ok(denials.some((r) => JSON.stringify(r).includes('"modelgate.api":"openai.responses"')), 'the model request was denied by the same policy')
   })
 
+  t.test('2025-06-18: initialize opens a session, and its calls are decided like any other', async (t) => {
+    const base = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }
+    const sse = (text: string) => JSON.parse(text.split('\n').find((l) => l.startsWith('data: '))!.slice(6))
+    const init = await stack.request('checkout', {
+      path: '/mcp/tools',
+      headers: base,
+      body: { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } },
+    })
+    t.equal(init.status, 200)
+    t.equal(sse(init.text()).result.protocolVersion, '2025-06-18')
+    const session = init.headers['mcp-session-id'] as string
+    t.ok(session, 'the server named the session')
+    const headers = { ...base, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' }
+    t.equal((await stack.request('checkout', { path: '/mcp/tools', headers, body: { jsonrpc: '2.0', method: 'notifications/initialized' } })).status, 202)
+    const list = await stack.request('checkout', { path: '/mcp/tools', headers, body: { jsonrpc: '2.0', id: 2, method: 'tools/list' } })
+    t.same(sse(list.text()).result.tools.map((x: { name: string }) => x.name).sort(), ['echo', 'read_config'])
+    const echo = await stack.request('checkout', { path: '/mcp/tools', headers, body: { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo', arguments: { text: 'old' } } } })
+    t.equal(textOf(sse(echo.text()).result), 'echo: old')
+    const refused = await stack.request('checkout', { path: '/mcp/tools', headers, body: { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'web_fetch', arguments: { url: 'https://example.org' } } } })
+    t.equal(refused.status, 200)
+    t.same(refused.json(), { jsonrpc: '2.0', id: 4, error: { code: -32001, message: 'The request is not permitted by policy.', data: refused.json().error.data } })
+    t.equal(refused.json().error.data.code, 'MG_POLICY_DENIED')
+    const batch = await stack.request('checkout', { path: '/mcp/tools', headers, body: [{ jsonrpc: '2.0', id: 5, method: 'ping' }] })
+    t.equal(batch.status, 400, 'batches are refused in this generation too')
+  })
+
   t.test('2026-07-28: headers that match the body pass; a mismatch is refused with -32020; a batch is refused', async (t) => {
     const call = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: { text: 'new' }, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } } }
     const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' }
