@@ -250,3 +250,15 @@ t.test('MCP through Envoy', async (t) => {
     t.same(res.json().result.tools.map((x: { name: string }) => x.name).sort(), ['echo', 'read_config'])
   })
 })
+
+t.test('a tool result that may not be returned ends the call with an error the SDK surfaces, not a hang', async (t) => {
+  const stack = await startStack({ config: { redaction: { responses: { actions: { secret: 'block' } } } } })
+  t.teardown(() => stack.close())
+  const c = await stack.mcp('notebook')
+  t.teardown(() => c.close())
+  await c.listTools()
+  const e = await refusal(c.callTool({ name: 'read_config', arguments: {} }, undefined, { timeout: 10_000 }))
+  t.equal(e.code, -32001)
+  t.equal((e.data as { code: string }).code, 'MG_RESPONSE_BLOCKED')
+  t.notOk(JSON.stringify(e).includes(STAND_IN_SECRET), 'the credential never reached the client')
+})
