@@ -270,13 +270,18 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
       .join('\n\n')
   }
 
-  const remember = (key: string, classes: Iterable<string>, untrusted: boolean): void => {
-    try {
-      const r = sessions.record(key, classes, untrusted)
-      if (r) r.catch((err: unknown) => logger.warn('agent session could not be recorded', { error: (err as Error).message }))
-    } catch (err) {
-      logger.warn('agent session could not be recorded', { error: (err as Error).message })
-    }
+  /**
+   * Writes the session. A store that answers later is waited for before the
+   * bytes go on, and one that fails ends the exchange (fail closed: a later
+   * call must never be decided without what entered).
+   */
+  const remember = (key: string, classes: Iterable<string>, untrusted: boolean): void | Promise<void> => {
+    const r = sessions.record(key, classes, untrusted)
+    if (!r) return
+    return r.catch((err: unknown) => {
+      logger.error('agent session could not be recorded; the exchange is refused', { error: (err as Error).message })
+      throw new GateError('MG_INTERNAL', { internal: `agent session store: ${(err as Error).message}` })
+    })
   }
 
   const stage: Stage = {
@@ -320,7 +325,7 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
    * request, and each response chunk, before those bytes are released, so a
    * next call in the session is decided knowing them however fast it comes.
    */
-  const enter = (ctx: RequestContext, key: string, directions: 'both' | 'response', untrusted: boolean): void => {
+  const enter = (ctx: RequestContext, key: string, directions: 'both' | 'response', untrusted: boolean): void | Promise<void> => {
     const entered = ctx.local<Entered>(ENTERED, () => ({ classes: new Set(), untrusted: false }))
     const fresh: string[] = []
     for (const f of ctx.findings) {
@@ -333,7 +338,7 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     const newlyUntrusted = untrusted && !entered.untrusted
     if (fresh.length === 0 && !newlyUntrusted) return
     entered.untrusted ||= untrusted
-    remember(key, fresh, untrusted)
+    return remember(key, fresh, untrusted)
   }
 
   /** What enters a session from this request, or undefined when it is in none (or was refused). */
@@ -355,11 +360,11 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     name: 'mcp-session',
     requestBody(ctx) {
       const s = sessionOf(ctx)
-      if (s && s.directions === 'both') enter(ctx, s.key, s.directions, false)
+      if (s && s.directions === 'both') return enter(ctx, s.key, s.directions, false)
     },
     responseBody(ctx) {
       const s = sessionOf(ctx)
-      if (s) enter(ctx, s.key, s.directions, s.untrusted)
+      if (s) return enter(ctx, s.key, s.directions, s.untrusted)
     },
   }
 
