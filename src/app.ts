@@ -22,6 +22,8 @@ import { createRedactionStages } from './redaction/stage.ts'
 import { createToolCallStage } from './tools/stage.ts'
 import { createQuotaStage } from './quotas/stage.ts'
 import { createStateStore } from './quotas/create.ts'
+import { createMcpGovernance } from './mcp/governance.ts'
+import { createApprovalStage } from './mcp/approvals.ts'
 import { startServer, type RunningServer } from './server/server.ts'
 import type { TransportEvent } from './server/transport.ts'
 
@@ -45,7 +47,7 @@ export interface App {
  * (policy set, detectors, keys, exporters, the audit spool) fails here, before
  * the server listens.
  *
- *   audit → identity → provider → redaction-scan → policy → credentials → quota → tool-calls → redaction-apply
+ *   audit → identity → approvals → provider → redaction-scan → policy → credentials → quota → tool-calls → mcp → redaction-apply → mcp-session
  *
  * Audit comes first so that even a request refused for its identity has a
  * record, and (closing in reverse order) it ends the span after every other
@@ -57,8 +59,12 @@ export interface App {
  * credential). Quotas reserve once every earlier stage has admitted the
  * request (a refused request spends nothing), and read the response before
  * redaction holds any of it back. The tool calls of a response are checked before
- * redaction-apply releases any of its events; redaction-apply, last, also
- * applies the provider stage's body edits (the model alias).
+ * redaction-apply releases any of its events, and so is an MCP tools/list
+ * result filtered to the tools the caller may call (the policy stage hands
+ * MCP requests to mcp/); redaction-apply, last, also
+ * applies the provider stage's body edits (the model alias). mcp-session,
+ * after it, records the data classes redaction found in what an agent
+ * session's request or result carries before any of those bytes leave.
  */
 export async function buildStages(
   config: Config,
@@ -104,11 +110,20 @@ export async function buildStages(
       measure: quota?.measuresTokens ? 'tokens' : 'chars',
     })
     closers.push(() => inspector.close())
+    const mcp = createMcpGovernance({
+      engine,
+      config: config.mcp,
+      logger: logger.child({ component: 'mcp' }),
+      maxBytes: config.server.maxBodyBytes,
+      servers: new Map(catalog.providers.filter((p) => p.kind === 'mcp').map((p) => [p.name, p.upstream.host])),
+    })
     const stages: Stage[] = [
       createIdentityStage({ config: config.identity, users }),
+      // modelgate's approval API answers itself, after the caller is known.
+      createApprovalStage({ governance: mcp, engine, ttlMs: config.mcp.approvals.ttlSeconds * 1000 }),
       createProviderStage({ config: config.providers, catalog, maxBodyBytes: config.server.maxBodyBytes, inspector }),
       redaction.scan,
-      createPolicyStage(config, { logger, engine }),
+      createPolicyStage(config, { logger, engine, mcp: mcp.authorizer }),
       createCredentialStage({
         store: credentials,
         logger: logger.child({ stage: 'credentials' }),
@@ -117,7 +132,9 @@ export async function buildStages(
       }),
       ...(quota ? [quota] : []),
       createToolCallStage({ engine, maxBytes: config.redaction.responses.maxDecodedBytes, logger }),
+      mcp.stage,
       redaction.apply,
+      mcp.sessionStage,
     ]
     // Last to be built: it takes the spool lock and binds the metrics port.
     await loadAuditExporters(auditExporterNeeds(config))

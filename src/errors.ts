@@ -35,6 +35,13 @@ export const ERRORS = {
   MG_RESPONSE_BLOCKED: { status: 502, message: 'The response carried data that policy does not allow to be returned.' },
   MG_RESPONSE_UNREADABLE: { status: 502, message: 'The response could not be inspected (unsupported or corrupt content-encoding), so it is withheld.' },
   MG_RESPONSE_BINARY: { status: 502, message: 'The response is binary (not UTF-8 text) and cannot be inspected, so it is withheld.' },
+  MG_MCP_INVALID: { status: 400, message: 'The request body is not a JSON-RPC 2.0 message.' },
+  MG_MCP_BATCH: { status: 400, message: 'JSON-RPC batches are not accepted: send one message per request.' },
+  MG_MCP_HEADER_MISMATCH: { status: 400, message: 'The MCP request headers (MCP-Protocol-Version, Mcp-Method, Mcp-Name) are missing or do not match the body.' },
+  MG_MCP_METHOD_UNSUPPORTED: { status: 403, message: 'This MCP method is not one modelgate authorises, so it is refused.' },
+  MG_APPROVAL_REQUIRED: { status: 403, message: 'Policy requires a human approval for this call: an approver must grant the approval id, then the same call may be retried once.' },
+  MG_APPROVAL_UNKNOWN: { status: 404, message: 'No pending approval has this id: it is unknown, already granted or used, or expired.' },
+  MG_APPROVAL_SELF: { status: 403, message: 'An approval must be granted by someone other than the caller who asked for it.' },
   MG_CREDENTIAL_MISSING: { status: 403, message: 'No provider credential is configured for this caller on this provider.' },
   MG_CREDENTIAL_UNAVAILABLE: { status: 503, message: 'The provider credential is not available right now, so the request is refused; retry later.' },
   MG_QUOTA_EXCEEDED: { status: 429, message: 'The request would exceed a quota.' },
@@ -108,7 +115,44 @@ export function toGateError(err: unknown): GateError {
  * `x-request-id` header; the Anthropic SDK reads `{"type":"error","error":
  * {"type":…,"message":…},"request_id":…}` and the `request-id` header.
  */
-export type Dialect = 'openai' | 'anthropic'
+export type Dialect = 'openai' | 'anthropic' | 'mcp'
+
+/**
+ * The JSON-RPC error code of a refusal sent to an MCP client: the
+ * protocol's own for malformed messages (-32600), unknown methods (-32601)
+ * and header mismatches (-32020, 2026-07-28); -32001 for every other
+ * refusal, with modelgate's code in `error.data.code`.
+ */
+export function jsonRpcCode(code: ErrorCode): number {
+  switch (code) {
+    case 'MG_MCP_HEADER_MISMATCH':
+      return -32020
+    case 'MG_MCP_INVALID':
+    case 'MG_MCP_BATCH':
+    case 'MG_BODY_MALFORMED':
+      return -32600
+    case 'MG_MCP_METHOD_UNSUPPORTED':
+      return -32601
+    default:
+      return -32001
+  }
+}
+
+/** Refusals of a message's form: answered with their HTTP status (400) even when the message has an id. */
+const MCP_PROTOCOL_ERRORS: ReadonlySet<string> = new Set(['MG_MCP_HEADER_MISMATCH', 'MG_MCP_INVALID', 'MG_MCP_BATCH', 'MG_BODY_MALFORMED', 'MG_BODY_TOO_LARGE', 'MG_BODY_TOO_DEEP', 'MG_BODY_TOO_COMPLEX', 'MG_BODY_DUPLICATE_KEY'])
+
+/**
+ * The HTTP status of a refusal in the caller's dialect. An MCP request that
+ * modelgate read (it has a JSON-RPC id) is answered like any JSON-RPC error,
+ * with 200 and the error as the response, so the client's SDK hands it to
+ * the caller as the request's error (the MCP TypeScript SDK raises McpError
+ * with `code`, `message` and `data`); refusals of the message's form, and
+ * requests refused before their body was read, keep the catalog's status.
+ */
+export function denialStatus(err: GateError, dialect: Dialect, rpcId: string | number | null | undefined): number {
+  if (dialect !== 'mcp' || rpcId === undefined || rpcId === null || MCP_PROTOCOL_ERRORS.has(err.code)) return err.status
+  return 200
+}
 
 /**
  * The dialect of a request path, decided when its headers arrive, before any
@@ -166,6 +210,8 @@ export interface ErrorFacts {
 export interface DenialIds {
   readonly requestId: string
   readonly decisionId?: string | undefined
+  /** MCP: the JSON-RPC id of the refused request (null or absent when it has none or was not read). */
+  readonly rpcId?: string | number | null | undefined
 }
 
 /** The fields of an error object that details cannot overwrite. */
@@ -177,6 +223,8 @@ const DENIAL_FIELDS: ReadonlySet<string> = new Set(['type', 'code', 'message', '
  *
  * - openai: `{"error":{"type":"modelgate_error","code","message","request_id","decision_id"?,…details}}`;
  *   the OpenAI SDK surfaces `err.code`, `err.type` and the message.
+ * - mcp: a JSON-RPC error response `{"jsonrpc":"2.0","id",<code (jsonRpcCode)>,"message",
+ *   "data":{"code","request_id","decision_id"?,…details}}`; the MCP SDK raises it as McpError.
  * - anthropic: `{"type":"error","error":{"type":<Anthropic type for the status>,"message","code",
  *   "decision_id"?,…details,"details":{"error_code":code}},"request_id"}`; the Anthropic SDK
  *   surfaces `err.type`, the message and `err.errorCode` (from `error.details.error_code`).
@@ -185,6 +233,13 @@ export function errorDocument(dialect: Dialect, e: ErrorFacts, ids: DenialIds): 
   // Details add facts; they never replace the fields of the format.
   const facts = Object.fromEntries(Object.entries(e.details).filter(([k]) => !DENIAL_FIELDS.has(k)))
   const decision = ids.decisionId ? { decision_id: ids.decisionId } : {}
+  if (dialect === 'mcp') {
+    return {
+      jsonrpc: '2.0',
+      id: ids.rpcId ?? null,
+      error: { code: jsonRpcCode(e.code as ErrorCode), message: e.message, data: { code: e.code, request_id: ids.requestId, ...decision, ...facts } },
+    }
+  }
   if (dialect === 'anthropic') {
     return {
       type: 'error',

@@ -139,6 +139,34 @@ export const MG_USER_ISSUER = 'modelgate.user.issuer'
 export const MG_USER_EMAIL = 'modelgate.user.email'
 /** Delegated user: groups claim. */
 export const MG_USER_GROUPS = 'modelgate.user.groups'
+/** The agent acting for the delegated user (`act.sub` of a token-exchange token). */
+export const MG_USER_ACTOR = 'modelgate.user.actor'
+/** The caller's class as policy saw it: `user`, `service` or `agent`. */
+export const MG_CALLER_CLASS = 'modelgate.caller.class'
+
+// ---- modelgate: MCP tool steps (one span per JSON-RPC message) ------------------------
+
+/** The JSON-RPC method (`tools/call`, `tools/list`, …). */
+export const MG_MCP_METHOD = 'modelgate.mcp.method'
+/** The MCP server: its catalog name. */
+export const MG_MCP_SERVER = 'modelgate.mcp.server'
+/** tools/call and prompts/get: the tool or prompt name; resources/read: the URI. */
+export const MG_MCP_NAME = 'modelgate.mcp.name'
+/** SHA-256 (hex) of the canonical JSON of the call's arguments (never the arguments). */
+export const MG_MCP_ARGUMENTS_DIGEST = 'modelgate.mcp.arguments_digest'
+/** The agent session's data classes as the decision saw them. */
+export const MG_MCP_SESSION_DATA_CLASSES = 'modelgate.mcp.session.data_classes'
+/** Whether untrusted content had entered the session before this step. */
+export const MG_MCP_SESSION_UNTRUSTED = 'modelgate.mcp.session.untrusted'
+/** tools/list: tools the server listed, and tools the caller was shown. */
+export const MG_MCP_TOOLS_LISTED = 'modelgate.mcp.tools_listed'
+export const MG_MCP_TOOLS_SHOWN = 'modelgate.mcp.tools_shown'
+/** The approval asked for or used. */
+export const MG_APPROVAL_ID = 'modelgate.approval.id'
+/** `required`, `used`, `replayed`, `expired`, `policy_changed` (calls); `granted`, `refused_self`, `refused_policy`, `refused_unknown`, `refused_expired`, `listed` (the approval endpoint). */
+export const MG_APPROVAL_OUTCOME = 'modelgate.approval.outcome'
+/** Who granted the approval (SPIFFE ID). */
+export const MG_APPROVAL_APPROVER = 'modelgate.approval.approver'
 
 // ---- modelgate: the decision --------------------------------------------------
 

@@ -9,6 +9,8 @@
  */
 import type { RequestContext } from '../pipeline/context.ts'
 import type { StreamOutcome } from '../pipeline/stage.ts'
+import { mcpRecordOf } from '../mcp/governance.ts'
+import { callerClass } from '../policy/request.ts'
 import type { Operation, ProviderKind } from '../providers/types.ts'
 import * as A from './attributes.ts'
 import type { RecordValue } from './record.ts'
@@ -33,6 +35,8 @@ export function genAiProvider(kind: ProviderKind): string {
       return 'anthropic'
     case 'azure-openai':
       return 'azure.ai.openai'
+    case 'mcp':
+      return 'mcp'
   }
 }
 
@@ -47,6 +51,8 @@ export function genAiOperation(op: Operation): string {
       return 'text_completion'
     case 'embedding':
       return 'embeddings'
+    case 'mcp':
+      return 'execute_tool'
   }
 }
 
@@ -217,6 +223,22 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.MG_USER_ISSUER, cap(user.issuer))
     set(A.MG_USER_EMAIL, user.email ? cap(user.email) : undefined)
     set(A.MG_USER_GROUPS, user.groups.slice(0, MAX_ITEMS).map((g) => cap(g, 256)))
+    if (user.actor !== undefined) set(A.MG_USER_ACTOR, cap(user.actor, 256))
+  }
+  if (id) set(A.MG_CALLER_CLASS, callerClass(id.path, user))
+  const mcp = mcpRecordOf(ctx)
+  if (mcp) {
+    set(A.MG_MCP_METHOD, mcp.method === undefined ? undefined : cap(mcp.method, 128))
+    set(A.MG_MCP_SERVER, cap(mcp.server, 256))
+    set(A.MG_MCP_NAME, mcp.name === undefined ? undefined : cap(mcp.name, 256))
+    set(A.MG_MCP_ARGUMENTS_DIGEST, mcp.argumentsDigest)
+    set(A.MG_MCP_SESSION_DATA_CLASSES, [...mcp.sessionDataClasses].slice(0, MAX_ITEMS))
+    set(A.MG_MCP_SESSION_UNTRUSTED, mcp.sessionUntrusted)
+    set(A.MG_MCP_TOOLS_LISTED, mcp.listed)
+    set(A.MG_MCP_TOOLS_SHOWN, mcp.shown)
+    set(A.MG_APPROVAL_ID, mcp.approvalId)
+    set(A.MG_APPROVAL_OUTCOME, mcp.approvalOutcome)
+    set(A.MG_APPROVAL_APPROVER, mcp.approver)
   }
 
   // Which model.

@@ -452,7 +452,7 @@ async function explain(argv: string[], io: CliIO): Promise<number> {
     determining = [...ev.determining]
     errors = ev.errors
   } else {
-    const r = engine.decide(described.facts)
+    const r = engine.decide(described.facts, undefined, described.query ? [described.query] : undefined)
     results = r.results
     effect = r.decision.effect
     code = r.code

@@ -1,6 +1,7 @@
 /**
  * `modelgate start`: the local stack. Generates a development CA and workload
- * SVIDs, starts the stand-in provider, modelgate and Envoy as child processes,
+ * SVIDs, starts the stand-in provider (a child process) and the stand-in MCP
+ * server (in this process), modelgate and Envoy as child processes,
  * writes .modelgate/dev/stack.json, prints a request to try, and stops
  * everything on Ctrl-C / SIGTERM / SIGHUP (or when any part exits).
  *
@@ -24,6 +25,7 @@ import { localStackVars, REPO_ROOT, standInProviders, startEnvoy, type RunningEn
 import { compileCatalog } from '../providers/catalog.ts'
 import { EXIT_WITH_PARENT_ENV, exitWithParent, parentDeathPrefix, SERVE_ENV, SERVE_NODE_OPTIONS, stopProcess } from '../dev/process.ts'
 import { createDevPki, DEV_TRUST_DOMAIN } from '../dev/identities.ts'
+import { StandInMcpServer } from '../dev/mcp-server.ts'
 import { checkHealth } from './health.ts'
 import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
 
@@ -69,12 +71,17 @@ export async function writeLocalKeys(credentialDir: string): Promise<Record<(typ
   return keys
 }
 
+/** The local stack's MCP server (the stand-in built with the MCP SDK's server), reached at /mcp/tools. */
+export const LOCAL_MCP_SERVERS = {
+  tools: { kind: 'mcp', upstream: 'http://mcp.tools.example.com/mcp', credentials: [{ name: 'none', none: true }] },
+} as const
+
 /** modelgate's configuration in the local stack (the Envoy benchmark runs the same). */
 export function localModelgateConfig(o: { socket: string; policies: string; dir: string }): Record<string, unknown> {
   return {
     server: { listen: `unix://${o.socket}`, phaseTimeoutMs: 1500 },
     identity: { trustDomains: [DEV_TRUST_DOMAIN] },
-    providers: { catalog: localCatalog(join(o.dir, 'credentials')) },
+    providers: { catalog: { ...localCatalog(join(o.dir, 'credentials')), ...LOCAL_MCP_SERVERS } },
     policy: { dir: o.policies, watch: true },
     audit: { file: join(o.dir, 'audit.jsonl'), spool: { dir: join(o.dir, 'audit-spool') } },
   }
@@ -200,12 +207,14 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   const children: Child[] = []
   let envoy: RunningEnvoy | undefined
   let stopping = false
+  const mcpServer = new StandInMcpServer()
 
   const stopAll = async () => {
     if (stopping) return
     stopping = true
     say('stopping')
     if (envoy) await envoy.stop()
+    await mcpServer.close()
     for (const c of [...children].reverse()) await stopProcess(c.proc, 12_000)
   }
 
@@ -286,6 +295,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     const provider = spawnChild('provider', ['dev-provider', '--port', '0', ...(ownProviders ? [] : ['--keys', keysFile])], join(dir, 'provider.log'))
     const providerLine = await waitForLine(provider, 'stdout', (l) => l.startsWith('{'))
     const providerAddr = JSON.parse(providerLine) as { host: string; port: number; url: string }
+    say('starting the stand-in MCP server')
+    const mcpAddr = await mcpServer.listen()
 
     // Unix socket paths are limited to about 100 bytes; long --dir paths use the temp dir instead.
     let socket = join(dir, 'modelgate.sock')
@@ -318,7 +329,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     envoy = await startEnvoy({
       workDir: dir,
       vars: localStackVars({ pki, socket, listenPort: port }),
-      providers: standInProviders(compileCatalog(configFromObject(configObject, configFile).providers), providerAddr),
+      providers: standInProviders(compileCatalog(configFromObject(configObject, configFile).providers), providerAddr, { host: '127.0.0.1', port: mcpAddr.port }),
     })
     const envoyLog = createWriteStream(join(dir, 'envoy.log'), { flags: 'a' })
     envoy.process.stdout!.pipe(envoyLog)
@@ -337,6 +348,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       ca: pki.ca.cert,
       identities: Object.fromEntries(Object.entries(pki.identities).map(([name, id]) => [name, { spiffeId: id.spiffeId, cert: id.cert, key: id.key }])),
       provider: providerAddr.url,
+      mcp: `${url}/mcp/tools`,
       config: configFile,
       policies,
       processes: { envoy: envoy.process.pid, modelgate: mg.proc.pid, provider: provider.proc.pid, start: process.pid, ...(redisUrl ? { redis: children.find((c) => c.name === 'redis-server')?.proc.pid } : {}) },
@@ -359,6 +371,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         `    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`,
         '',
         `No API key needed: modelgate removes any the caller sends and attaches the provider's own, from ${rel(join(dir, 'credentials'))}/.`,
+        `An MCP server (built with the MCP SDK's server) is at ${url}/mcp/tools: point an MCP client at it with the same certificate.`,
         `Every decision is recorded in ${rel(join(dir, 'audit.jsonl'))}: npx modelgate audit show <request-id> ${rel(join(dir, 'audit.jsonl'))}`,
         '',
         'Press Ctrl-C to stop.',

@@ -5,6 +5,7 @@ import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
 import { auditSchema, type AuditConfig } from './sections/audit.ts'
 import { identitySchema, type IdentityConfig } from './sections/identity.ts'
 import { policySchema, type PolicyConfig } from './sections/policy.ts'
+import { mcpSchema, type McpConfig } from './sections/mcp.ts'
 import { checkProviders, providersSchema, type PathProblem, type ProvidersConfig } from './sections/providers.ts'
 import { checkQuotas, quotasSchema, type QuotasConfig } from './sections/quotas.ts'
 import { redactionSchema, type RedactionConfig } from './sections/redaction.ts'
@@ -22,6 +23,7 @@ export interface Config {
   redaction: RedactionConfig
   audit: AuditConfig
   quotas: QuotasConfig
+  mcp: McpConfig
   /** Directory relative paths in the file are resolved against. */
   baseDir: string
 }
@@ -39,6 +41,7 @@ export const configSchema = {
     redaction: redactionSchema,
     audit: auditSchema,
     quotas: quotasSchema,
+    mcp: mcpSchema,
   },
 } as const
 

@@ -60,8 +60,15 @@ export interface EnvoyProviders {
 export const PROVIDER_IDLE_TIMEOUT = '30s'
 
 /** Every provider of the catalog reached at the stand-in provider (plain HTTP, each upstream's path kept). */
-export function standInProviders(catalog: Pick<ProviderCatalog, 'providers'>, at: { host: string; port: number }): EnvoyProviders {
-  return { catalog, upstreamOf: (p) => ({ tls: false, host: at.host, port: at.port, path: p.upstream.path }) }
+export function standInProviders(catalog: Pick<ProviderCatalog, 'providers'>, at: { host: string; port: number }, mcpAt?: { host: string; port: number }): EnvoyProviders {
+  return {
+    catalog,
+    upstreamOf: (p) => {
+      // MCP servers go to the stand-in MCP server when there is one.
+      const to = p.kind === 'mcp' && mcpAt ? mcpAt : at
+      return { tls: false, host: to.host, port: to.port, path: p.upstream.path }
+    },
+  }
 }
 
 /**

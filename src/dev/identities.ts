@@ -8,6 +8,10 @@ export const DEV_TRUST_DOMAIN = 'modelgate.local'
 export const DEV_WORKLOADS = {
   checkout: `spiffe://${DEV_TRUST_DOMAIN}/ns/payments/sa/checkout`,
   notebook: `spiffe://${DEV_TRUST_DOMAIN}/ns/research/sa/notebook`,
+  // An autonomous agent of the research team (the agent-… service account convention).
+  assistant: `spiffe://${DEV_TRUST_DOMAIN}/ns/research/sa/agent-assistant`,
+  // A security engineer's tool that grants approvals.
+  approver: `spiffe://${DEV_TRUST_DOMAIN}/ns/security/sa/approver`,
 } as const
 
 export interface DevIdentity extends KeyPair {

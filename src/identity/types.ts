@@ -20,4 +20,10 @@ export interface DelegatedUser {
   readonly issuer: string
   readonly email: string | undefined
   readonly groups: readonly string[]
+  /**
+   * The agent acting for the user: the `sub` of the token's `act` claim (RFC
+   * 8693 §4.1; the outermost `act` is the current actor). Absent when the
+   * token names none.
+   */
+  readonly actor?: string
 }

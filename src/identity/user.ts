@@ -72,5 +72,15 @@ export function userFromClaims(payload: Readonly<Record<string, unknown>>, group
   const list = (groups ?? []) as unknown[]
   const bad = list.findIndex((g) => typeof g !== 'string')
   if (bad !== -1) return `claim "${groupsClaim.slice(0, 64)}" item ${bad} is not a string (${kind(list[bad])})`
-  return { subject: sub, issuer: iss, email, groups: (list as string[]).slice(0, MAX_USER_GROUPS) }
+  // RFC 8693 token exchange: `act` names the party acting for the subject (an agent); its own `act` the one before it.
+  const act = Object.hasOwn(payload, 'act') ? payload.act : undefined
+  let actor: string | undefined
+  if (act !== undefined) {
+    if (typeof act !== 'object' || act === null || Array.isArray(act)) return `claim "act" is not an object (${kind(act)})`
+    const actSub = (act as Record<string, unknown>).sub
+    if (typeof actSub !== 'string' || actSub === '' || actSub.length > 256) return `claim "act.sub" is not a non-empty string of at most 256 characters (${kind(actSub)})`
+    actor = actSub
+  }
+  const user: DelegatedUser = { subject: sub, issuer: iss, email, groups: (list as string[]).slice(0, MAX_USER_GROUPS) }
+  return actor === undefined ? user : { ...user, actor }
 }

@@ -90,6 +90,12 @@ export interface PolicyDecision {
    * the request (credentials/). Empty when none names one; absent on a deny.
    */
   readonly credentials?: readonly string[]
+  /**
+   * The `@requires_approval("…")` reasons of the permits that allowed it,
+   * distinct and sorted: the request runs only with a human's grant. Absent
+   * when none asks for one, and on a deny.
+   */
+  readonly approval?: readonly string[]
   readonly shadow?: {
     readonly effect: 'allow' | 'deny'
     readonly policies: readonly { readonly id: string; readonly owner: string | undefined }[]
@@ -220,6 +226,14 @@ export class RequestContext {
   readonly timings = new Map<string, number>()
   /** The denial sent to the client, if any. */
   denial: GateError | undefined
+  /**
+   * The stage that answers this exchange itself (modelgate's own endpoints,
+   * e.g. the approval API): later stages do not see it, and nothing goes
+   * upstream. Set in the request-headers phase.
+   */
+  answeredBy: string | undefined
+  /** That stage's answer, once it has one: sent to the caller instead of forwarding the request. */
+  answer: { readonly status: number; readonly body: Buffer; readonly headers?: ReadonlyMap<string, string> } | undefined
 
   readonly #local = new Map<symbol, unknown>()
 

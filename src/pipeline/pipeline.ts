@@ -80,6 +80,8 @@ export class Pipeline {
         ctx.timings.set(name, (ctx.timings.get(name) ?? 0) + (performance.now() - s0))
       }
       if (performance.now() - t0 > budget) throw this.#timeout(phase, name)
+      // A stage that answers the exchange itself: the stages after it never see it.
+      if (ctx.answeredBy === name) return
       // A stage that ended the response wrote its last bytes: later stages do not rewrite them.
       if (phase === 'responseBody' && ctx.responseTerminated) return
     }

@@ -302,6 +302,9 @@ function readAttr(left: Expr, attrs: readonly string[], isHas: boolean, pos: Pos
     } else if (name === 'model') {
       if (rest) useRoot('model', rest, r)
       else if (!isHas) useRoot('model', pos, r)
+    } else if (name === 'actor') {
+      // The acting agent travels with the user's entities: send them all.
+      if (!isHas) r.full = true
     } else if (rest || (!isHas && typeof pos === 'object')) r.full = true
     return
   }

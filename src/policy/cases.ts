@@ -122,7 +122,7 @@ export function runCases(engine: PolicyEngine, cases: readonly PolicyCase[]): Ca
       errors = [...ev.errors]
       qr = [{ query: q, evaluation: ev }]
     } else {
-      const r = engine.decide(described.facts)
+      const r = engine.decide(described.facts, undefined, described.query ? [described.query] : undefined)
       decision = r.decision.effect
       determining = r.decision.policies.map((p) => p.id)
       errors = [...r.decision.errors]

@@ -232,8 +232,9 @@ export class PolicyEngine {
    * (`unredactedClasses`). The shadow set, when there is one, answers the
    * request's own questions for the record.
    */
-  decide(facts: RequestFacts, decisionId: string = randomUUID()): DecisionResult {
-    const queries = [modelQuery(facts), ...toolQueries(facts)]
+  decide(facts: RequestFacts, decisionId: string = randomUUID(), asked?: readonly CedarQuery[]): DecisionResult {
+    // An MCP request asks its own questions (mcp/): a tool call, a resource, a prompt.
+    const queries = asked ? [...asked] : [modelQuery(facts), ...toolQueries(facts)]
     const ask: Asking = { facts }
     const results = queries.map((q) => ({ query: q, evaluation: this.#evaluate(this.#primary, ask, q) }))
     const main = combine(results, this.#primary.set)
@@ -255,7 +256,8 @@ export class PolicyEngine {
       policySetHash: this.#primary.set.hash,
       cached: results.every((r) => r.evaluation.cached),
       unredactedClasses,
-      ...(main.effect === 'allow' ? { credentials: credentialAnnotations(results[0]!, this.#primary.set) } : {}),
+      ...(main.effect === 'allow' ? { credentials: results[0] ? credentialAnnotations(results[0], this.#primary.set) : [] } : {}),
+      ...(main.effect === 'allow' ? approvalReasons(results, this.#primary.set) : {}),
       ...(shadow ? { shadow } : {}),
     }
     return { decision, code: main.code, results, unredactedResults, shadowResults }
@@ -315,7 +317,7 @@ export class PolicyEngine {
             principal: principalUid(f),
             action: { type: ACTION_TYPE, id: q.action },
             resource: { type: q.resource.type, id: q.resource.id },
-            context: (ask.context ??= contextOf(f)),
+            context: (ask.context ??= contextOf(f, active.set)),
             entities: sliceEntities(slice, f, q, active.groups),
           }
         : buildCall(f, q, active.set)
@@ -470,6 +472,23 @@ function credentialAnnotations(model: QueryResult, set: CompiledPolicySet): stri
     if (name !== undefined) names.add(name)
   }
   return [...names].sort()
+}
+
+/**
+ * The `@requires_approval("reason")` annotations of the permits that allowed
+ * the request (distinct, sorted): the call may run only with a human's grant
+ * (mcp/approvals.ts).
+ */
+function approvalReasons(results: readonly QueryResult[], set: CompiledPolicySet): { approval?: readonly string[] } {
+  const reasons = new Set<string>()
+  for (const r of results) {
+    for (const id of r.evaluation.determining) {
+      const p = set.policies.get(id)
+      const reason = p?.effect === 'permit' ? p.annotations.requires_approval : undefined
+      if (reason !== undefined) reasons.add(reason)
+    }
+  }
+  return reasons.size > 0 ? { approval: [...reasons].sort() } : {}
 }
 
 /** Folds the answers to a request's questions into one decision. */

@@ -25,7 +25,14 @@ export const ACTION_TYPE = `${NAMESPACE}::Action`
 
 /** Actions modelgate asks about. `use_model` and `generate` are groups policies may scope to. */
 export const ACTIONS = ['chat', 'completion', 'responses', 'messages', 'embedding', 'call_tool', 'send_unredacted'] as const
-export type ActionName = (typeof ACTIONS)[number]
+/**
+ * Actions a schema may declare (older schemas do not): MCP resources and
+ * prompts, and approving a tool call. A question about one the schema lacks
+ * is denied.
+ */
+export const OPTIONAL_ACTIONS = ['read_resource', 'get_prompt', 'approve'] as const
+export type ActionName = (typeof ACTIONS)[number] | (typeof OPTIONAL_ACTIONS)[number]
+export const ALL_ACTIONS: readonly ActionName[] = [...ACTIONS, ...OPTIONAL_ACTIONS]
 
 /** The model action for each provider operation: one action per operation, named alike. */
 export const OPERATION_ACTION: Readonly<Record<Operation, ActionName>> = {
@@ -34,6 +41,8 @@ export const OPERATION_ACTION: Readonly<Record<Operation, ActionName>> = {
   responses: 'responses',
   messages: 'messages',
   embedding: 'embedding',
+  // MCP requests are not model questions: the MCP stage asks their own actions (call_tool, read_resource, get_prompt).
+  mcp: 'call_tool',
 }
 
 /** Entity types whose attributes modelgate derives; entities.json may give them parents only. */

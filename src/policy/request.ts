@@ -18,6 +18,7 @@ import type { RequestContext } from '../pipeline/context.ts'
 import { MCP_KIND, mcpServerId, parseMcpId } from '../providers/tools.ts'
 import type { Operation, ParsedRequest, ToolDefinition } from '../providers/types.ts'
 import { scopeLookupKeys } from './analysis.ts'
+import { canonicalJson, sha256Hex } from '../mcp/protocol.ts'
 import { kubernetesParts, plainUid, uidKey, type CompiledPolicySet } from './load.ts'
 import { ACTION_TYPE, DEFAULT_CONTEXT_HEADERS, ENTITY, NAMESPACE, OPERATION_ACTION, type ActionName } from './names.ts'
 
@@ -44,16 +45,42 @@ export interface FactsOptions {
   readonly estimate?: ((req: ParsedRequest) => { readonly input: number; readonly output: number }) | undefined
 }
 
-/** One tool as policy sees it: its `Tool` id, its `kind`, and (MCP) the server URL's host. */
+/** One tool as policy sees it: its `Tool` id, its `kind`, (MCP) the server URL's host and the hints its server declared. */
 export interface ToolFact {
   readonly name: string
   readonly type: string
   readonly host?: string
+  readonly hints?: ToolHints
+}
+
+/** The behaviour hints an MCP server declares for a tool (tools/list `annotations`): advisory, a server can lie. */
+export interface ToolHints {
+  readonly readOnlyHint?: boolean
+  readonly destructiveHint?: boolean
+  readonly idempotentHint?: boolean
+  readonly openWorldHint?: boolean
+}
+
+export const HINT_NAMES = ['readOnlyHint', 'destructiveHint', 'idempotentHint', 'openWorldHint'] as const
+
+/**
+ * The hints of an MCP tool whose server declared none, or that modelgate has
+ * not seen listed: the protocol's defaults, which assume the worst — not
+ * read-only, destructive, not idempotent, open world. A model request's MCP
+ * tools carry them too, so a policy on hints governs a tool the same way
+ * whoever asks for it.
+ */
+export const DEFAULT_HINTS: ToolHints = Object.freeze({ readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true })
+
+/** The agent acting for the user (RFC 8693 `act` claim): `Agent::"<subject>"`. */
+export interface ActorFact {
+  readonly subject: string
 }
 
 /** A tool's facts, with `host` only when there is one (facts are hashed as JSON). */
 function toolFact(t: ToolDefinition): ToolFact {
-  return t.host === undefined ? { name: t.name, type: t.type } : { name: t.name, type: t.type, host: t.host }
+  const base = t.host === undefined ? { name: t.name, type: t.type } : { name: t.name, type: t.type, host: t.host }
+  return t.hints === undefined ? base : { ...base, hints: t.hints }
 }
 
 /** Everything a policy decision depends on. Two requests with equal facts get equal decisions. */
@@ -80,6 +107,15 @@ export interface RequestFacts {
   readonly inputTokens?: number
   /** Estimated input tokens plus the output budget (only when the policy set reads it). */
   readonly estimatedTokens?: number
+  /** The agent acting for the user, when the user token is a token-exchange token naming one. */
+  readonly actor?: ActorFact | undefined
+  /**
+   * Optional context attributes beyond the fixed ones (MCP: `mcpMethod`,
+   * `arguments`, `argumentsDigest`; the agent session's `sessionDataClasses`
+   * and `sessionUntrusted`; `callerClass`): JSON values in a fixed key order,
+   * passed only to schemas that declare them.
+   */
+  readonly extra?: Readonly<Record<string, unknown>>
 }
 
 /** One question to Cedar: an action on a resource, asked with the request's facts. */
@@ -148,6 +184,8 @@ export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}): 
     region: opts.region ?? '',
     ...timeFacts(ctx.startedAt),
     ...estimateFacts(req, opts.estimate),
+    ...(ctx.user?.actor !== undefined ? { actor: { subject: ctx.user.actor } } : {}),
+    extra: { callerClass: callerClass(id.path, ctx.user) },
   }
 }
 
@@ -155,6 +193,21 @@ function estimateFacts(req: ParsedRequest, estimate: FactsOptions['estimate']): 
   if (!estimate) return {}
   const e = estimate(req)
   return { inputTokens: toLong(e.input), estimatedTokens: toLong(e.input + e.output) }
+}
+
+/**
+ * The class of a caller: `agent` when a token-exchange token names an acting
+ * agent, or the SPIFFE path follows the agent convention (a segment `agent`
+ * or `agents`, or a Kubernetes service account named `agent-…`); `user`
+ * when a delegated user's token comes without an actor; else `service`.
+ * Policies may also class workloads through their teams in entities.json.
+ */
+export function callerClass(spiffePath: string, user: DelegatedUser | undefined): 'user' | 'service' | 'agent' {
+  if (user?.actor !== undefined) return 'agent'
+  const segments = spiffePath.split('/')
+  const sa = segments.indexOf('sa')
+  if (segments.includes('agent') || segments.includes('agents') || (sa !== -1 && segments[sa + 1]?.startsWith('agent-'))) return 'agent'
+  return user ? 'user' : 'service'
 }
 
 /**
@@ -196,7 +249,7 @@ export function buildCall(f: RequestFacts, q: CedarQuery, set: CompiledPolicySet
   addModel(entities, f)
   addUser(entities, f)
   addResource(entities, f, q, set)
-  return { principal: principalUid(f), action: { type: ACTION_TYPE, id: q.action }, resource: { type: q.resource.type, id: q.resource.id }, context: contextOf(f), entities: entities.list }
+  return { principal: principalUid(f), action: { type: ACTION_TYPE, id: q.action }, resource: { type: q.resource.type, id: q.resource.id }, context: contextOf(f, set), entities: entities.list }
 }
 
 export function principalUid(f: RequestFacts): { type: string; id: string } {
@@ -208,7 +261,7 @@ function userUid(u: NonNullable<RequestFacts['user']>): { type: string; id: stri
 }
 
 /** The Cedar context of a request: the same for every question the request asks. */
-export function contextOf(f: RequestFacts): Record<string, unknown> {
+export function contextOf(f: RequestFacts, set?: CompiledPolicySet): Record<string, unknown> {
   const context: Record<string, unknown> = {
     api: f.api,
     model: { __entity: modelUid(f) },
@@ -227,8 +280,21 @@ export function contextOf(f: RequestFacts): Record<string, unknown> {
   if (f.inputTokens !== undefined) context.inputTokens = f.inputTokens
   if (f.estimatedTokens !== undefined) context.estimatedTokens = f.estimatedTokens
   if (f.user) context.user = { __entity: userUid(f.user) }
+  // Optional attributes only for schemas that declare them (a schema written before them keeps working).
+  const declared = set ? declaredAttributes(set).context : undefined
+  if (f.actor && (!declared || declared.has('actor'))) context.actor = { __entity: actorUid(f.actor) }
+  if (f.extra) for (const [k, v] of Object.entries(f.extra)) if (v !== undefined && (!declared || declared.has(k))) context[k] = v
   return context
 }
+
+export function actorUid(a: ActorFact): { type: string; id: string } {
+  return { type: ENTITY_AGENT, id: a.subject }
+}
+
+/** Entity types the schema may declare (older schemas do not): what modelgate passes them is derived. */
+export const ENTITY_AGENT = `${NAMESPACE}::Agent`
+export const ENTITY_MCP_RESOURCE = `${NAMESPACE}::McpResource`
+export const ENTITY_MCP_PROMPT = `${NAMESPACE}::McpPrompt`
 
 function addPrincipal(entities: EntitySlice, f: RequestFacts): void {
   entities.add(
@@ -252,6 +318,8 @@ function addUser(entities: EntitySlice, f: RequestFacts): void {
     { subject: f.user.subject, issuer: f.user.issuer, email: f.user.email },
     f.user.groups.map((g) => ({ type: ENTITY.UserGroup, id: g })),
   )
+  // The acting agent travels with the user whose token names it; declared parents (agent groups) come from entities.json.
+  if (f.actor) entities.add(actorUid(f.actor), {}, [])
 }
 
 /** The question's resource when it is not the model: a tool (with its declared kind) or a data class. */
@@ -259,15 +327,20 @@ function addResource(entities: EntitySlice, f: RequestFacts, q: CedarQuery, set:
   if (q.resource.type === ENTITY.Tool) {
     const tool = toolEntity(f, q.resource.id, set)
     entities.add(q.resource, tool.attrs, tool.parents)
+  } else if (q.resource.type === ENTITY_MCP_RESOURCE || q.resource.type === ENTITY_MCP_PROMPT) {
+    // `mcp:<server>/<uri or prompt name>`, in its server.
+    const mcp = parseMcpId(q.resource.id)
+    const own = mcp?.tool ?? ''
+    entities.add(q.resource, q.resource.type === ENTITY_MCP_RESOURCE ? { uri: own } : { name: own }, mcp ? [{ type: ENTITY.ToolServer, id: mcpServerId(mcp.server) }] : [])
   } else if (q.resource.type !== ENTITY.Model) entities.add(q.resource, {}, [])
 }
 
 /** What a `Tool` entity is built from besides its id: the declared kind and (MCP) the server's host. */
-export function toolEntityFacts(f: RequestFacts, id: string): readonly [kind: string, host: string] {
+export function toolEntityFacts(f: RequestFacts, id: string): readonly [kind: string, host: string, hints: string] {
   const declared = f.tools.find((t) => t.name === id)
   const mcp = parseMcpId(id)
   const host = declared?.host ?? (mcp ? f.tools.find((t) => t.name === mcpServerId(mcp.server))?.host : undefined)
-  return [declared?.type ?? '', host ?? '']
+  return [declared?.type ?? '', host ?? '', declared?.hints ? JSON.stringify(declared.hints) : '']
 }
 
 /**
@@ -286,28 +359,51 @@ function toolEntity(f: RequestFacts, id: string, set: CompiledPolicySet): { attr
   const host = declared?.host ?? f.tools.find((t) => t.name === mcpServerId(mcp.server))?.host
   if (host !== undefined && optional.has('host')) attrs.host = host
   if (mcp.tool !== undefined && optional.has('mcpTool')) attrs.mcpTool = mcp.tool
+  const hints = declared?.hints ?? (mcp.tool !== undefined ? DEFAULT_HINTS : undefined)
+  if (hints) for (const h of HINT_NAMES) if (hints[h] !== undefined && optional.has(h)) attrs[h] = hints[h]
   return { attrs, parents: [{ type: ENTITY.ToolServer, id: mcpServerId(mcp.server) }] }
 }
 
-const TOOL_ATTRIBUTES = new WeakMap<CompiledPolicySet, ReadonlySet<string>>()
+interface DeclaredAttributes {
+  readonly tool: ReadonlySet<string>
+  readonly context: ReadonlySet<string>
+  /** Entity types and actions the schema declares. */
+  readonly types: ReadonlySet<string>
+  readonly actions: ReadonlySet<string>
+}
+
+const DECLARED = new WeakMap<CompiledPolicySet, DeclaredAttributes>()
+
+function toolAttributes(set: CompiledPolicySet): ReadonlySet<string> {
+  return declaredAttributes(set).tool
+}
 
 /**
- * The attributes a policy set's schema declares for `Tool`, read once per set:
- * the optional ones (`host`, `mcpTool`) are passed only to schemas that have
- * them, so a schema written before them keeps working.
+ * What a policy set's schema declares, read once per set: the optional
+ * attributes of `Tool` (`host`, `mcpTool`, the MCP hints) and of the request
+ * context, the entity types and the actions. Optional ones are passed only to
+ * schemas that have them, so a schema written before them keeps working.
  */
-function toolAttributes(set: CompiledPolicySet): ReadonlySet<string> {
-  let attrs = TOOL_ATTRIBUTES.get(set)
-  if (attrs) return attrs
-  const names = new Set<string>()
+export function declaredAttributes(set: CompiledPolicySet): DeclaredAttributes {
+  let d = DECLARED.get(set)
+  if (d) return d
+  const tool = new Set<string>()
+  const context = new Set<string>()
+  const types = new Set<string>()
+  const actions = new Set<string>()
   const json = cedar.schemaToJson(set.schemaText)
   if (json.type === 'success') {
-    const tool = json.json[NAMESPACE]?.entityTypes.Tool as { shape?: { attributes?: Record<string, unknown> } } | undefined
-    for (const name of Object.keys(tool?.shape?.attributes ?? {})) names.add(name)
+    const ns = json.json[NAMESPACE]
+    const t = ns?.entityTypes.Tool as { shape?: { attributes?: Record<string, unknown> } } | undefined
+    for (const name of Object.keys(t?.shape?.attributes ?? {})) tool.add(name)
+    const rc = (ns?.commonTypes as Record<string, { attributes?: Record<string, unknown> }> | undefined)?.RequestContext
+    for (const name of Object.keys(rc?.attributes ?? {})) context.add(name)
+    for (const name of Object.keys(ns?.entityTypes ?? {})) types.add(`${NAMESPACE}::${name}`)
+    for (const name of Object.keys(ns?.actions ?? {})) actions.add(name)
   }
-  attrs = names
-  TOOL_ATTRIBUTES.set(set, attrs)
-  return attrs
+  d = { tool, context, types, actions }
+  DECLARED.set(set, d)
+  return d
 }
 
 /** Collects a request's entities: derived ones merged with entities.json, and every declared ancestor. */
@@ -439,6 +535,7 @@ const API_FOR: Readonly<Record<Operation, string>> = {
   responses: 'openai.responses',
   messages: 'anthropic.messages',
   embedding: 'openai.embeddings',
+  mcp: 'mcp.streamable_http',
 }
 
 /**
@@ -470,6 +567,16 @@ export interface RequestDescription {
   user?: { subject: string; issuer: string; email?: string; groups?: string[] }
   /** Ask Action::"send_unredacted" for this data class instead of the request's own actions. */
   unredacted?: string
+  /** An MCP request instead of a model request: the server (catalog name), method, and for tools/call, prompts/get and resources/read the name or URI. */
+  mcp?: { server: string; method: string; name?: string; arguments?: Record<string, unknown>; host?: string; hints?: ToolHints }
+  /** The agent acting for the user (`act.sub` of a token-exchange token). */
+  actor?: string
+  /** context.callerClass: "user", "service" or "agent" (default: derived from the principal and actor). */
+  callerClass?: string
+  /** The agent session: data classes that entered it, and whether untrusted content did. */
+  session?: { dataClasses?: string[]; untrusted?: boolean }
+  /** Ask Action::"approve" on this tool (e.g. "mcp:tools/delete_record"): the principal is the approver. */
+  approve?: string
 }
 
 export class DescriptionError extends Error {
@@ -481,10 +588,10 @@ export class DescriptionError extends Error {
   }
 }
 
-const DESCRIPTION_KEYS = new Set(['principal', 'provider', 'model', 'operation', 'api', 'stream', 'maxTokens', 'tools', 'dataClasses', 'detectors', 'tenant', 'purpose', 'clientApp', 'region', 'time', 'user', 'unredacted'])
+const DESCRIPTION_KEYS = new Set(['principal', 'provider', 'model', 'operation', 'api', 'stream', 'maxTokens', 'tools', 'dataClasses', 'detectors', 'tenant', 'purpose', 'clientApp', 'region', 'time', 'user', 'unredacted', 'mcp', 'actor', 'callerClass', 'session', 'approve'])
 
 /** Checks a request description and turns it into facts. Throws DescriptionError listing every problem. */
-export function factsFromDescription(input: unknown, opts: { now?: number } = {}): { facts: RequestFacts; unredacted: string | undefined } {
+export function factsFromDescription(input: unknown, opts: { now?: number } = {}): { facts: RequestFacts; unredacted: string | undefined; query?: CedarQuery } {
   const problems: string[] = []
   if (!input || typeof input !== 'object' || Array.isArray(input)) throw new DescriptionError(['a request description must be a JSON object'])
   const d = input as Record<string, unknown>
@@ -517,7 +624,8 @@ export function factsFromDescription(input: unknown, opts: { now?: number } = {}
     if (!p.ok) problems.push(`"principal" is not a valid SPIFFE ID: ${p.reason}`)
     else principal = { spiffeId: p.value.id, trustDomain: p.value.trustDomain, ...kubernetesParts(p.value.segments) }
   }
-  const model = str('model', true)
+  const mcpIn = d.mcp as Record<string, unknown> | undefined
+  const model = mcpIn !== undefined || d.approve !== undefined ? (str('model') ?? '') : str('model', true)
   const provider = str('provider') ?? 'openai'
   const operation = (str('operation') ?? 'chat') as Operation
   if (!OPERATIONS.includes(operation)) problems.push(`"operation" must be one of ${OPERATIONS.join(', ')}`)
@@ -564,8 +672,47 @@ export function factsFromDescription(input: unknown, opts: { now?: number } = {}
   const purpose = str('purpose') ?? ''
   const clientApp = str('clientApp') ?? ''
   const region = str('region') ?? ''
+  const actorText = str('actor')
+  const classText = str('callerClass')
+  const sessionIn = d.session as { dataClasses?: unknown; untrusted?: unknown } | undefined
+  if (sessionIn !== undefined && (typeof sessionIn !== 'object' || sessionIn === null || (sessionIn.dataClasses !== undefined && (!Array.isArray(sessionIn.dataClasses) || !sessionIn.dataClasses.every((x) => typeof x === 'string'))) || (sessionIn.untrusted !== undefined && typeof sessionIn.untrusted !== 'boolean'))) {
+    problems.push('"session" must be {"dataClasses"?: [strings], "untrusted"?: boolean}')
+  }
+  let query: CedarQuery | undefined
+  const extra: Record<string, unknown> = {}
+  const approve = str('approve')
+  if (mcpIn !== undefined) {
+    if (typeof mcpIn !== 'object' || mcpIn === null || typeof mcpIn.server !== 'string' || typeof mcpIn.method !== 'string') problems.push('"mcp" must be {"server", "method", "name"?, "arguments"?, "host"?, "hints"?}')
+    else {
+      const server = mcpIn.server
+      const method = mcpIn.method
+      const name = typeof mcpIn.name === 'string' ? mcpIn.name : undefined
+      const id = `mcp:${server}/${name ?? ''}`
+      const hints = (mcpIn.hints ?? undefined) as ToolHints | undefined
+      if (method === 'tools/call') {
+        tools.length = 0
+        tools.push({ name: id, type: MCP_KIND, ...(typeof mcpIn.host === 'string' ? { host: mcpIn.host } : {}), ...(hints ? { hints } : {}) })
+        query = { action: 'call_tool', resource: { type: ENTITY.Tool, id } }
+      } else if (method === 'resources/read') query = { action: 'read_resource', resource: { type: ENTITY_MCP_RESOURCE, id } }
+      else if (method === 'prompts/get') query = { action: 'get_prompt', resource: { type: ENTITY_MCP_PROMPT, id } }
+      if ((method === 'tools/call' || method === 'prompts/get' || method === 'resources/read') && name === undefined) problems.push(`"mcp.name" is required for ${method}`)
+      extra.mcpMethod = method
+      if (method === 'tools/call' || method === 'prompts/get') {
+        const text = canonicalJson(mcpIn.arguments ?? {})
+        extra.arguments = text
+        extra.argumentsDigest = sha256Hex(text)
+      }
+    }
+  } else if (approve !== undefined) query = { action: 'approve', resource: { type: ENTITY.Tool, id: approve } }
+  if (sessionIn && typeof sessionIn === 'object') {
+    extra.sessionDataClasses = [...new Set((sessionIn.dataClasses as string[] | undefined) ?? [])].sort()
+    extra.sessionUntrusted = sessionIn.untrusted === true
+  }
   if (problems.length || !principal || model === undefined) throw new DescriptionError(problems)
+  const actor = actorText !== undefined ? { subject: actorText } : undefined
+  const klass = classText ?? (actor ? 'agent' : callerClass(principal.spiffeId.replace(/^spiffe:\/\/[^/]+/, ''), user ? { subject: user.subject, issuer: user.issuer, email: user.email, groups: user.groups } : undefined))
   return {
+    ...(query ? { query } : {}),
     facts: {
       principal,
       user,
@@ -583,6 +730,8 @@ export function factsFromDescription(input: unknown, opts: { now?: number } = {}
       clientApp: cut(clientApp),
       region,
       ...timeFacts(when),
+      ...(actor ? { actor } : {}),
+      extra: { callerClass: klass, ...extra },
     },
     unredacted,
   }

@@ -37,8 +37,8 @@ import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import { LRUCache } from 'lru-cache'
 import { analysePolicy, emptyReads, mergeReads, withoutScope, type GuardAlternative, type PolicyAnalysis, type Reads } from './analysis.ts'
 import { uidKey, type CompiledPolicySet } from './load.ts'
-import { ACTION_TYPE, ACTIONS, ENTITY } from './names.ts'
-import { factsKey, toolEntityFacts, type CedarQuery, type EntityGroup, type EntityGroups, type RequestFacts } from './request.ts'
+import { ACTION_TYPE, ALL_ACTIONS, ENTITY } from './names.ts'
+import { ENTITY_AGENT, ENTITY_MCP_PROMPT, ENTITY_MCP_RESOURCE, factsKey, toolEntityFacts, type CedarQuery, type EntityGroup, type EntityGroups, type RequestFacts } from './request.ts'
 
 export interface Slice {
   /** The positions of its policies in the set, e.g. "0,4,17" ("" for none): identifies the slice. */
@@ -114,7 +114,7 @@ export class Slicer {
     this.pruneEntities = pruningIsExact(set)
     for (const [id, json] of set.policyJson) this.#policies.push({ id, effect: json.effect, analysis: analysePolicy(json), stripped: withoutScope(json) })
     const ancestors = actionAncestors(set.schemaJson)
-    for (const action of ACTIONS) {
+    for (const action of ALL_ACTIONS) {
       const own = uidKey({ type: ACTION_TYPE, id: action })
       const names = new Set([own, ...(ancestors.get(own) ?? [])])
       const index: ActionIndex = new Map()
@@ -350,6 +350,8 @@ export function decisionKey(slice: Slice, f: RequestFacts, q: CedarQuery): strin
   if (all || reads.has('region')) parts.push('region', f.region)
   if (all || reads.has('utcHour')) parts.push('utcHour', f.utcHour)
   if (all || reads.has('dayOfWeek')) parts.push('dayOfWeek', f.dayOfWeek)
+  if (all || reads.has('actor')) parts.push('actor', f.actor?.subject ?? null)
+  if (f.extra) for (const [k, v] of Object.entries(f.extra)) if (all || reads.has(k)) parts.push(k, v ?? null)
   return hashed(JSON.stringify(parts))
 }
 
@@ -450,7 +452,7 @@ export function pruningIsExact(set: CompiledPolicySet): boolean {
   for (const t of bare) if (types.get(t)?.requiresAttrs !== false) return false
   const memberOf = new Map([...types].map(([k, v]) => [k, v.memberOf]))
   const ancestorTypes = closure(memberOf)
-  const groups: string[][] = [[ENTITY.Workload], [ENTITY.Provider, ENTITY.Model], [ENTITY.User], [ENTITY.Tool], [ENTITY.DataClass]]
+  const groups: string[][] = [[ENTITY.Workload], [ENTITY.Provider, ENTITY.Model], [ENTITY.User, ENTITY_AGENT], [ENTITY.Tool, ENTITY_MCP_RESOURCE, ENTITY_MCP_PROMPT], [ENTITY.DataClass]]
   const reach = groups.map((g) => new Set(g.flatMap((t) => [t, ...(ancestorTypes.get(t) ?? [])])))
   for (let i = 0; i < groups.length; i++) for (let j = 0; j < groups.length; j++) if (i !== j && groups[i]!.some((t) => reach[j]!.has(t))) return false
   return true

@@ -10,10 +10,12 @@ import { resolveConfigPath, type Config } from '../config/config.ts'
 import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { RequestContext } from '../pipeline/context.ts'
+import type { ToolDefinition } from '../providers/types.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { PolicyEngine, type QueryResult } from './engine.ts'
 import type { ParsedRequest } from '../providers/types.ts'
 import { compileEstimator } from '../quotas/estimate.ts'
+import type { RequestFacts } from './request.ts'
 
 export interface PolicyStage extends Stage {
   readonly name: 'policy'
@@ -55,27 +57,64 @@ function recordToolAnswers(ctx: RequestContext, results: readonly QueryResult[])
   }
 }
 
-export function createPolicyStage(config: Config, deps: { logger: Logger; engine?: PolicyEngine }): PolicyStage {
+/** Decides MCP requests (mcp/governance.ts): their questions are not a model's. */
+export interface McpAuthorizer {
+  authorize(ctx: RequestContext): void | Promise<void>
+  /**
+   * The hints a catalogued MCP server declared for a tool a model request
+   * names (same server name and host), so hint policies judge it as they
+   * judge the MCP client's call.
+   */
+  hintsFor?(tool: ToolDefinition): ToolDefinition['hints'] | undefined
+  /** A model request in an agent session (the session header): its facts with what entered the session so far. */
+  sessionFacts?(ctx: RequestContext, facts: RequestFacts): RequestFacts | Promise<RequestFacts>
+}
+
+export function createPolicyStage(config: Config, deps: { logger: Logger; engine?: PolicyEngine; mcp?: McpAuthorizer }): PolicyStage {
   const engine = deps.engine ?? createPolicyEngine(config, deps)
   const logger = deps.logger.child({ stage: 'policy' })
   return {
     name: 'policy',
     engine,
-    requestBody(ctx: RequestContext): void {
+    requestBody(ctx: RequestContext): void | Promise<void> {
       if (!ctx.request) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a parsed provider request' })
       if (!ctx.identity) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a caller identity' })
-      const { decision, code, results } = engine.authorize(ctx)
-      ctx.decision = decision
-      recordToolAnswers(ctx, results)
-      if (decision.effect === 'allow') return
-      const internal =
-        code === 'MG_POLICY_ERROR'
-          ? `policy evaluation failed: ${decision.errors.join('; ')}`
-          : decision.policies.length
-            ? `denied by ${decision.policies.map((p) => p.id).join(', ')}`
-            : 'no policy permits the request'
-      logger.debug('request denied by policy', { requestId: ctx.id, decisionId: decision.decisionId, code, reason: internal })
-      throw new GateError(code ?? 'MG_POLICY_DENIED', { internal })
+      if (ctx.request.operation === 'mcp') {
+        if (!deps.mcp) throw new GateError('MG_POLICY_ERROR', { internal: 'an MCP request, and no MCP authorizer in the pipeline' })
+        return deps.mcp.authorize(ctx)
+      }
+      const hintsFor = deps.mcp?.hintsFor
+      if (hintsFor && ctx.request.tools.some((t) => t.origin === 'mcp-tool')) {
+        const tools = ctx.request.tools.map((t) => {
+          const hints = t.origin === 'mcp-tool' ? hintsFor(t) : undefined
+          return hints ? { ...t, hints } : t
+        })
+        ctx.request = Object.freeze({ ...ctx.request, tools })
+      }
+      const facts = engine.factsFor(ctx)
+      const session = deps.mcp?.sessionFacts?.(ctx, facts) ?? facts
+      if (session instanceof Promise) return session.then((f) => decideModel(ctx, f))
+      return decideModel(ctx, session)
     },
+  }
+
+  /** Decides a model request: the model, every tool it names, the classes it may send unredacted. */
+  function decideModel(ctx: RequestContext, facts: RequestFacts): void {
+    const { decision, code, results } = engine.decide(facts)
+    ctx.decision = decision
+    recordToolAnswers(ctx, results)
+    // A model request has no way to wait for a person: a permit that requires approval refuses it (MCP calls get an approval id).
+    if (decision.effect === 'allow' && decision.approval) {
+      throw new GateError('MG_APPROVAL_REQUIRED', { details: { reason: decision.approval.join('; ') }, internal: 'a permit of the request requires approval, which model requests cannot get' })
+    }
+    if (decision.effect === 'allow') return
+    const internal =
+      code === 'MG_POLICY_ERROR'
+        ? `policy evaluation failed: ${decision.errors.join('; ')}`
+        : decision.policies.length
+          ? `denied by ${decision.policies.map((p) => p.id).join(', ')}`
+          : 'no policy permits the request'
+    logger.debug('request denied by policy', { requestId: ctx.id, decisionId: decision.decisionId, code, reason: internal })
+    throw new GateError(code ?? 'MG_POLICY_DENIED', { internal })
   }
 }

@@ -7,8 +7,8 @@
  * Route resolution lives here too: a request path and the provider its Envoy
  * route names give the API route and the catalog entry, or nothing.
  */
-import { DEFAULT_BASE_PATHS, modelMatcher, type CredentialConfig, type ProviderKindName, type ProvidersConfig } from '../config/sections/providers.ts'
-import { matchRoute, type ApiRoute, type BasePaths } from './routes.ts'
+import { DEFAULT_BASE_PATHS, mcpPaths, modelMatcher, type CredentialConfig, type ProviderKindName, type ProvidersConfig } from '../config/sections/providers.ts'
+import { matchRoute, pathPart, type ApiRoute, type BasePaths } from './routes.ts'
 
 /** The gRPC metadata key Envoy routes set (grpc_initial_metadata) to name their provider. */
 export const PROVIDER_METADATA_KEY = 'x-modelgate-provider'
@@ -65,7 +65,8 @@ export function compileCatalog(config: Pick<ProvidersConfig, 'catalog'>): Provid
   const byName = new Map<string, CatalogProvider>()
   const bases = new Map<string, BasePaths>()
   for (const [name, entry] of Object.entries(config.catalog)) {
-    const basePaths = Object.freeze([...(entry.basePaths ?? DEFAULT_BASE_PATHS[entry.kind])])
+    // An MCP server's base paths are its endpoints, matched exactly (default /mcp/<name>).
+    const basePaths = Object.freeze(entry.kind === 'mcp' ? mcpPaths(name, entry.basePaths) : [...(entry.basePaths ?? DEFAULT_BASE_PATHS[entry.kind])])
     const served = entry.models ? modelMatcher(entry.models) : () => true
     const aliases = new Map(Object.entries(entry.aliases ?? {}))
     const provider: CatalogProvider = Object.freeze({
@@ -89,6 +90,10 @@ export function compileCatalog(config: Pick<ProvidersConfig, 'catalog'>): Provid
   const providers = Object.freeze([...byName.values()])
 
   const matchFor = (p: CatalogProvider, rawPath: string): ApiRoute | undefined => {
+    if (p.kind === 'mcp') {
+      const path = pathPart(rawPath)
+      return p.basePaths.includes(path) ? { kind: 'mcp', operation: 'mcp', api: 'mcp.streamable_http', template: path } : undefined
+    }
     const azure = p.kind === 'azure-openai'
     const route = matchRoute(rawPath, bases.get(p.name) ?? NO_BASES, { root: p.root && !azure, azure: p.root && azure })
     if (!route) return undefined

@@ -14,6 +14,7 @@
  * | `openai` | prefix `/v1/` | prefix `B/v1/` |
  * | `anthropic` | path `/v1/messages` | path `B/v1/messages` |
  * | `azure-openai` | prefix `/openai/deployments/` | prefix `B/v1/` |
+ * | `mcp` | – | path `B` (default `/mcp/<name>`) |
  *
  * The caller's base path is replaced by the upstream URL's path on the way
  * out (`prefix_rewrite`): `https://api.groq.com/openai` receives
@@ -46,7 +47,13 @@ export function providerRoutes(p: Pick<CatalogProvider, 'name' | 'kind' | 'root'
     const rewrite = up + canonical
     out.push({ name: p.name, match, rewrite: rewrite === matched ? undefined : rewrite })
   }
-  if (p.kind === 'anthropic') {
+  if (p.kind === 'mcp') {
+    // Each endpoint exactly, sent to the upstream URL's own path.
+    for (const b of p.basePaths) {
+      const target = up === '' ? '/' : up
+      out.push({ name: p.name, match: { path: b }, rewrite: target === b ? undefined : target })
+    }
+  } else if (p.kind === 'anthropic') {
     if (p.root) add({ path: '/v1/messages' }, '/v1/messages')
     for (const b of p.basePaths) add({ path: `${b}/v1/messages` }, '/v1/messages')
   } else {

@@ -9,6 +9,7 @@
 import { GateError } from '../errors.ts'
 import type { ApiRoute } from './routes.ts'
 import { toolsOf } from './tools.ts'
+import { parseMcpMessage } from '../mcp/protocol.ts'
 import type { JsonPath, ParsedRequest, ToolDefinition } from './types.ts'
 
 const MAX_MODEL_LENGTH = 256
@@ -131,6 +132,11 @@ function anthropicMessages(body: Record<string, unknown>): void {
  * value; `providerName` is the logical provider from the route metadata.
  */
 export function parseProviderRequest(route: ApiRoute, json: unknown, providerName: string): ParsedRequest {
+  if (route.kind === 'mcp') {
+    // One JSON-RPC message; the MCP stage decides what it may do.
+    const mcp = parseMcpMessage(json)
+    return Object.freeze({ provider: 'mcp', providerName, operation: 'mcp', api: route.api, model: '', stream: false, maxTokens: undefined, tools: [], mcp })
+  }
   if (!isObj(json)) throw invalid('', 'the body must be a JSON object')
   let tools: ToolDefinition[] = []
   let maxTokens: number | undefined

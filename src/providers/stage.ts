@@ -99,7 +99,7 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       const route = match.route
       ctx.route = route
       ctx.provider = match.provider
-      ctx.dialect = route.kind === 'anthropic' ? 'anthropic' : 'openai'
+      ctx.dialect = route.kind === 'anthropic' ? 'anthropic' : route.kind === 'mcp' ? 'mcp' : 'openai'
       if (ctx.method !== 'POST') throw new GateError('MG_METHOD_UNSUPPORTED', { details: { method: ctx.method.slice(0, 16) } })
       ctx.local(ROUTE, () => route)
       // Ask for an uncompressed response so every byte can be inspected on the way back.

@@ -1,10 +1,10 @@
 import type { InputMeasure } from '../quotas/measure.ts'
 
 /** Which API family a request belongs to. */
-export type ProviderKind = 'openai' | 'anthropic' | 'azure-openai'
+export type ProviderKind = 'openai' | 'anthropic' | 'azure-openai' | 'mcp'
 
 /** What the caller asks the model to do; maps to a Cedar action. */
-export type Operation = 'chat' | 'completion' | 'responses' | 'embedding' | 'messages'
+export type Operation = 'chat' | 'completion' | 'responses' | 'embedding' | 'messages' | 'mcp'
 
 /** A path into the request JSON, e.g. ['messages', 0, 'content', 1, 'text']. */
 export type { JsonPath } from '../json/document.ts'
@@ -36,6 +36,8 @@ export interface ToolDefinition {
   readonly host?: string
   /** MCP servers: the request lists which of the server's tools may run (each is an `mcp-tool` entry of its own). */
   readonly narrowed?: boolean
+  /** MCP tools of a catalogued MCP server: the hints that server declared (mcp/guard.ts), added by the policy stage. */
+  readonly hints?: { readonly readOnlyHint?: boolean; readonly destructiveHint?: boolean; readonly idempotentHint?: boolean; readonly openWorldHint?: boolean }
 }
 
 /**
@@ -74,6 +76,30 @@ export interface ParsedRequest {
    * the decoded body) of the root object's closing brace.
    */
   readonly streamUsage?: { readonly asked: boolean; readonly insertAt?: number }
+  /** An MCP request (operation `mcp`): the one JSON-RPC message the POST carries (mcp/protocol.ts). */
+  readonly mcp?: McpMessage
+}
+
+/**
+ * One JSON-RPC message of an MCP POST, as modelgate reads it: plain data (it
+ * crosses from the body inspection workers). Never logged: `arguments` is the
+ * caller's text.
+ */
+export interface McpMessage {
+  /** `request`, `notification`, or a client's `response` to a server request. */
+  readonly kind: 'request' | 'notification' | 'response'
+  /** The JSON-RPC id (requests and responses). */
+  readonly id?: string | number | null
+  /** The method (requests and notifications). */
+  readonly method?: string
+  /** tools/call and prompts/get: `params.name`; resources/read: `params.uri`. */
+  readonly name?: string
+  /** tools/call and prompts/get: the canonical JSON of `params.arguments` (keys sorted), `{}` when absent. */
+  readonly arguments?: string
+  /** SHA-256 (hex) of `arguments`. */
+  readonly argumentsDigest?: string
+  /** `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 and later). */
+  readonly protocolVersion?: string
 }
 
 /** Token usage reported by the provider in its response. */

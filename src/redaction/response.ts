@@ -287,6 +287,7 @@ export function classifyBody(body: Buffer, contentType: string): 'empty' | 'bina
 /** Ends a stream with an SSE error event; the server clears every later chunk. */
 function terminate(ctx: RequestContext, chunk: BodyChunk, code: 'MG_RESPONSE_BLOCKED' | 'MG_RESPONSE_UNREADABLE', details: Record<string, unknown>): void {
   const { status, message } = ERRORS[code]
-  chunk.data = errorEvent(errorDocument(ctx.dialect, { code, status, message, details }, { requestId: ctx.id, decisionId: ctx.decision?.decisionId }))
+  // An MCP client reads JSON-RPC messages from `message` events and matches the error to its request by the id.
+  chunk.data = errorEvent(errorDocument(ctx.dialect, { code, status, message, details }, { requestId: ctx.id, decisionId: ctx.decision?.decisionId, rpcId: ctx.request?.mcp?.id }), ctx.dialect === 'mcp' ? 'message' : 'error')
   ctx.responseTerminated = true
 }

@@ -216,8 +216,9 @@ const SSE_FIELD_LINE = /(?:^|[\r\n])\ufeff*(?:data|event|id|retry)(?:[:\r\n]|$)/
  * The SSE event that ends a stream mid-way: `event: error` with the error
  * document in the caller's dialect (errorDocument in errors.ts) as its data.
  * The OpenAI SDK raises an APIError from `data.error`, the Anthropic SDK from
- * the whole document.
+ * the whole document. MCP clients read JSON-RPC messages from `message`
+ * events (the document is then a JSON-RPC error with the request's id).
  */
-export function errorEvent(document: Record<string, unknown>): Buffer {
-  return Buffer.from(`event: error\ndata: ${JSON.stringify(document)}\n\n`, 'utf8')
+export function errorEvent(document: Record<string, unknown>, event: 'error' | 'message' = 'error'): Buffer {
+  return Buffer.from(`event: ${event}\ndata: ${JSON.stringify(document)}\n\n`, 'utf8')
 }

@@ -13,7 +13,7 @@
  * is a completed request only if every message of the exchange was answered.
  */
 import type * as grpc from '@grpc/grpc-js'
-import { denialBody, denialHeaders, dialectForPath, GateError, toGateError } from '../errors.ts'
+import { denialBody, denialHeaders, denialStatus, dialectForPath, GateError, toGateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { RequestContext } from '../pipeline/context.ts'
 import type { Pipeline } from '../pipeline/pipeline.ts'
@@ -184,6 +184,8 @@ class StreamSession {
       // No body will follow: run the body phase now so body-time decisions (policy, quota) still happen.
       await this.#deps.pipeline.run('requestBody', ctx)
     }
+    if (ctx.answer) return this.#answer()
+    if (ctx.answeredBy !== undefined && h.end_of_stream) throw new GateError('MG_INTERNAL', { internal: `${ctx.answeredBy} took the exchange and gave no answer` })
     const common: CommonResponseMsg = {}
     const hm = headerMutation(ctx.requestHeaderChanges.set, ctx.requestHeaderChanges.remove)
     if (hm) common.header_mutation = hm
@@ -204,6 +206,9 @@ class StreamSession {
     ctx.requestBody = this.#requestChunks.length === 1 ? this.#requestChunks[0]! : Buffer.concat(this.#requestChunks)
     this.#requestChunks = []
     await this.#deps.pipeline.run('requestBody', ctx)
+    if (ctx.answer) return this.#answer()
+    // Fail closed: an exchange a stage took is never forwarded.
+    if (ctx.answeredBy !== undefined) throw new GateError('MG_INTERNAL', { internal: `${ctx.answeredBy} took the exchange and gave no answer` })
     const common: CommonResponseMsg = {}
     if (ctx.requestBodyReplaced) {
       common.body_mutation = { body: ctx.requestBody }
@@ -260,6 +265,20 @@ class StreamSession {
     this.#send({ response_body: { response: common } })
   }
 
+  /** A stage's own answer (modelgate's endpoints): sent instead of forwarding the request. */
+  #answer(): void {
+    const ctx = this.#ctx
+    const a = ctx.answer!
+    const headers = new Map([['content-type', 'application/json'], ['x-request-id', ctx.id], ...(a.headers ?? new Map<string, string>())])
+    this.#answeredFinal = true
+    this.#exchangeAnswered = true
+    ctx.responseStatus = a.status
+    this.#send({
+      immediate_response: { status: { code: a.status }, headers: headerMutation(headers, new Set())!, body: a.body, details: `modelgate_answer_${ctx.answeredBy ?? 'stage'}` },
+      ...this.#metadata(),
+    })
+  }
+
   #deny(err: GateError): void {
     const ctx = this.#ctx
     ctx.denial = err
@@ -270,13 +289,14 @@ class StreamSession {
       spiffe_id: ctx.identity?.spiffeId,
       reason: err.internal,
     })
-    const ids = { requestId: ctx.id, decisionId: ctx.decision?.decisionId }
+    const rpcId = ctx.request?.mcp?.id
+    const ids = { requestId: ctx.id, decisionId: ctx.decision?.decisionId, rpcId }
     const body = denialBody(err, ids, ctx.dialect)
     this.#answeredFinal = true
     this.#exchangeAnswered = true
     this.#send({
       immediate_response: {
-        status: { code: err.status },
+        status: { code: denialStatus(err, ctx.dialect, rpcId) },
         headers: headerMutation(denialHeaders(err, ids, ctx.dialect), new Set())!,
         body,
         details: `modelgate_${err.code}`,

@@ -321,6 +321,8 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
     name: 'tool-calls',
 
     responseHeaders(ctx) {
+      // An MCP server's answers carry no model tool calls (the mcp stage governs MCP).
+      if (ctx.request?.operation === 'mcp') return
       const st = state(ctx)
       // The facts the request was decided with: later, the response's findings are in the context too.
       st.facts = factsOf(ctx)
@@ -339,7 +341,7 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
     },
 
     async responseBody(ctx, chunk) {
-      if (ctx.responseTerminated) return
+      if (ctx.responseTerminated || ctx.request?.operation === 'mcp') return
       const st = state(ctx)
       if (!ctx.responseStreaming) {
         if (!chunk.end) return

@@ -14,6 +14,8 @@ import { createCa, issueCertificate, type KeyPair } from '../../src/dev/pki.ts'
 export type ClientName =
   | 'checkout' // spiffe://modelgate.local/ns/payments/sa/checkout
   | 'notebook' // spiffe://modelgate.local/ns/research/sa/notebook
+  | 'assistant' // spiffe://modelgate.local/ns/research/sa/agent-assistant (an agent)
+  | 'approver' // spiffe://modelgate.local/ns/security/sa/approver
   | 'twoUris' // two spiffe:// URI SANs (not an SVID)
   | 'nonSpiffe' // one https:// URI SAN
   | 'foreignDomain' // spiffe://other.example/ns/payments/sa/checkout, same CA
@@ -43,6 +45,8 @@ export async function sharedTestPki() {
     const clients: Record<ClientName, KeyPair & { spiffeId?: string }> = {
       checkout: pki.identities.checkout,
       notebook: pki.identities.notebook,
+      assistant: pki.identities.assistant,
+      approver: pki.identities.approver,
       twoUris,
       nonSpiffe,
       foreignDomain,

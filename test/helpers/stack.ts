@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
+import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { startApp, type App } from '../../src/app.ts'
 import { configFromObject } from '../../src/config/config.ts'
@@ -23,6 +25,7 @@ import { DEV_TRUST_DOMAIN, type DevPki } from '../../src/dev/identities.ts'
 import type { KeyPair } from '../../src/dev/pki.ts'
 import { sharedTestPki, type ClientName } from './pki.ts'
 import { StandInProvider } from '../../src/dev/provider.ts'
+import { StandInMcpServer } from '../../src/dev/mcp-server.ts'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
 
 export type { ClientName }
@@ -57,6 +60,8 @@ export interface Stack {
   readonly pki: DevPki
   readonly clients: Readonly<Record<ClientName, KeyPair & { spiffeId?: string }>>
   readonly provider: StandInProvider
+  /** The stand-in MCP server behind the catalog's MCP entry `tools` (callers' path /mcp/tools). */
+  readonly mcpServer: StandInMcpServer
   /**
    * The providers' keys (local stack catalog: openai, anthropic, azure), in
    * files under `<dir>/credentials/<provider>.key` that modelgate reads; the
@@ -70,6 +75,8 @@ export interface Stack {
   request(client: ClientName | null, opts: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer | object }): Promise<HttpResult>
   openai(client: ClientName): OpenAI
   anthropic(client: ClientName): Anthropic
+  /** The official MCP SDK client, connected through Envoy (default path /mcp/tools), with extra request headers. */
+  mcp(client: ClientName, opts?: { path?: string; headers?: Record<string, string> }): Promise<McpClient>
   startModelgate(overrides?: { config?: Record<string, unknown>; extraStages?: StackOptions['extraStages'] }): Promise<App>
   stopModelgate(): Promise<void>
   close(): Promise<void>
@@ -93,11 +100,18 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const keys = await writeLocalKeys(join(dir, 'credentials'))
   const provider = new StandInProvider({ keys: { openai: [keys.openai], anthropic: [keys.anthropic], azure: [keys.azure] } })
   const p = await provider.listen()
+  const mcpServer = new StandInMcpServer()
+  const m = await mcpServer.listen()
   const configObject = merge(
     {
       server: { listen: `unix://${socket}`, phaseTimeoutMs: 1500, drainTimeoutMs: 2000 },
       identity: { trustDomains: [DEV_TRUST_DOMAIN] },
-      providers: { catalog: localCatalog(join(dir, 'credentials')) },
+      providers: {
+        catalog: {
+          ...localCatalog(join(dir, 'credentials')),
+          tools: { kind: 'mcp', upstream: 'http://mcp.tools.example.com/mcp', credentials: [{ name: 'none', none: true }] },
+        },
+      },
       policy: { dir: join(REPO_ROOT, 'policies'), watch: false },
       // Each stack has its own spool and record file: stacks in parallel test processes never share a lock.
       audit: { file: join(dir, 'audit.jsonl'), spool: { dir: join(dir, 'spool') } },
@@ -129,12 +143,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     envoy = await startEnvoy({
       workDir: dir,
       vars: localStackVars({ pki, socket, listenPort: 0, messageTimeout: opts.messageTimeout }),
-      providers: standInProviders(compileCatalog(configFromObject(configObject, 'e2e-config', REPO_ROOT).providers), p),
+      providers: standInProviders(compileCatalog(configFromObject(configObject, 'e2e-config', REPO_ROOT).providers), p, { host: '127.0.0.1', port: m.port }),
       ...(opts.envoyLogFile ? { logFile: opts.envoyLogFile } : {}),
     })
   } catch (err) {
     await stopModelgate()
     await provider.close()
+    await mcpServer.close()
     throw err
   }
   const url = `https://127.0.0.1:${envoy.listenPort}`
@@ -158,6 +173,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     pki,
     clients,
     provider,
+    mcpServer,
     keys,
     envoy,
     app,
@@ -190,6 +206,16 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     anthropic(client) {
       return new Anthropic({ apiKey: 'test-not-a-real-key', baseURL: url, maxRetries: 0, timeout: 20_000, fetch: undiciFetch as unknown as typeof fetch, fetchOptions: { dispatcher: dispatcher(client) } as never })
     },
+    async mcp(client, o = {}) {
+      const d = dispatcher(client)
+      const c = new McpClient({ name: 'modelgate-e2e', version: '1.0.0' })
+      const transport = new StreamableHTTPClientTransport(new URL(`${url}${o.path ?? '/mcp/tools'}`), {
+        fetch: ((u: string | URL, init?: RequestInit) => undiciFetch(u, { ...(init as object), dispatcher: d } as never)) as unknown as typeof fetch,
+        ...(o.headers ? { requestInit: { headers: o.headers } } : {}),
+      })
+      await c.connect(transport)
+      return c
+    },
     startModelgate,
     stopModelgate,
     async close() {
@@ -197,6 +223,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await envoy.stop()
       await stopModelgate()
       await provider.close()
+      await mcpServer.close()
       await rm(dir, { recursive: true, force: true })
     },
   }

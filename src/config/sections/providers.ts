@@ -6,7 +6,7 @@
  * chart) are rendered from the same entries.
  */
 
-export type ProviderKindName = 'openai' | 'anthropic' | 'azure-openai'
+export type ProviderKindName = 'openai' | 'anthropic' | 'azure-openai' | 'mcp'
 
 /** Who a credential may be used for; any listed fact that matches the caller selects it. */
 export interface CredentialSelectorConfig {
@@ -152,7 +152,7 @@ export const providerEntrySchema = {
   additionalProperties: false,
   required: ['kind', 'upstream'],
   properties: {
-    kind: { enum: ['openai', 'anthropic', 'azure-openai'] },
+    kind: { enum: ['openai', 'anthropic', 'azure-openai', 'mcp'] },
     upstream: { type: 'string', pattern: UPSTREAM_PATTERN },
     basePaths: { type: 'array', maxItems: 16, uniqueItems: true, items: { type: 'string', pattern: BASE_PATH_PATTERN } },
     root: { type: 'boolean', default: true },
@@ -197,6 +197,7 @@ export const DEFAULT_BASE_PATHS: Readonly<Record<ProviderKindName, readonly stri
   openai: Object.freeze(['/openai', '/api']),
   anthropic: Object.freeze([]),
   'azure-openai': Object.freeze([]),
+  mcp: Object.freeze([]),
 })
 
 /** Headers a credential may not set: Envoy's own, hop-by-hop and framing headers. */
@@ -220,10 +221,15 @@ export function checkProviders(p: Partial<ProvidersConfig> & { routes?: unknown 
   const owners = new Map<string, string>()
   for (const [name, entry] of Object.entries(catalog)) {
     const at = ['providers', 'catalog', name]
-    for (const key of pathKeys(entry)) {
+    for (const key of pathKeys(entry, name)) {
       const other = owners.get(key)
       if (other !== undefined) problems.push({ path: at, message: `serves ${describePathKey(key)}, as provider "${other}" does: give one of them root: false or other basePaths` })
       else owners.set(key, name)
+    }
+    if (entry.kind === 'mcp') {
+      for (const key of ['models', 'aliases'] as const) {
+        if (entry[key] !== undefined) problems.push({ path: [...at, key], message: 'does not apply to an MCP server (kind: mcp serves tools, not models, on the paths basePaths lists)' })
+      }
     }
     if (entry.aliases && entry.kind === 'azure-openai') {
       for (const [alias, target] of Object.entries(entry.aliases)) {
@@ -254,7 +260,8 @@ export function checkProviders(p: Partial<ProvidersConfig> & { routes?: unknown 
 }
 
 /** The path families an entry serves, as keys two providers must not share. */
-export function pathKeys(entry: Pick<ProviderEntryConfig, 'kind' | 'basePaths' | 'root'>): string[] {
+export function pathKeys(entry: Pick<ProviderEntryConfig, 'kind' | 'basePaths' | 'root'>, name = ''): string[] {
+  if (entry.kind === 'mcp') return mcpPaths(name, entry.basePaths).map((p) => `mcp:${p}`)
   const family = entry.kind === 'anthropic' ? 'anthropic' : 'openai'
   const keys: string[] = []
   if (entry.root !== false) keys.push(entry.kind === 'azure-openai' ? 'azure:/openai/deployments/' : `${entry.kind}:/v1/`)
@@ -262,8 +269,14 @@ export function pathKeys(entry: Pick<ProviderEntryConfig, 'kind' | 'basePaths' |
   return keys
 }
 
+/** The paths an MCP server entry takes: its `basePaths`, each exactly, else `/mcp/<name>`. */
+export function mcpPaths(name: string, basePaths: readonly string[] | undefined): string[] {
+  return basePaths && basePaths.length > 0 ? [...basePaths] : [`/mcp/${name}`]
+}
+
 function describePathKey(key: string): string {
   const [family, path] = [key.slice(0, key.indexOf(':')), key.slice(key.indexOf(':') + 1)]
+  if (family === 'mcp') return `the MCP endpoint ${path}`
   if (family === 'azure') return 'the Azure OpenAI deployment paths (/openai/deployments/…)'
   return family === 'anthropic' ? `${path}messages` : `the OpenAI paths under ${path}`
 }

@@ -37,6 +37,7 @@ t.test('an allowed request records who, which model, which data and which policy
     'modelgate.user.issuer': 'https://idp.example.org',
     'modelgate.user.email': 'alice@example.org',
     'modelgate.user.groups': ['payments', 'eng'],
+    'modelgate.caller.class': 'user',
     'gen_ai.provider.name': 'openai',
     'gen_ai.system': 'openai',
     'gen_ai.operation.name': 'chat',

@@ -37,7 +37,7 @@ t.test('every problem of a file is reported together, each with file:line:col an
   ].join('\n')
   t.same(problems(() => parseConfig(yaml, FILE)).sort(), [
     `${FILE}:10:24: identity.users.clockToleranceSec: must be <= 300`,
-    `${FILE}:13:19: providers.catalog.good.kind: must be one of ["openai","anthropic","azure-openai"]`,
+    `${FILE}:13:19: providers.catalog.good.kind: must be one of ["openai","anthropic","azure-openai","mcp"]`,
     `${FILE}:14:12: providers.catalog.other.kind: is required`,
     `${FILE}:15:1: unknownTop: is not a known setting`,
     `${FILE}:2:11: server.listen: must match pattern "^(unix://.+|[^\\s/]+:[0-9]{1,5})$"`,

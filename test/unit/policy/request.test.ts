@@ -119,6 +119,7 @@ t.test('the Cedar call', async (t) => {
     t.same(call.resource, { type: 'ModelGate::Model', id: 'openai/gpt-4o-mini' })
     t.same(entityIds(shipped, call), [
       'ModelGate::Model::openai/gpt-4o-mini',
+      'ModelGate::ModelGroup::agent-approved',
       'ModelGate::ModelGroup::payments-approved',
       'ModelGate::ModelGroup::research-approved',
       'ModelGate::Namespace::payments',
@@ -155,7 +156,7 @@ t.test('the Cedar call', async (t) => {
     ctx.requestBody = Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'my secret prompt' }] }))
     const f = factsFromContext(ctx)
     const call = buildCall(f, modelQuery(f), shipped)
-    t.same(Object.keys(call.context).sort(), ['api', 'clientApp', 'dataClasses', 'dayOfWeek', 'detectors', 'maxTokens', 'model', 'purpose', 'region', 'stream', 'tenant', 'tools', 'utcHour'])
+    t.same(Object.keys(call.context).sort(), ['api', 'callerClass', 'clientApp', 'dataClasses', 'dayOfWeek', 'detectors', 'maxTokens', 'model', 'purpose', 'region', 'stream', 'tenant', 'tools', 'utcHour'])
     t.notMatch(JSON.stringify(call), /my secret prompt/)
     const noBudget = factsFromContext(requestContext())
     t.notOk('maxTokens' in buildCall(noBudget, modelQuery(noBudget), shipped).context, 'maxTokens is absent when the request sets none')
@@ -216,18 +217,21 @@ t.test('MCP tools for call_tool', async (t) => {
     t.same(toolOf(ask(shipped, 'mcp:wiki')).attrs, { kind: 'mcp' }, 'no URL, no host')
   })
 
+  // No server hints known: the protocol's defaults.
+  const WORST_CASE = { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true }
+
   t.test('a tool of a server also carries its own name, the declared one and one a response calls alike', async (t) => {
     t.same(toolOf(ask(shipped, 'mcp:payments/lookup_order')), {
       uid: { type: 'ModelGate::Tool', id: 'mcp:payments/lookup_order' },
-      attrs: { kind: 'mcp', host: H, mcpTool: 'lookup_order' },
+      attrs: { kind: 'mcp', host: H, mcpTool: 'lookup_order', ...WORST_CASE },
       parents: [{ type: 'ModelGate::ToolServer', id: 'mcp:payments' }],
     })
-    t.same(toolOf(ask(shipped, 'mcp:payments/admin/reset')).attrs, { kind: 'mcp', host: H, mcpTool: 'admin/reset' }, "a tool the request did not list takes its server's host")
+    t.same(toolOf(ask(shipped, 'mcp:payments/admin/reset')).attrs, { kind: 'mcp', host: H, mcpTool: 'admin/reset', ...WORST_CASE }, "a tool the request did not list takes its server's host")
   })
 
   t.test('a schema without the optional Tool attributes gets none of them', async (t) => {
     const dir = t.testdir({})
-    const schema = readFileSync(join(SHIPPED, 'modelgate.cedarschema'), 'utf8').replace(/\n\s*\/\/ MCP servers and their tools[^\n]*\n[^\n]*\n\s*host\?: String,\n\s*\/\/[^\n]*\n\s*mcpTool\?: String,/, '')
+    const schema = readFileSync(join(SHIPPED, 'modelgate.cedarschema'), 'utf8').replace(/\n\s*\/\/ MCP servers and their tools[^\n]*\n[^\n]*\n\s*host\?: String,\n\s*\/\/[^\n]*\n\s*mcpTool\?: String,/, '').replace(/\n\s*\/\/ A tool of an MCP server: the hints[\s\S]*?openWorldHint\?: Bool,/, '')
     t.notMatch(schema, /mcpTool/, 'the test schema lacks them')
     writeFileSync(join(dir, 'modelgate.cedarschema'), schema)
     writeFileSync(join(dir, 'p.cedar'), '@id("any-tool")\n@owner("x")\npermit (principal, action == ModelGate::Action::"call_tool", resource);\n')
