@@ -5,6 +5,7 @@
  * at once or with a promise; the memory stores answer at once.
  */
 import { LRUCache } from 'lru-cache'
+import type { StateStore } from '../quotas/store.ts'
 
 /** What entered one agent session so far. */
 export interface SessionState {
@@ -30,6 +31,30 @@ export function memorySessionStore(opts: { maxSessions: number; ttlMs: number })
       const classes = new Set(before?.dataClasses ?? [])
       for (const c of dataClasses) classes.add(c)
       cache.set(key, { dataClasses: [...classes].sort(), untrusted: (before?.untrusted ?? false) || untrusted })
+    },
+  }
+}
+
+/** The member that marks a session untrusted (data classes are identifiers and never start with `!`). */
+const UNTRUSTED = '!untrusted'
+
+/**
+ * Sessions in the quota store (`quotas.store`): with Redis, every replica sees
+ * what entered a session through any other, and what replicas add at once
+ * is merged, never lost (a set per session, added to in one step).
+ */
+export function sharedSessionStore(store: Pick<StateStore, 'addMembers' | 'members'>, opts: { ttlMs: number }): SessionStore {
+  return {
+    async get(key) {
+      const members = await store.members('mcp-session', key)
+      if (members.length === 0) return undefined
+      return { dataClasses: members.filter((m) => m !== UNTRUSTED), untrusted: members.includes(UNTRUSTED) }
+    },
+    async record(key, dataClasses, untrusted) {
+      const members = [...dataClasses]
+      if (untrusted) members.push(UNTRUSTED)
+      // An empty record still renews the session's time.
+      await store.addMembers('mcp-session', key, members, opts.ttlMs)
     },
   }
 }

@@ -23,6 +23,7 @@ export class MemoryStore implements StateStore {
   readonly kind = 'memory' as const
   readonly #counters = new Map<string, Entry>()
   readonly #values = new Map<string, { value: string; expiresAt: number }>()
+  readonly #sets = new Map<string, { members: Set<string>; expiresAt: number }>()
   readonly #now: () => number
   readonly #timer: NodeJS.Timeout | undefined
 
@@ -150,6 +151,21 @@ export class MemoryStore implements StateStore {
     return Promise.resolve()
   }
 
+  addMembers(namespace: string, key: string, members: readonly string[], ttlMs: number): Promise<void> {
+    const k = `${namespace}\n${key}`
+    const now = this.#now()
+    const e = this.#sets.get(k)
+    const set = e && e.expiresAt > now ? e.members : new Set<string>()
+    for (const m of members) set.add(m)
+    this.#sets.set(k, { members: set, expiresAt: now + ttlMs })
+    return Promise.resolve()
+  }
+
+  members(namespace: string, key: string): Promise<string[]> {
+    const e = this.#sets.get(`${namespace}\n${key}`)
+    return Promise.resolve(e && e.expiresAt > this.#now() ? [...e.members].sort() : [])
+  }
+
   /** Drops counters back at their full limit, old months, empty slot sets and expired values. */
   sweep(): void {
     const now = this.#now()
@@ -158,6 +174,7 @@ export class MemoryStore implements StateStore {
       if ('tat' in e ? e.tat <= now : 'month' in e ? e.month !== month : [...e.slots.values()].every((exp) => exp <= now)) this.#counters.delete(key)
     }
     for (const [key, v] of this.#values) if (v.expiresAt <= now) this.#values.delete(key)
+    for (const [key, v] of this.#sets) if (v.expiresAt <= now) this.#sets.delete(key)
   }
 
   /** Counters held (for tests and the sweep). */

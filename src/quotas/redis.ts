@@ -326,6 +326,22 @@ export class RedisStore implements StateStore {
     await this.#run(() => this.#client.del(`${this.#prefix}{s}:${namespace}:${key}`))
   }
 
+  async addMembers(namespace: string, key: string, members: readonly string[], ttlMs: number): Promise<void> {
+    const full = `${this.#prefix}{s}:${namespace}:${key}`
+    const ttl = Math.max(1, Math.ceil(ttlMs))
+    // One transaction: the members and the renewed expiry land together, and SADD merges with what other replicas added.
+    const tx = this.#client.multi()
+    if (members.length > 0) tx.sadd(full, ...members)
+    tx.pexpire(full, ttl)
+    const replies = await this.#run(() => tx.exec())
+    const failed = replies?.find(([err]) => err !== null)
+    if (replies === null || failed) throw new StoreUnavailableError(`redis: ${failed ? (failed[0] as Error).message : 'transaction aborted'}`)
+  }
+
+  async members(namespace: string, key: string): Promise<string[]> {
+    return (await this.#run(() => this.#client.smembers(`${this.#prefix}{s}:${namespace}:${key}`))).sort()
+  }
+
   async #run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#client.status !== 'ready') throw new StoreUnavailableError(`redis is ${this.#client.status}`)
     try {

@@ -98,6 +98,10 @@ export interface StateStore {
   put(namespace: string, key: string, value: string, ttlMs: number): Promise<void>
   get(namespace: string, key: string): Promise<string | undefined>
   delete(namespace: string, key: string): Promise<void>
+  /** Adds members to the set under a namespaced key, in one step (replicas adding at once lose none), and keeps it for `ttlMs` from now. */
+  addMembers(namespace: string, key: string, members: readonly string[], ttlMs: number): Promise<void>
+  /** The members of that set, sorted; empty when there is none or it expired. */
+  members(namespace: string, key: string): Promise<string[]>
   close(): Promise<void>
 }
 

@@ -104,6 +104,20 @@ async function behaves(t: Test, name: string, make: () => Promise<StateStore>): 
     await new Promise((r) => setTimeout(r, 60))
     t.equal(await s.get('session', 'short'), undefined)
   })
+
+  t.test(`${name}: sets gain members from every writer, none lost to another writing at once, and expire with their time`, async (t) => {
+    const s = await make()
+    await Promise.all(Array.from({ length: 20 }, (_, i) => s.addMembers('flow', 'k1', [`class-${i % 7}`, `w${i}`], 60_000)))
+    const got = await s.members('flow', 'k1')
+    t.equal(got.length, 27, 'seven classes and twenty writers')
+    t.same(got, [...got].sort(), 'sorted')
+    t.same(await s.members('other', 'k1'), [], 'namespaced')
+    await s.addMembers('flow', 'brief', ['x'], 30)
+    await new Promise((r) => setTimeout(r, 60))
+    t.same(await s.members('flow', 'brief'), [], 'expired')
+    await s.addMembers('flow', 'brief', ['y'], 60_000)
+    t.same(await s.members('flow', 'brief'), ['y'], 'an expired set starts again empty')
+  })
 }
 
 const memories: MemoryStore[] = []
