@@ -103,7 +103,6 @@ export async function buildStages(
       ...(config.redaction.enabled ? { engine: redaction.engine } : {}),
       workers: config.server.bodyWorkers || autoWorkers(),
       workerMinBytes: config.server.bodyWorkerMinBytes,
-      workerNice: config.server.bodyWorkerNice,
       maxBodyBytes: config.server.maxBodyBytes,
       budgetMs: config.server.phaseTimeoutMs,
       onWorkerError: (err) => logger.error('body inspection worker failed', { error: err.message }),

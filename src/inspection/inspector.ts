@@ -60,8 +60,6 @@ export interface BodyInspectorOptions {
   readonly workerMinBytes?: number
   /** Time for one inspection (the phase deadline). */
   readonly budgetMs?: number
-  /** Niceness of each worker thread, at least (Linux; 0: the process's): large bodies yield the CPU to ordinary requests. */
-  readonly workerNice?: number
   /** The worker module (default: worker.ts beside this file); for fault-injection tests. */
   readonly workerFile?: string
   /** The largest body a worker may get (sizes the workers' heaps). */
@@ -93,7 +91,7 @@ export async function createBodyInspector(opts: BodyInspectorOptions = {}): Prom
     minThreads: workers,
     maxThreads: workers,
     idleTimeout: Number.MAX_SAFE_INTEGER,
-    workerData: { redaction, nice: opts.workerNice ?? 0 },
+    workerData: { redaction },
     // Workers need none of the main thread's node options (a test runner's loaders, say): plain Node runs the worker module.
     execArgv: [],
     // Small heaps: a worker collects its garbage early instead of growing, and a body that needs more fails closed.

@@ -6,10 +6,7 @@
  * worker pool). modelgate runs in its own process, launched as the container
  * image launches it, so its memory is its own.
  *
- *   node test/bench/hostile.bench.ts [--seconds 15] [--rate 50] [--attack-rate 5] [--worker-nice 10] [--write]
- *
- * --worker-nice sets server.bodyWorkerNice (0: the workers compete with the
- * event loop and Envoy at the same priority).
+ *   node test/bench/hostile.bench.ts [--seconds 15] [--rate 50] [--attack-rate 5] [--write]
  *
  * Prints, per run: the ordinary requests' p50/p90/p99 and errors, what the
  * hostile caller got back, and modelgate's peak RSS. --write records the
@@ -27,7 +24,7 @@ import { stopProcess } from '../../src/dev/process.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '15' }, rate: { type: 'string', default: '50' }, 'attack-rate': { type: 'string', default: '5' }, 'worker-nice': { type: 'string', default: '10' }, write: { type: 'boolean', default: false } },
+  options: { seconds: { type: 'string', default: '15' }, rate: { type: 'string', default: '50' }, 'attack-rate': { type: 'string', default: '5' }, write: { type: 'boolean', default: false } },
 })
 const SECONDS = Number(values.seconds)
 const RATE = Number(values.rate)
@@ -113,9 +110,7 @@ async function run(stack: Stack, pid: number, attack: Attack): Promise<RunResult
 
 const stack = await startStack({ withoutModelgate: true })
 const configFile = join(stack.dir, 'modelgate.json')
-const WORKER_NICE = Number(values['worker-nice'])
-const configObject = stack.configObject as { server?: Record<string, unknown> }
-await writeFile(configFile, JSON.stringify({ ...configObject, server: { ...configObject.server, bodyWorkerNice: WORKER_NICE } }))
+await writeFile(configFile, JSON.stringify(stack.configObject))
 const image = imageLaunch()
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS'))
 // Extra node flags for modelgate (e.g. HOSTILE_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof").
@@ -157,13 +152,13 @@ try {
       [
         '# One request must not hurt the others',
         '',
-        `Recorded ${new Date().toISOString().slice(0, 10)} with \`node test/bench/hostile.bench.ts --seconds ${SECONDS} --rate ${RATE} --attack-rate ${ATTACK_RATE} --worker-nice ${WORKER_NICE} --write\`.`,
+        `Recorded ${new Date().toISOString().slice(0, 10)} with \`node test/bench/hostile.bench.ts --seconds ${SECONDS} --rate ${RATE} --attack-rate ${ATTACK_RATE} --write\`.`,
         '',
         `- Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}; Node ${process.version}; Envoy 1.40.`,
         `- Load average before / after: ${load0.map((l) => l.toFixed(2)).join(' ')} / ${load1.map((l) => l.toFixed(2)).join(' ')}.`,
         `- modelgate runs in its own process as the container image runs it (${image.nodeFlags.join(' ')}; ${Object.entries(image.env).map(([k, v]) => `${k}=${v}`).join(' ')}), behind the local stack's Envoy.`,
         `- Ordinary caller: ${RATE} chat requests/s, open loop (latency from the time each was due), for ${SECONDS} s per run.`,
-        `- Attacks from a second caller, ${ATTACK_RATE > 0 ? `${ATTACK_RATE} per second` : 'back to back'} for the whole run; body inspection workers at niceness ${WORKER_NICE}: ` + '**hostile** = a 60 KiB body of nested `[` and a 1 MiB body of 200,000 tiny strings, alternately; **large** = legitimate 1 MiB prompts (parsed and scanned in the worker pool).',
+        '- Attacks, back to back for the whole run from a second caller: **hostile** = a 60 KiB body of nested `[` and a 1 MiB body of 200,000 tiny strings, alternately; **large** = legitimate 1 MiB prompts (parsed and scanned in the worker pool).',
         '',
         '| attack | ordinary requests | errors | p50 ms | p90 ms | p99 ms | p99 vs none | attacker got | peak RSS MB |',
         '|---|---:|---:|---:|---:|---:|---:|---|---:|',

@@ -18,8 +18,6 @@ export interface ServerConfig {
   bodyWorkers: number
   /** Bodies of at least this many bytes are parsed and scanned in a worker thread. */
   bodyWorkerMinBytes: number
-  /** Scheduling niceness (at least) of the body inspection threads on Linux, so that large bodies yield the CPU to ordinary requests; 0 keeps the process's. */
-  bodyWorkerNice: number
 }
 
 export const serverSchema = {
@@ -36,6 +34,5 @@ export const serverSchema = {
     maxJsonValues: { type: 'integer', minimum: 1, maximum: 10000000, default: 100000 },
     bodyWorkers: { type: 'integer', minimum: 0, maximum: 64, default: 0 },
     bodyWorkerMinBytes: { type: 'integer', minimum: 0, maximum: 67108864, default: 65536 },
-    bodyWorkerNice: { type: 'integer', minimum: 0, maximum: 19, default: 10 },
   },
 } as const

@@ -126,7 +126,7 @@ t.test('configFromObject reports problems without positions, naming the source',
 
 t.test('defaults fill every section that is left out', async (t) => {
   const cfg = configFromObject({ identity: { trustDomains: ['example.org'] } }, 'test')
-  t.same(cfg.server, { listen: 'unix:///tmp/modelgate.sock', maxBodyBytes: 1048576, phaseTimeoutMs: 800, drainTimeoutMs: 10000, metricsListen: '', maxJsonDepth: 128, maxJsonValues: 100000, bodyWorkers: 0, bodyWorkerMinBytes: 65536, bodyWorkerNice: 10 })
+  t.same(cfg.server, { listen: 'unix:///tmp/modelgate.sock', maxBodyBytes: 1048576, phaseTimeoutMs: 800, drainTimeoutMs: 10000, metricsListen: '', maxJsonDepth: 128, maxJsonValues: 100000, bodyWorkers: 0, bodyWorkerMinBytes: 65536 })
   t.same(cfg.identity, {
     trustDomains: ['example.org'],
     trustXfcc: false,

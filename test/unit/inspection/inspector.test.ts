@@ -1,5 +1,3 @@
-import { readdirSync, readFileSync } from 'node:fs'
-import { getPriority } from 'node:os'
 import t from 'tap'
 import { fileURLToPath } from 'node:url'
 import { GateError } from '../../../src/errors.ts'
@@ -127,24 +125,4 @@ t.test('without an engine a body is parsed and not scanned', async (t) => {
   const ctx = ctxFor(bigBody(1024))
   t.equal((await inProcessInspector().inspect(ctx, CHAT, 'openai')).model, 'gpt-4o')
   t.equal(requestScanOf(ctx), undefined)
-})
-
-/** The niceness of each of this process's threads (field 19 of /proc/self/task/<tid>/stat). */
-function threadNiceness(): number[] {
-  return readdirSync('/proc/self/task').map((tid) => {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
-    // The command name (field 2) may hold spaces; the fields after it are space-separated.
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
-  })
-}
-
-t.test('worker threads run at the configured niceness, and the event loop keeps the process’s', async (t) => {
-  const before = threadNiceness()
-  t.notOk(before.includes(7), 'no thread at niceness 7 before the pool starts')
-  const pooled = await createBodyInspector({ engine, workers: 2, workerMinBytes: 64 * 1024, budgetMs: 30_000, workerNice: 7 })
-  t.teardown(() => pooled.close())
-  t.equal(threadNiceness().filter((n) => n === 7).length, 2, 'one thread per worker')
-  t.equal(getPriority(), 0, 'the process (its main thread) is unchanged')
-  const ra = await pooled.inspect(ctxFor(bigBody(100 * 1024)), CHAT, 'openai')
-  t.equal(ra.model, 'gpt-4o', 'and the workers still inspect')
 })
