@@ -158,7 +158,7 @@ try {
         `- Load average before / after: ${load0.map((l) => l.toFixed(2)).join(' ')} / ${load1.map((l) => l.toFixed(2)).join(' ')}.`,
         `- modelgate runs in its own process as the container image runs it (${image.nodeFlags.join(' ')}; ${Object.entries(image.env).map(([k, v]) => `${k}=${v}`).join(' ')}), behind the local stack's Envoy.`,
         `- Ordinary caller: ${RATE} chat requests/s, open loop (latency from the time each was due), for ${SECONDS} s per run.`,
-        '- Attacks, back to back for the whole run from a second caller: **hostile** = a 60 KiB body of nested `[` and a 1 MiB body of 200,000 tiny strings, alternately; **large** = legitimate 1 MiB prompts (parsed and scanned in the worker pool).',
+        `- Attacks from a second caller, ${ATTACK_RATE > 0 ? `${ATTACK_RATE} per second` : 'back to back'}, for the whole run: ` + '**hostile** = a 60 KiB body of nested `[` and a 1 MiB body of 200,000 tiny strings, alternately; **large** = legitimate 1 MiB prompts (parsed and scanned in the worker pool).',
         '',
         '| attack | ordinary requests | errors | p50 ms | p90 ms | p99 ms | p99 vs none | attacker got | peak RSS MB |',
         '|---|---:|---:|---:|---:|---:|---:|---|---:|',
