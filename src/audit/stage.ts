@@ -302,6 +302,8 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       // processor as ended spans directly, without the SDK's live-span machinery.
       const { resource, instrumentationScope } = span as unknown as ReadableSpan
       for (const s of st.timeline.slices()) {
+        // A stage that had nothing to do for this request has no span of its own.
+        if (ctx.idleStages !== undefined && ctx.idleStages.has(s.stage)) continue
         delivery.onEnd(
           stageSpan(sc, resource, instrumentationScope, `${A.SPAN_STAGE} ${s.stage} ${s.direction}`, nanosToHrTime(wall(ctx, s.startNs)), nanosToHrTime(wall(ctx, s.endNs)), {
             [A.MG_STAGE_NAME]: s.stage,

@@ -100,7 +100,7 @@ export function createApprovalStage(opts: { governance: McpGovernance; engine: P
     name: 'approvals',
     requestHeaders(ctx) {
       const path = pathPart(ctx.path)
-      if (path !== APPROVALS_PATH && !path.startsWith(`${APPROVALS_PATH}/`)) return
+      if (path !== APPROVALS_PATH && !path.startsWith(`${APPROVALS_PATH}/`)) return ctx.markIdle('approvals')
       ctx.answeredBy = 'approvals'
       if (!ctx.identity) throw new GateError('MG_IDENTITY_MISSING', { internal: 'the approval API without a caller identity' })
       if (path === APPROVALS_PATH) {

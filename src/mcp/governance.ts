@@ -288,7 +288,8 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     name: 'mcp',
     responseBody(ctx, chunk) {
       const state = ctx.local<McpState | undefined>(STATE, () => undefined)
-      if (!state || state.msg.method !== 'tools/list' || (ctx.responseStatus ?? 0) >= 300) return
+      if (!state || state.msg.method !== 'tools/list') return ctx.markIdle('mcp')
+      if ((ctx.responseStatus ?? 0) >= 300) return
       // Held (bounded) and filtered before any of it leaves: a JSON result whole, an SSE stream event by event.
       state.bytes += chunk.data.length
       if (state.bytes > opts.maxBytes) throw new GateError('MG_RESPONSE_BLOCKED', { internal: `a tools/list result larger than ${opts.maxBytes} bytes cannot be filtered` })
@@ -359,6 +360,8 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
   const sessionStage: Stage = {
     name: 'mcp-session',
     requestBody(ctx) {
+      // In no session and not MCP: nothing will enter a session from this request.
+      if (ctx.local<string | undefined>(MODEL_SESSION, () => undefined) === undefined && ctx.local<McpState | undefined>(STATE, () => undefined) === undefined) return ctx.markIdle('mcp-session')
       const s = sessionOf(ctx)
       if (s && s.directions === 'both') return enter(ctx, s.key, s.directions, false)
     },

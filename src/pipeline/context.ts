@@ -234,6 +234,18 @@ export class RequestContext {
   answeredBy: string | undefined
   /** That stage's answer, once it has one: sent to the caller instead of forwarding the request. */
   answer: { readonly status: number; readonly body: Buffer; readonly headers?: ReadonlyMap<string, string> } | undefined
+  /**
+   * Stages that found nothing to do for this request (an MCP stage on a model
+   * request, say): the pipeline calls them no more, and the audit trail
+   * records no stage span for them (their time stays in the request span's
+   * stage timings).
+   */
+  idleStages: Set<string> | undefined
+
+  /** Called by a stage, from any of its phases: it has nothing to do for this request. */
+  markIdle(stage: string): void {
+    ;(this.idleStages ??= new Set()).add(stage)
+  }
 
   readonly #local = new Map<symbol, unknown>()
 

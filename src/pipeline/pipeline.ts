@@ -67,6 +67,7 @@ export class Pipeline {
     const budget = this.#options.phaseTimeoutMs
     const t0 = performance.now()
     for (const { name, fn } of list) {
+      if (ctx.idleStages !== undefined && ctx.idleStages.has(name)) continue
       const s0 = performance.now()
       try {
         const r = fn(ctx, chunk)

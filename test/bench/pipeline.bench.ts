@@ -27,7 +27,7 @@ import * as grpc from '@grpc/grpc-js'
 import { stringify } from 'yaml'
 import { buildStages } from '../../src/app.ts'
 import { loadConfigFile } from '../../src/config/config.ts'
-import { localModelgateConfig } from '../../src/cli/start.ts'
+import { localModelgateConfig, writeLocalKeys } from '../../src/cli/start.ts'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
 import { createDevPki } from '../../src/dev/identities.ts'
 import { silentLogger } from '../../src/log.ts'
@@ -56,6 +56,7 @@ const dir = mkdtempSync(join(tmpdir(), 'mg-pipeline-bench-'))
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
 const pki = await createDevPki(join(dir, 'pki'))
 const configFile = join(dir, 'modelgate.yaml')
+await writeLocalKeys(join(dir, 'credentials'))
 const local = localModelgateConfig({ socket: join(dir, 'mg.sock'), policies: join(REPO_ROOT, 'policies'), dir })
 writeFileSync(configFile, stringify({ ...local, policy: { ...(local.policy as object), watch: false } }))
 process.env.OTEL_SDK_DISABLED = 'true'

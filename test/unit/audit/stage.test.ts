@@ -463,3 +463,16 @@ t.test('with no OTLP endpoint and no file the operator is warned', async (t) => 
   t.notOk(existsSync(join(dir, 's')), 'no spool without an exporter')
   await audit.shutdown()
 })
+
+t.test('a stage that had nothing to do for the request has no span of its own; its time stays on the request span', async (t) => {
+  const { rx, audit } = await setup(t)
+  const ctx = allowedContext({ traceparent: TRACEPARENT })
+  ctx.markIdle('policy')
+  drive(audit.stage, ctx)
+  await audit.flush()
+  await rx.waitFor(() => rx.records().length === 1, 5000, 'the record')
+  const [root] = rx.records()
+  t.type(root!.attributes['modelgate.stage.policy.duration_ms'], 'number')
+  const children = rx.spans.filter((s) => s.parentSpanId === root!.spanId).map((c) => c.name)
+  t.same(children.sort(), ['modelgate.stage identity request', 'modelgate.stage provider request', 'modelgate.stage provider response'])
+})

@@ -294,3 +294,23 @@ t.test('close calls every stage once, in reverse order, and survives a failing c
 t.test('two stages with the same name are refused at construction', async (t) => {
   t.throws(() => new Pipeline([{ name: 'identity' }, { name: 'identity' }], { phaseTimeoutMs: 100 }), { message: 'pipeline: two stages are named "identity"' })
 })
+
+t.test('a stage that finds nothing to do for a request is called no more for it, and still closes', async (t) => {
+  const log: string[] = []
+  const idle = recorder('idle', log, {
+    requestHeaders: (ctx) => {
+      log.push('idle:requestHeaders')
+      ctx.markIdle('idle')
+    },
+  })
+  const p = new Pipeline([recorder('a', log), idle, recorder('c', log)], { phaseTimeoutMs: 1000 })
+  const ctx = new RequestContext()
+  for (const phase of PHASES) await p.run(phase, ctx, phase === 'responseBody' ? { data: Buffer.alloc(0), end: true } : undefined)
+  p.close(ctx, { kind: 'completed' })
+  t.same(log.filter((l) => l.startsWith('idle:')), ['idle:requestHeaders', 'idle:close:completed'])
+  t.equal(log.filter((l) => l.startsWith('c:') && !l.includes('close')).length, PHASES.length, 'the stages after it still run')
+  t.ok(ctx.timings.has('idle'), 'its time so far stays in the timings')
+  const other = new RequestContext()
+  await p.run('requestBody', other)
+  t.ok(log.includes('idle:requestBody'), 'another request is a new question')
+})
