@@ -7,49 +7,16 @@
  * between and a self-approval are each refused and audited.
  */
 import t from 'tap'
-import { appendFileSync, cpSync, mkdtempSync, readFileSync } from 'node:fs'
+import { appendFileSync, cpSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { McpError } from '@modelcontextprotocol/sdk/types.js'
-import { startStack, type Stack } from '../helpers/stack.ts'
+import { refusal, textOf } from '../helpers/mcp.ts'
+import { startStack, type AuditRecord } from '../helpers/stack.ts'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
 import { canonicalJson, sha256Hex } from '../../src/mcp/protocol.ts'
 import type { PolicyStage } from '../../src/policy/stage.ts'
 
 const TTL_SECONDS = 2
-
-async function refusal(p: Promise<unknown>): Promise<McpError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof McpError) return err
-    throw err
-  }
-  throw new Error('the call was not refused')
-}
-
-function textOf(result: unknown): string {
-  return ((result as { content: { text: string }[] }).content ?? []).map((c) => c.text).join('')
-}
-
-async function auditRecords(stack: Stack, until: (records: Record<string, unknown>[]) => boolean): Promise<Record<string, unknown>[]> {
-  let records: Record<string, unknown>[] = []
-  for (let i = 0; i < 150; i++) {
-    let text = ''
-    try {
-      text = readFileSync(join(stack.dir, 'audit.jsonl'), 'utf8')
-    } catch {}
-    records = text.trim() === '' ? [] : text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
-    if (until(records)) return records
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return records
-}
-
-/** The attributes of an audit record, however the record nests them. */
-function attrs(r: Record<string, unknown>): Record<string, unknown> {
-  return (r.attributes as Record<string, unknown> | undefined) ?? r
-}
 
 t.test('approvals through Envoy', async (t) => {
   const policies = mkdtempSync(join(tmpdir(), 'modelgate-approval-policies-'))
@@ -114,14 +81,14 @@ t.test('approvals through Envoy', async (t) => {
 
     // Records are written as streams close: wait until the last request's is in.
     const expected = ['required', 'listed', 'refused_self', 'refused_policy', 'granted', 'used', 'replayed', 'refused_unknown']
-    const outcomesOf = (rs: Record<string, unknown>[]) => new Set(rs.map((r) => attrs(r)['modelgate.approval.outcome']))
-    const records = await auditRecords(stack, (rs) => expected.every((o) => outcomesOf(rs).has(o)))
+    const outcomesOf = (rs: AuditRecord[]) => new Set(rs.map((r) => r.attributes['modelgate.approval.outcome']))
+    const records = await stack.auditRecords((rs) => expected.every((o) => outcomesOf(rs).has(o)))
     const outcomes = outcomesOf(records)
     for (const o of expected) t.ok(outcomes.has(o), `the audit trail records ${o}`)
-    const used = records.find((r) => attrs(r)['modelgate.approval.outcome'] === 'used')!
-    t.equal(attrs(used)['modelgate.approval.id'], id)
-    t.equal(attrs(used)['modelgate.approval.approver'], 'spiffe://modelgate.local/ns/security/sa/approver')
-    t.equal(attrs(used)['modelgate.mcp.arguments_digest'], sha256Hex(canonicalJson({ id: '42' })))
+    const used = records.find((r) => r.attributes['modelgate.approval.outcome'] === 'used')!
+    t.equal(used.attributes['modelgate.approval.id'], id)
+    t.equal(used.attributes['modelgate.approval.approver'], 'spiffe://modelgate.local/ns/security/sa/approver')
+    t.equal(used.attributes['modelgate.mcp.arguments_digest'], sha256Hex(canonicalJson({ id: '42' })))
   })
 
   t.test('an expired grant is refused', async (t) => {
@@ -130,8 +97,8 @@ t.test('approvals through Envoy', async (t) => {
     await new Promise((r) => setTimeout(r, TTL_SECONDS * 1000 + 300))
     const next = await approvalOf({ id: 'expiring' })
     t.not(next, id)
-    const records = await auditRecords(stack, (rs) => rs.some((r) => attrs(r)['modelgate.approval.outcome'] === 'expired'))
-    t.ok(records.some((r) => attrs(r)['modelgate.approval.outcome'] === 'expired'), 'the audit trail records the expired grant')
+    const records = await stack.auditRecords((rs) => rs.some((r) => r.attributes['modelgate.approval.outcome'] === 'expired'))
+    t.ok(records.some((r) => r.attributes['modelgate.approval.outcome'] === 'expired'), 'the audit trail records the expired grant')
   })
 
   t.test('a grant made under another policy set is refused', async (t) => {
@@ -142,7 +109,7 @@ t.test('approvals through Envoy', async (t) => {
     t.ok((await engine.reload()).changed, 'the policy set changed')
     const next = await approvalOf({ id: 'policy' })
     t.not(next, id)
-    const records = await auditRecords(stack, (rs) => rs.some((r) => attrs(r)['modelgate.approval.outcome'] === 'policy_changed'))
-    t.ok(records.some((r) => attrs(r)['modelgate.approval.outcome'] === 'policy_changed'), 'the audit trail records the grant refused for the policy change')
+    const records = await stack.auditRecords((rs) => rs.some((r) => r.attributes['modelgate.approval.outcome'] === 'policy_changed'))
+    t.ok(records.some((r) => r.attributes['modelgate.approval.outcome'] === 'policy_changed'), 'the audit trail records the grant refused for the policy change')
   })
 })

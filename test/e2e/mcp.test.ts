@@ -8,47 +8,16 @@
  * stops the agent acting for them.
  */
 import t from 'tap'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-import { McpError } from '@modelcontextprotocol/sdk/types.js'
-import { startStack, type Stack } from '../helpers/stack.ts'
+import { refusal, textOf } from '../helpers/mcp.ts'
+import { startStack } from '../helpers/stack.ts'
 import { STAND_IN_SECRET } from '../../src/dev/mcp-server.ts'
 
 const EMAIL = 'dana.whitfield@gmail.com'
 const ISSUER = 'https://idp.example.com'
-
-function textOf(result: unknown): string {
-  return ((result as { content: { text: string }[] }).content ?? []).map((c) => c.text).join('')
-}
-
-/** The McpError the SDK raises for a refused call (anything else fails the test). */
-async function refusal(p: Promise<unknown>): Promise<McpError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof McpError) return err
-    throw err
-  }
-  throw new Error('the call was not refused')
-}
-
-async function readAudit(stack: Stack, until: RegExp): Promise<Record<string, unknown>[]> {
-  const file = join(stack.dir, 'audit.jsonl')
-  for (let i = 0; i < 150; i++) {
-    const text = (() => {
-      try {
-        return readFileSync(file, 'utf8')
-      } catch {
-        return ''
-      }
-    })()
-    if (until.test(text)) return text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return []
-}
 
 t.test('MCP through Envoy', async (t) => {
   const keyDir = mkdtempSync(join(tmpdir(), 'modelgate-mcp-jwks-'))
@@ -91,7 +60,7 @@ t.test('MCP through Envoy', async (t) => {
     await c.listTools()
     const e = await refusal(c.callTool({ name: 'web_fetch', arguments: { url: 'http://169.254.169.254/latest/meta-data/' } }))
     t.equal((e.data as { code: string }).code, 'MG_POLICY_DENIED')
-    const records = await readAudit(stack, /no-fetch-of-cloud-metadata/)
+    const records = await stack.auditRecords((rs) => rs.some((r) => /no-fetch-of-cloud-metadata/.test(JSON.stringify(r))))
     t.ok(records.some((r) => JSON.stringify(r).includes('no-fetch-of-cloud-metadata')), 'the determining policy is in the audit record')
   })
 
@@ -118,7 +87,7 @@ t.test('MCP through Envoy', async (t) => {
     t.teardown(() => fresh.close())
     await fresh.listTools()
     t.match(textOf(await fresh.callTool({ name: 'web_fetch', arguments: { url: 'https://example.org' } })), /^fetched https:\/\/example.org/)
-    const records = await readAudit(stack, /session-no-open-world-after-sensitive-data/)
+    const records = await stack.auditRecords((rs) => rs.some((r) => /session-no-open-world-after-sensitive-data/.test(JSON.stringify(r))))
     const denied = records.find((r) => JSON.stringify(r).includes('session-no-open-world-after-sensitive-data'))
     t.ok(denied, 'the refusal is in the audit trail')
     t.match(JSON.stringify(denied), /"modelgate.mcp.session.data_classes":\["secret"\]/, 'with the session data classes the decision saw')
@@ -160,7 +129,7 @@ t.test('MCP through Envoy', async (t) => {
     const forBob = await stack.mcp('assistant', { headers: { 'x-modelgate-user-token': await token('bob', ['tool-users'], 'agent:assistant') } })
     t.teardown(() => forBob.close())
     t.equal(textOf(await forBob.callTool({ name: 'echo', arguments: { text: 'for bob' } })), 'echo: for bob')
-    const records = await readAudit(stack, /mcp-tools-need-tool-users/)
+    const records = await stack.auditRecords((rs) => rs.some((r) => /mcp-tools-need-tool-users/.test(JSON.stringify(r))))
     const rec = JSON.stringify(records.find((r) => JSON.stringify(r).includes('mcp-tools-need-tool-users')))
     t.match(rec, /"modelgate.user.subject":"alice"/)
     t.match(rec, /"modelgate.user.actor":"agent:assistant"/)
@@ -183,7 +152,7 @@ t.test('MCP through Envoy', async (t) => {
     t.equal(viaModel?.code, 'MG_POLICY_DENIED')
     const allowed = await model.responses.create({ model: 'gpt-4o-mini', input: 'say hi', tools: tools('echo') })
     t.ok(allowed.id, 'the tool the same permit allows over MCP is allowed for the model too')
-    const records = await readAudit(stack, /"modelgate.api":"openai.responses"[^\n]*no-mcp-admin-tools/)
+    const records = await stack.auditRecords((rs) => rs.some((r) => /"modelgate.api":"openai.responses"[^\n]*no-mcp-admin-tools/.test(JSON.stringify(r))))
     const denials = records.filter((r) => JSON.stringify(r).includes('"no-mcp-admin-tools"'))
     t.ok(denials.some((r) => JSON.stringify(r).includes('"modelgate.mcp.method":"tools/call"')), 'the MCP call was denied by no-mcp-admin-tools')
     t.ok(denials.some((r) => JSON.stringify(r).includes('"modelgate.api":"openai.responses"')), 'the model request was denied by the same policy')

@@ -6,8 +6,6 @@
  * caller's behalf and hidden from it), a stream ended when it passes its
  * budget, and a redis-server killed and restarted under traffic.
  */
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import t from 'tap'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
@@ -23,26 +21,6 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
     () => undefined,
     (e: unknown) => e,
   )
-}
-
-/** The audit record of one request (the stack's audit file), as attribute map. */
-function auditRecord(stack: Stack, requestId: string): Record<string, unknown> | undefined {
-  const lines = readFileSync(join(stack.dir, 'audit.jsonl'), 'utf8').split('\n').filter(Boolean)
-  for (const line of lines.reverse()) {
-    const rec = JSON.parse(line) as { attributes?: Record<string, unknown> }
-    if (rec.attributes?.['modelgate.request.id'] === requestId) return rec.attributes
-  }
-  return undefined
-}
-
-async function waitForAudit(stack: Stack, requestId: string): Promise<Record<string, unknown>> {
-  const until = Date.now() + 5000
-  for (;;) {
-    const r = auditRecord(stack, requestId)
-    if (r) return r
-    if (Date.now() > until) throw new Error(`no audit record for ${requestId}`)
-    await new Promise((res) => setTimeout(res, 50))
-  }
 }
 
 /** 50 chat requests at once from checkout; the provider holds each answer long enough that every reservation comes before any settles. */
@@ -112,7 +90,7 @@ t.test('quotas through Envoy (memory store)', async (t) => {
     t.match(ae.headers?.get('ratelimit-policy') ?? '', /^"notebook-rpm";q=3;w=60$/)
     t.ok(ae.headers?.get('retry-after'))
 
-    const rec = await waitForAudit(stack, e.requestID!)
+    const rec = await stack.auditRecord(e.requestID!)
     t.equal(rec['modelgate.quota.deciding_rule'], 'notebook-rpm')
     t.equal(rec['modelgate.denial.code'], 'MG_QUOTA_EXCEEDED')
   })
@@ -145,7 +123,7 @@ t.test('streams and token budgets through Envoy', async (t) => {
     t.match(text, /^Stand-in reply\. You said: Tell me a story$/)
 
     const rid = stream._request_id!
-    const rec = await waitForAudit(stack, rid)
+    const rec = await stack.auditRecord(rid)
     const input = rec['gen_ai.usage.input_tokens'] as number
     const output = rec['gen_ai.usage.output_tokens'] as number
     t.ok(input > 0 && output > 0, 'usage recorded')
@@ -180,7 +158,7 @@ t.test('streams and token budgets through Envoy', async (t) => {
     t.ok(text.length > 0, 'what fitted was delivered')
     t.notMatch(text, /word59/, 'the end never arrived')
     const rid = stream._request_id!
-    const rec = await waitForAudit(stack, rid)
+    const rec = await stack.auditRecord(rid)
     t.equal(rec['modelgate.quota.stream_cut'], true)
     t.equal(rec['modelgate.quota.deciding_rule'], 'notebook-small')
     t.equal(rec['modelgate.quota.settled_by'], 'streamed')

@@ -9,8 +9,6 @@
  * the planted value never reaches the caller and the SDK decodes the redacted
  * text.
  */
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import t from 'tap'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
@@ -240,14 +238,7 @@ t.test('a provider allowed to return binary bodies gets them through, and the au
   t.equal(res.status, 200)
   t.same(res.body, png, 'the body passed as it came')
   const id = String(res.headers['x-request-id'])
-  const file = join(stack.dir, 'audit.jsonl')
-  let record: { attributes: Record<string, unknown> } | undefined
-  for (let i = 0; i < 100 && !record; i++) {
-    await new Promise((r) => setTimeout(r, 100))
-    const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean)
-    record = lines.map((l) => JSON.parse(l) as { attributes: Record<string, unknown> }).find((r) => r.attributes['modelgate.request.id'] === id && typeof r.attributes['modelgate.audit.seq'] === 'number')
-  }
-  t.ok(record, 'the request has its record')
-  t.same(record!.attributes['modelgate.redaction.allowed_classes'], ['binary'])
-  t.same(record!.attributes['modelgate.data.detectors'], ['binary-body'])
+  const record = await stack.auditRecord(id)
+  t.same(record['modelgate.redaction.allowed_classes'], ['binary'])
+  t.same(record['modelgate.data.detectors'], ['binary-body'])
 })

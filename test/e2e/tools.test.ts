@@ -12,7 +12,7 @@
  * giving research every provider built-in, so that each built-in type has a
  * caller allowed to use it.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import Anthropic from '@anthropic-ai/sdk'
@@ -277,7 +277,7 @@ t.test('tools through Envoy', async (t) => {
       t.match((err as InstanceType<typeof Anthropic.APIError>).error, { type: 'error', error: { type: 'permission_error', reason: 'policy', tool: 'mcp:payments/admin_reset' } })
       t.ok(blocks.length <= 1, 'at most the permitted call arrived')
       t.notMatch(blocks.join(''), /admin_reset/, 'the forbidden one did not')
-      const record = await auditRecord(stack, response.headers.get('x-request-id') ?? '')
+      const record = await stack.auditRecord(response.headers.get('x-request-id') ?? '')
       t.equal(record['modelgate.denial.code'], 'MG_RESPONSE_TOOL_DENIED')
       t.equal(record['modelgate.response.tool_denied'], 'mcp:payments/admin_reset')
       t.equal(record['modelgate.response.tool_denied_reason'], 'policy')
@@ -358,16 +358,4 @@ function anthropicTool(type: string): Record<string, unknown> {
   if (family.startsWith('tool_search_tool_')) return { type, name: family }
   if (type.startsWith('text_editor_2024') || type === 'text_editor_20250124') return { type, name: 'str_replace_editor' }
   return { type, name: names[family] ?? family }
-}
-
-/** The audit record of a request, once the file has it. */
-async function auditRecord(stack: Stack, id: string): Promise<Record<string, unknown>> {
-  const file = join(stack.dir, 'audit.jsonl')
-  for (let i = 0; i < 100; i++) {
-    const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean)
-    const r = lines.map((l) => JSON.parse(l) as { attributes: Record<string, unknown> }).find((x) => x.attributes['modelgate.request.id'] === id && typeof x.attributes['modelgate.audit.seq'] === 'number')
-    if (r) return r.attributes
-    await new Promise((res) => setTimeout(res, 100))
-  }
-  throw new Error(`no audit record for ${id}`)
 }

@@ -79,8 +79,22 @@ export interface Stack {
   mcp(client: ClientName, opts?: { path?: string; headers?: Record<string, string> }): Promise<McpClient>
   startModelgate(overrides?: { config?: Record<string, unknown>; extraStages?: StackOptions['extraStages'] }): Promise<App>
   stopModelgate(): Promise<void>
+  /**
+   * The records of the stack's audit file once `until` holds for them
+   * (records are written when streams close), or what the file has after
+   * AUDIT_WAIT_MS.
+   */
+  auditRecords(until: (records: AuditRecord[]) => boolean): Promise<AuditRecord[]>
+  /** The attributes of a request's own audit record (the chained one, not its stage spans); throws after AUDIT_WAIT_MS without it. */
+  auditRecord(requestId: string): Promise<Record<string, unknown>>
   close(): Promise<void>
 }
+
+/** One line of the audit file. */
+export type AuditRecord = { readonly name: string; readonly attributes: Record<string, unknown> } & Record<string, unknown>
+
+/** The longest an audit lookup waits for its record. */
+const AUDIT_WAIT_MS = 10_000
 
 function merge(base: Record<string, unknown>, over: Record<string, unknown> | undefined): Record<string, unknown> {
   if (!over) return base
@@ -218,6 +232,25 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     },
     startModelgate,
     stopModelgate,
+    async auditRecords(until) {
+      const file = join(dir, 'audit.jsonl')
+      const deadline = Date.now() + AUDIT_WAIT_MS
+      for (;;) {
+        let text = ''
+        try {
+          text = readFileSync(file, 'utf8')
+        } catch {}
+        const records = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord)
+        if (until(records) || Date.now() > deadline) return records
+        await new Promise((r) => setTimeout(r, 25))
+      }
+    },
+    async auditRecord(requestId) {
+      const own = (r: AuditRecord) => r.attributes['modelgate.request.id'] === requestId && typeof r.attributes['modelgate.audit.seq'] === 'number'
+      const record = (await stack.auditRecords((rs) => rs.some(own))).find(own)
+      if (!record) throw new Error(`no audit record for ${requestId}`)
+      return record.attributes
+    },
     async close() {
       for (const a of agents) await a.close().catch(() => {})
       await envoy.stop()
