@@ -20,6 +20,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { checkHealth } from '../../src/cli/health.ts'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
+import { imageLaunch } from '../helpers/image.ts'
 import { stopProcess } from '../../src/dev/process.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
@@ -44,14 +45,6 @@ interface RunResult {
   readonly ordinary: { count: number; errors: number; p50: number; p90: number; p99: number }
   readonly attacker: Record<string, number>
   readonly peakRssMb: number
-}
-
-function imageLaunch(): { env: Record<string, string>; nodeFlags: string[] } {
-  const dockerfile = readFileSync(join(REPO_ROOT, 'scripts/container/Dockerfile'), 'utf8')
-  const final = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
-  const env = Object.fromEntries([...final.matchAll(/^ENV ([A-Z_]+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]))
-  const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(final)![1]!) as string[]
-  return { env, nodeFlags: entrypoint.filter((a) => a.startsWith('--')) }
 }
 
 const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN)

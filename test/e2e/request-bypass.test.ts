@@ -14,6 +14,7 @@ import t, { type Test } from 'tap'
 import { APIError } from 'openai'
 import { checkHealth } from '../../src/cli/health.ts'
 import { REPO_ROOT } from '../../src/dev/envoy.ts'
+import { imageLaunch } from '../helpers/image.ts'
 import { stopProcess } from '../../src/dev/process.ts'
 import { startStack, type Stack } from '../helpers/stack.ts'
 
@@ -226,14 +227,6 @@ t.test('hostile bodies are refused with their codes while ordinary requests keep
 })
 
 /** The environment and node flags the container image runs modelgate with (scripts/container/Dockerfile). */
-function imageLaunch(): { env: Record<string, string>; nodeFlags: string[] } {
-  const dockerfile = readFileSync(join(REPO_ROOT, 'scripts/container/Dockerfile'), 'utf8')
-  const final = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
-  const env = Object.fromEntries([...final.matchAll(/^ENV ([A-Z_]+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]))
-  const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(final)![1]!) as string[]
-  return { env, nodeFlags: entrypoint.filter((a) => a.startsWith('--')) }
-}
-
 function res2line(res: { json(): any }): { line: unknown; column: unknown } {
   const e = res.json().error
   return { line: e.line, column: e.column }
