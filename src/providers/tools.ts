@@ -324,6 +324,17 @@ function functionName(t: Record<string, unknown>, type: 'function' | 'custom', f
 
 const CHAT_CHOICES = new Set(['none', 'auto', 'required'])
 
+/** An OpenAI `tool_choice` (chat and Responses): the object naming a tool, or undefined for none or a mode. */
+function namedToolChoice(choice: unknown): Record<string, unknown> | undefined {
+  if (choice === undefined || choice === null) return undefined
+  if (typeof choice === 'string') {
+    if (!CHAT_CHOICES.has(choice)) throw invalid('tool_choice', 'must be "none", "auto", "required" or a tool')
+    return undefined
+  }
+  if (!isObj(choice)) throw invalid('tool_choice', 'must be "none", "auto", "required" or a tool')
+  return choice
+}
+
 // ---- OpenAI chat completions ----------------------------------------------------------
 
 function chatTools(body: Record<string, unknown>, map: ToolMap): void {
@@ -347,14 +358,8 @@ function chatTools(body: Record<string, unknown>, map: ToolMap): void {
     } else if (isObj(call)) map.referName(toolName(call.name, 'function_call.name'), 'function', 'function_call')
     else throw invalid('function_call', 'must be "none", "auto" or {"name"}')
   }
-  const choice = body.tool_choice
-  if (choice === undefined || choice === null) return
-  if (typeof choice === 'string') {
-    if (!CHAT_CHOICES.has(choice)) throw invalid('tool_choice', 'must be "none", "auto", "required" or a tool')
-    return
-  }
-  if (!isObj(choice)) throw invalid('tool_choice', 'must be "none", "auto", "required" or a tool')
-  chatReference(choice, 'tool_choice', map, true)
+  const choice = namedToolChoice(body.tool_choice)
+  if (choice) chatReference(choice, 'tool_choice', map, true)
 }
 
 function chatReference(r: Record<string, unknown>, field: string, map: ToolMap, top: boolean): void {
@@ -426,14 +431,8 @@ function responsesToolsOf(body: Record<string, unknown>, map: ToolMap): void {
       if (isObj(item) && typeof item.type === 'string' && TOOL_INPUT_ITEMS.has(item.type)) responsesTools(item.tools, `input[${i}].tools`, map)
     })
   }
-  const choice = body.tool_choice
-  if (choice === undefined || choice === null) return
-  if (typeof choice === 'string') {
-    if (!CHAT_CHOICES.has(choice)) throw invalid('tool_choice', 'must be "none", "auto", "required" or a tool')
-    return
-  }
-  if (!isObj(choice)) throw invalid('tool_choice', 'must be "none", "auto", "required" or a tool')
-  responsesReference(choice, 'tool_choice', map, true)
+  const choice = namedToolChoice(body.tool_choice)
+  if (choice) responsesReference(choice, 'tool_choice', map, true)
 }
 
 // ---- Anthropic messages ----------------------------------------------------------------
