@@ -107,21 +107,51 @@ export function recordToSpan(r: SpanRecord, resource: Resource, scope: Instrumen
   const startTime = nanosToHrTime(r.start)
   const endTime = nanosToHrTime(r.end)
   const d = BigInt(r.end) - BigInt(r.start)
-  return {
+  return endedSpan({
     name: r.name,
     kind: r.kind as SpanKind,
-    spanContext: () => ctx,
-    ...(parent ? { parentSpanContext: parent } : {}),
+    context: ctx,
+    parent,
     startTime,
     endTime,
+    duration: nanosToHrTime(d < 0n ? 0n : d),
     status: r.status.message ? { code: r.status.code as SpanStatusCode, message: r.status.message } : { code: r.status.code as SpanStatusCode },
     attributes: r.attributes as Attributes,
+    resource,
+    scope,
+  })
+}
+
+/** An ended span as span processors and exporters take it (no links, no events, nothing dropped). */
+export function endedSpan(s: {
+  name: string
+  kind: SpanKind
+  context: SpanContext
+  parent: SpanContext | undefined
+  startTime: HrTime
+  endTime: HrTime
+  duration: HrTime
+  status: ReadableSpan['status']
+  attributes: Attributes
+  resource: Resource
+  scope: InstrumentationScope
+}): ReadableSpan {
+  const context = s.context
+  return {
+    name: s.name,
+    kind: s.kind,
+    spanContext: () => context,
+    ...(s.parent ? { parentSpanContext: s.parent } : {}),
+    startTime: s.startTime,
+    endTime: s.endTime,
+    status: s.status,
+    attributes: s.attributes,
     links: [],
     events: [],
-    duration: nanosToHrTime(d < 0n ? 0n : d),
+    duration: s.duration,
     ended: true,
-    resource,
-    instrumentationScope: scope,
+    resource: s.resource,
+    instrumentationScope: s.scope,
     droppedAttributesCount: 0,
     droppedEventsCount: 0,
     droppedLinksCount: 0,

@@ -40,7 +40,7 @@ import { OtlpGrpcSpanExporter } from './grpc-exporter.ts'
 import { createAuditMetrics, type AuditMetrics } from './metrics.ts'
 import { describeUrl, readOtelSettings, type OtelSettings } from './otel-env.ts'
 import { auditPaths } from './paths.ts'
-import { nanosToHrTime, type RecordValue } from './record.ts'
+import { endedSpan, nanosToHrTime, type RecordValue } from './record.ts'
 import { captureContent, isFailure, outcomeOf, requestAttributes, requestStart, roundMs, settleFindings, spanName, type CapturedContent } from './span-attributes.ts'
 import { Spool } from './spool.ts'
 import { Timeline } from './timeline.ts'
@@ -426,25 +426,7 @@ function newSpanId(): string {
  */
 function stageSpan(parent: SpanContext, resource: Resource, scope: InstrumentationScope, name: string, startTime: HrTime, endTime: HrTime, attributes: Attributes): ReadableSpan {
   const ctx: SpanContext = { traceId: parent.traceId, spanId: newSpanId(), traceFlags: parent.traceFlags, ...(parent.traceState ? { traceState: parent.traceState } : {}) }
-  return {
-    name,
-    kind: SpanKind.INTERNAL,
-    spanContext: () => ctx,
-    parentSpanContext: parent,
-    startTime,
-    endTime,
-    status: { code: SpanStatusCode.UNSET },
-    attributes,
-    links: [],
-    events: [],
-    duration: hrTimeDuration(startTime, endTime),
-    ended: true,
-    resource,
-    instrumentationScope: scope,
-    droppedAttributesCount: 0,
-    droppedEventsCount: 0,
-    droppedLinksCount: 0,
-  }
+  return endedSpan({ name, kind: SpanKind.INTERNAL, context: ctx, parent, startTime, endTime, duration: hrTimeDuration(startTime, endTime), status: { code: SpanStatusCode.UNSET }, attributes, resource, scope })
 }
 
 /** True when a value found in that direction was let through unredacted (so the bytes hold it). */
