@@ -1,8 +1,9 @@
 /** `modelgate quota show`: the current use of every quota rule, per partition, read from the configured store. */
 import { resolve } from 'node:path'
-import { ConfigError, loadConfigFile, resolveConfigPath } from '../config/config.ts'
+import { resolveConfigPath } from '../config/config.ts'
 import { RedisStore, redisOptionsFromConfig } from '../quotas/redis.ts'
 import { compileRule, refResolver } from '../quotas/rules.ts'
+import { loadCommandConfig } from './config.ts'
 import { EXIT_USAGE, parseCommandLine, type CliIO } from './io.ts'
 
 const HELP = `usage: modelgate quota show [--config FILE]
@@ -27,16 +28,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseCommandLine('quota show', HELP, io, { args: rest, options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false })
   if (typeof parsed === 'number') return parsed
   const file = resolve(io.cwd, parsed.values.config ?? io.env.MODELGATE_CONFIG ?? 'modelgate.yaml')
-  let config
-  try {
-    config = loadConfigFile(file)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      io.stderr.write(err.message + '\n')
-      return 1
-    }
-    throw err
-  }
+  const config = loadCommandConfig(file, io)
+  if (config === 1) return 1
   const rules = config.quotas.rules.map(compileRule)
   if (rules.length === 0) {
     io.stdout.write(`${file}: no quota rules\n`)

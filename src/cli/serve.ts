@@ -1,7 +1,7 @@
 /** `modelgate serve`: run the ext_proc server until SIGTERM/SIGINT, then drain and exit. */
-import { ConfigError, loadConfigFile } from '../config/config.ts'
 import { startApp } from '../app.ts'
 import { createLogger } from '../log.ts'
+import { loadCommandConfig } from './config.ts'
 import { parseCommandLine, type CliIO } from './io.ts'
 
 const HELP = `usage: modelgate serve [--config FILE]
@@ -17,16 +17,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   if (typeof parsed === 'number') return parsed
   const { values } = parsed
   const file = values.config ?? io.env.MODELGATE_CONFIG ?? 'modelgate.yaml'
-  let config
-  try {
-    config = loadConfigFile(file)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      io.stderr.write(err.message + '\n')
-      return 1
-    }
-    throw err
-  }
+  const config = loadCommandConfig(file, io)
+  if (config === 1) return 1
   if (values.check) {
     io.stdout.write(`${file}: configuration is valid\n`)
     return 0
