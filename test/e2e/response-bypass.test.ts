@@ -239,6 +239,7 @@ t.test('a provider allowed to return binary bodies gets them through, and the au
   t.same(res.body, png, 'the body passed as it came')
   const id = String(res.headers['x-request-id'])
   const record = await stack.auditRecord(id)
+  t.equal(record['modelgate.request.id'], id, 'the request has its record')
   t.same(record['modelgate.redaction.allowed_classes'], ['binary'])
   t.same(record['modelgate.data.detectors'], ['binary-body'])
 })
