@@ -166,8 +166,8 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
 
   return {
     record(ctx, outcome, durationMs) {
-      const provider = ctx.request ? genAiProvider(ctx.request.provider) : undefined
-      const operation = ctx.request ? genAiOperation(ctx.request.operation) : undefined
+      const provider = ctx.out.request ? genAiProvider(ctx.out.request.provider) : undefined
+      const operation = ctx.out.request ? genAiOperation(ctx.out.request.operation) : undefined
       const base: Record<string, string> = {}
       if (provider) base[GEN_AI_PROVIDER_NAME] = provider
       if (operation) base[GEN_AI_OPERATION_NAME] = operation
@@ -181,7 +181,7 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
         }
       }
       // Rule names come from the configuration: a bounded set of label values.
-      const q = ctx.quota
+      const q = ctx.out.quota
       if (q) {
         if (q.storeError !== undefined) quotaStoreErrors.add(1, { [METRIC_ATTR_QUOTA_STORE_OUTCOME]: q.store === 'local' ? 'local' : 'denied' })
         for (const rule of q.rules) {
@@ -193,10 +193,10 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
         redactions.add(1, { [METRIC_ATTR_DATA_CLASS]: f.dataClass, [MG_REDACTION_ACTION]: f.action, [METRIC_ATTR_DIRECTION]: f.direction })
       }
       for (const [stage, ms] of ctx.timings) stageDuration.record(ms / 1000, { [MG_STAGE_NAME]: stage })
-      if (ctx.request) {
-        const tokenAttrs = { ...base, [GEN_AI_REQUEST_MODEL]: ctx.recordableModel(ctx.request.model)!.slice(0, 128) }
-        if (ctx.usage.input !== undefined) tokenUsage.record(ctx.usage.input, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'input' })
-        if (ctx.usage.output !== undefined) tokenUsage.record(ctx.usage.output, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'output' })
+      if (ctx.out.request) {
+        const tokenAttrs = { ...base, [GEN_AI_REQUEST_MODEL]: ctx.recordableModel(ctx.out.request.model)!.slice(0, 128) }
+        if (ctx.out.reply?.usage.input !== undefined) tokenUsage.record(ctx.out.reply?.usage.input, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'input' })
+        if (ctx.out.reply?.usage.output !== undefined) tokenUsage.record(ctx.out.reply?.usage.output, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'output' })
       }
     },
     recordDropped(count) {

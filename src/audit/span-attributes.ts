@@ -82,8 +82,8 @@ export function isFailure(ctx: RequestContext, stream: StreamOutcome): boolean {
 
 /** GenAI semconv span name `{operation} {model}`, or `modelgate.request` before the body was parsed. */
 export function spanName(ctx: RequestContext): string {
-  if (!ctx.request) return A.SPAN_REQUEST
-  return `${genAiOperation(ctx.request.operation)} ${cap(ctx.recordableModel(ctx.request.model)!, 128)}`.trim()
+  if (!ctx.out.request) return A.SPAN_REQUEST
+  return `${genAiOperation(ctx.out.request.operation)} ${cap(ctx.recordableModel(ctx.out.request.model)!, 128)}`.trim()
 }
 
 export function cap(s: string, n = MAX_STRING): string {
@@ -197,9 +197,9 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   if (extras.upstreamReached) set(A.MG_RESPONSE_COMPLETE, extras.responseComplete === true)
   set(A.HTTP_REQUEST_METHOD, ctx.method || undefined)
   // The scanned path, or the route's template; nothing of a path no route matched (it may hold anything).
-  set(A.URL_PATH, ctx.url?.path !== undefined ? cap(ctx.url.path) : ctx.route?.template)
-  set(A.HTTP_ROUTE, ctx.route?.template)
-  set(A.MG_URL_QUERY_PARAMS, ctx.url ? ctx.url.queryNames.slice(0, MAX_ITEMS).map((n) => cap(n, 128)) : undefined)
+  set(A.URL_PATH, ctx.out.url?.path !== undefined ? cap(ctx.out.url.path) : ctx.out.target?.route.template)
+  set(A.HTTP_ROUTE, ctx.out.target?.route.template)
+  set(A.MG_URL_QUERY_PARAMS, ctx.out.url ? ctx.out.url.queryNames.slice(0, MAX_ITEMS).map((n) => cap(n, 128)) : undefined)
   set(A.SERVER_ADDRESS, ctx.authority ? cap(ctx.authority, 256) : undefined)
   set(A.HTTP_RESPONSE_STATUS_CODE, ctx.responseStatus)
   set(A.MG_DURATION_MS, roundMs(extras.durationMs))
@@ -207,7 +207,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   if (ctx.requestBody.length > 0) set(A.MG_REQUEST_BODY_BYTES, ctx.requestBody.length)
 
   // Who.
-  const id = ctx.identity
+  const id = ctx.out.caller?.workload
   if (id) {
     set(A.MG_IDENTITY_SPIFFE_ID, id.spiffeId)
     set(A.MG_IDENTITY_TRUST_DOMAIN, id.trustDomain)
@@ -217,7 +217,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.MG_IDENTITY_SOURCE, id.source)
     set(A.MG_IDENTITY_CERT_SHA256, id.certificateSha256)
   }
-  const user = ctx.user
+  const user = ctx.out.caller?.user
   if (user) {
     set(A.MG_USER_SUBJECT, cap(user.subject))
     set(A.MG_USER_ISSUER, cap(user.issuer))
@@ -242,7 +242,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   }
 
   // Which model.
-  const req = ctx.request
+  const req = ctx.out.request
   if (req) {
     const provider = genAiProvider(req.provider)
     set(A.GEN_AI_PROVIDER_NAME, provider)
@@ -257,17 +257,17 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.GEN_AI_REQUEST_MAX_TOKENS, req.maxTokens)
     set(A.MG_TOOLS, [...new Set(req.tools.map((t) => cap(t.name, 256)))].slice(0, MAX_ITEMS))
   }
-  set(A.GEN_AI_RESPONSE_MODEL, ctx.responseModel ? cap(ctx.recordableModel(ctx.responseModel)!) : undefined)
-  set(A.GEN_AI_USAGE_INPUT_TOKENS, ctx.usage.input)
-  set(A.GEN_AI_USAGE_OUTPUT_TOKENS, ctx.usage.output)
+  set(A.GEN_AI_RESPONSE_MODEL, ctx.out.reply?.model ? cap(ctx.recordableModel(ctx.out.reply?.model)!) : undefined)
+  set(A.GEN_AI_USAGE_INPUT_TOKENS, ctx.out.reply?.usage.input)
+  set(A.GEN_AI_USAGE_OUTPUT_TOKENS, ctx.out.reply?.usage.output)
 
-  if (ctx.credential) {
-    set(A.MG_CREDENTIAL_NAME, ctx.credential.name)
-    set(A.MG_CREDENTIAL_SOURCE, ctx.credential.source)
+  if (ctx.out.credential) {
+    set(A.MG_CREDENTIAL_NAME, ctx.out.credential.name)
+    set(A.MG_CREDENTIAL_SOURCE, ctx.out.credential.source)
   }
 
   // Under which policy.
-  const d = ctx.decision
+  const d = ctx.out.decision
   if (d) {
     set(A.MG_DECISION_EFFECT, d.effect)
     set(A.MG_DECISION_ID, d.decisionId)
@@ -305,7 +305,7 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
   set(A.MG_REDACTION_BODY_REWRITTEN, ctx.requestBodyReplaced || undefined)
 
   // Quota.
-  const q = ctx.quota
+  const q = ctx.out.quota
   if (q) {
     set(A.MG_QUOTA_RULES, q.rules.slice(0, MAX_ITEMS).map((r) => cap(r, 256)))
     let n = 0

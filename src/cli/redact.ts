@@ -161,7 +161,7 @@ async function inspectBody(ctx: RequestContext, inspector: BodyInspector, format
   const path = format === 'anthropic' || (format === 'auto' && looksAnthropic(o)) ? '/v1/messages' : openaiPath(o)
   const route: ApiRoute = matchRoute(path)!
   try {
-    ctx.request = await inspector.inspect(ctx, route, route.kind)
+    ctx.put('request', await inspector.inspect(ctx, route, route.kind))
     return undefined
   } catch (err) {
     if (!(err instanceof GateError)) throw err

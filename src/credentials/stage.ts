@@ -15,7 +15,7 @@
  *   cannot be had right now (a file that lost its value, a token endpoint
  *   that is down): refused (MG_CREDENTIAL_UNAVAILABLE).
  *
- * The choice is recorded on `ctx.credential` (name and source, never the value).
+ * The choice is recorded on `ctx.out.credential` (name and source, never the value).
  */
 import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -79,12 +79,14 @@ export function createCredentialStage(opts: CredentialStageOptions): Stage {
 
   return {
     name: 'credentials',
+    produces: ['credential'],
+    consumes: ['caller', 'target', 'decision'],
     requestHeaders(ctx) {
       for (const h of CALLER_CREDENTIAL_HEADERS) if (ctx.requestHeaders.has(h)) ctx.requestHeaderChanges.removeHeader(h)
     },
     async requestBody(ctx) {
-      const provider = ctx.provider
-      const identity = ctx.identity
+      const provider = ctx.out.target?.provider
+      const identity = ctx.out.caller?.workload
       if (!provider || !identity) throw new GateError('MG_INTERNAL', { internal: 'the credentials stage ran without a provider or an identity' })
       let teams: ReadonlySet<string> | undefined
       const caller: CallerFacts = {
@@ -92,19 +94,19 @@ export function createCredentialStage(opts: CredentialStageOptions): Stage {
         namespace: identity.namespace,
         teams: () => (teams ??= store.usesTeams && opts.teamsOf ? opts.teamsOf(identity.spiffeId, identity.namespace) : NO_TEAMS),
       }
-      const chosen = chooseCredential(store.of(provider.name), provider.name, caller, ctx.decision?.credentials)
+      const chosen = chooseCredential(store.of(provider.name), provider.name, caller, ctx.out.decision?.credentials)
       const pending = chosen.secret()
       const secret = typeof pending === 'object' ? await waitFor(pending) : pending
       const changes = ctx.requestHeaderChanges
       if (chosen.header && secret !== undefined) changes.setHeader(chosen.header.name, chosen.header.prefix + secret)
       for (const [name, value] of chosen.headers) changes.setHeader(name, value)
       if (provider.kind === 'anthropic' && !ctx.requestHeaders.has('anthropic-version')) changes.setHeader('anthropic-version', ANTHROPIC_VERSION)
-      ctx.credential = { name: chosen.name, source: chosen.source }
+      ctx.put('credential', { name: chosen.name, source: chosen.source })
     },
     responseHeaders(ctx) {
       const status = ctx.responseStatus
-      if (status === 401 && ctx.credential && ctx.credential.source !== 'none') {
-        logger.warn('the provider refused the request with its credential', { request_id: ctx.id, provider: ctx.provider?.name, credential: ctx.credential.name, status })
+      if (status === 401 && ctx.out.credential && ctx.out.credential.source !== 'none') {
+        logger.warn('the provider refused the request with its credential', { request_id: ctx.id, provider: ctx.out.target?.provider.name, credential: ctx.out.credential.name, status })
       }
     },
   }

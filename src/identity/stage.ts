@@ -111,14 +111,16 @@ export function createIdentityStage(opts: IdentityStageOptions): Stage {
 
   return {
     name: 'identity',
+    produces: ['caller'],
     async requestHeaders(ctx) {
       for (const h of strip) if (ctx.requestHeaders.has(h)) ctx.requestHeaderChanges.removeHeader(h)
       const r = resolve(ctx)
       if (!r.ok) throw r.error
-      ctx.identity = r.identity
+      // Put before the user token is checked: a refused token is still recorded with the workload that sent it.
+      ctx.put('caller', { workload: r.identity, user: undefined })
       if (opts.users) {
         const token = ctx.requestHeaders.get(opts.users.header)
-        if (token) ctx.user = await opts.users.verify(token)
+        if (token) ctx.put('caller', { workload: r.identity, user: await opts.users.verify(token) })
         else if (opts.users.required) throw new GateError('MG_USER_TOKEN_INVALID', { internal: `no ${opts.users.header} header` })
       }
     },

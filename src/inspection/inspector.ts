@@ -34,7 +34,7 @@ export function requestScanOf(ctx: RequestContext): DocumentScan | undefined {
 
 /** The caller a scan runs for: selects scoped custom detectors. */
 export function scanSubjectOf(ctx: RequestContext): ScanSubject | undefined {
-  return ctx.identity ? { spiffeId: ctx.identity.spiffeId, namespace: ctx.identity.namespace } : undefined
+  return ctx.out.caller?.workload ? { spiffeId: ctx.out.caller?.workload.spiffeId, namespace: ctx.out.caller?.workload.namespace } : undefined
 }
 
 export interface BodyInspector {

@@ -37,8 +37,8 @@ const GRANT = /^\/modelgate\/v1\/approvals\/(apr_[0-9a-f-]{36})\/grant$/
 
 /** The approver's facts for an `approve` question on a tool: the approver's identity and user, the approval's digest. */
 function approverFacts(ctx: RequestContext, r: ApprovalRecord, hints: McpGovernance['hints']): RequestFacts {
-  const id = ctx.identity!
-  const u = ctx.user
+  const id = ctx.out.caller?.workload!
+  const u = ctx.out.caller?.user
   const mcp = parseMcpId(r.tool)
   const h = mcp?.tool !== undefined ? hints.get(mcp.server, mcp.tool) : undefined
   return {
@@ -98,11 +98,13 @@ export function createApprovalStage(opts: { governance: McpGovernance; engine: P
 
   return {
     name: 'approvals',
+    produces: ['decision'],
+    consumes: ['caller'],
     requestHeaders(ctx) {
       const path = pathPart(ctx.path)
       if (path !== APPROVALS_PATH && !path.startsWith(`${APPROVALS_PATH}/`)) return ctx.markIdle('approvals')
       ctx.answeredBy = 'approvals'
-      if (!ctx.identity) throw new GateError('MG_IDENTITY_MISSING', { internal: 'the approval API without a caller identity' })
+      if (!ctx.out.caller?.workload) throw new GateError('MG_IDENTITY_MISSING', { internal: 'the approval API without a caller identity' })
       if (path === APPROVALS_PATH) {
         if (ctx.method !== 'GET') throw new GateError('MG_METHOD_UNSUPPORTED', { details: { method: ctx.method.slice(0, 16) } })
       } else if (!GRANT.test(path)) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'not an approval API path' })
@@ -127,8 +129,8 @@ export function createApprovalStage(opts: { governance: McpGovernance; engine: P
       }
       rec.name = r.tool
       rec.argumentsDigest = r.argumentsDigest
-      const approver = ctx.identity!.spiffeId
-      const approverUser = ctx.user ? `${ctx.user.issuer}#${ctx.user.subject}` : undefined
+      const approver = ctx.out.caller!.workload.spiffeId
+      const approverUser = ctx.out.caller?.user ? `${ctx.out.caller?.user.issuer}#${ctx.out.caller?.user.subject}` : undefined
       rec.approver = approver
       if (approver === r.caller || (approverUser !== undefined && approverUser === r.user)) {
         rec.approvalOutcome = 'refused_self'
@@ -136,7 +138,7 @@ export function createApprovalStage(opts: { governance: McpGovernance; engine: P
       }
       const facts = approverFacts(ctx, r, governance.hints)
       const decided = engine.decide(facts, undefined, [{ action: 'approve', resource: { type: ENTITY.Tool, id: r.tool } }])
-      ctx.decision = decided.decision
+      ctx.put('decision', decided.decision)
       if (decided.decision.effect !== 'allow') {
         rec.approvalOutcome = 'refused_policy'
         throw new GateError(decided.code ?? 'MG_POLICY_DENIED', { internal: `${approver} may not approve ${r.tool}` })

@@ -105,8 +105,8 @@ export interface McpGovernance {
 
 /** The caller a session or an approval is bound to: SPIFFE ID, user and actor. */
 export function callerKey(ctx: RequestContext): string {
-  const u = ctx.user
-  return JSON.stringify([ctx.identity?.spiffeId ?? '', u ? `${u.issuer}#${u.subject}` : '', u?.actor ?? ''])
+  const u = ctx.out.caller?.user
+  return JSON.stringify([ctx.out.caller?.workload.spiffeId ?? '', u ? `${u.issuer}#${u.subject}` : '', u?.actor ?? ''])
 }
 
 export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
@@ -145,11 +145,11 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     } else if (existing?.state === 'used') record.approvalOutcome = 'replayed'
     let pending = existing?.state === 'pending' && existing.expiresAt > t && existing.policySetHash === policySetHash ? existing : undefined
     if (!pending) {
-      const u = ctx.user
+      const u = ctx.out.caller?.user
       pending = {
         id: `apr_${randomUUID()}`,
         binding,
-        caller: ctx.identity?.spiffeId ?? '',
+        caller: ctx.out.caller?.workload.spiffeId ?? '',
         user: u ? `${u.issuer}#${u.subject}` : undefined,
         actor: u?.actor,
         tool,
@@ -187,8 +187,8 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
       return host !== undefined && tool.host === host ? hints.get(id.server, id.tool) : undefined
     },
     async authorize(ctx) {
-      const msg = ctx.request?.mcp
-      const provider = ctx.provider
+      const msg = ctx.out.request?.mcp
+      const provider = ctx.out.target?.provider
       if (!msg || !provider) throw new GateError('MG_POLICY_ERROR', { internal: 'an MCP request without its message or server' })
       const sessionKey = sessionKeyOf(ctx)
       const session: SessionState | undefined = sessionKey ? await sessions.get(sessionKey) : undefined
@@ -207,7 +207,7 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
       const { facts, results, decision } = decideMcp(engine, ctx, { msg, server, host: provider.upstream.host, hints: toolHints, session, maxArgumentsBytes: config.maxArgumentsBytes })
       const state: McpState = { msg, sessionKey, facts, chunks: [], bytes: 0, allowed: false }
       ctx.local<McpState>(STATE, () => state)
-      ctx.decision = decision.decision
+      ctx.put('decision', decision.decision)
       recordMcpToolAnswers(ctx, results)
       if (decision.decision.effect !== 'allow') {
         const d = decision.decision
@@ -224,13 +224,13 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
   const filterList = (ctx: RequestContext, state: McpState, message: Record<string, unknown>): boolean => {
     const result = message.result as Record<string, unknown> | undefined
     if (!result || typeof result !== 'object' || !Array.isArray(result.tools)) return false
-    const server = ctx.provider!.name
+    const server = ctx.out.target!.provider.name
     const kept: unknown[] = []
     for (const t of result.tools as unknown[]) {
       if (!t || typeof t !== 'object' || typeof (t as { name?: unknown }).name !== 'string') continue
       const name = (t as { name: string }).name
       const h = hints.learn(server, name, (t as { annotations?: unknown }).annotations)
-      const facts = mcpFacts({ base: state.facts, msg: state.msg, server, host: ctx.provider!.upstream.host, hints: h, session: undefined, maxArgumentsBytes: 0 }, name)
+      const facts = mcpFacts({ base: state.facts, msg: state.msg, server, host: ctx.out.target!.provider.upstream.host, hints: h, session: undefined, maxArgumentsBytes: 0 }, name)
       const withSession = { ...facts, extra: { ...facts.extra, sessionDataClasses: state.facts.extra?.sessionDataClasses, sessionUntrusted: state.facts.extra?.sessionUntrusted } }
       const e = engine.evaluate(withSession, { action: 'call_tool', resource: { type: 'ModelGate::Tool', id: mcpToolId(server, name) } })
       if (e.decision === 'allow' && e.errors.length === 0) kept.push(t)
@@ -286,6 +286,7 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
 
   const stage: Stage = {
     name: 'mcp',
+    consumes: ['caller', 'target', 'request'],
     responseBody(ctx, chunk) {
       const state = ctx.local<McpState | undefined>(STATE, () => undefined)
       if (!state || state.msg.method !== 'tools/list') return ctx.markIdle('mcp')
@@ -353,12 +354,13 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     const method = state.msg.method
     if (method !== 'tools/call' && method !== 'resources/read' && method !== 'prompts/get') return undefined
     // A tool's, resource's or prompt's result; an open-world tool's is untrusted content.
-    return { key: state.sessionKey, directions: 'response', untrusted: method === 'tools/call' && isOpenWorld(hints.get(ctx.provider!.name, state.msg.name!)) }
+    return { key: state.sessionKey, directions: 'response', untrusted: method === 'tools/call' && isOpenWorld(hints.get(ctx.out.target!.provider.name, state.msg.name!)) }
   }
 
   /** Last in the pipeline, after redaction: records what entered the session before any of it leaves. */
   const sessionStage: Stage = {
     name: 'mcp-session',
+    consumes: ['caller', 'target'],
     requestBody(ctx) {
       // In no session and not MCP: nothing will enter a session from this request.
       if (ctx.local<string | undefined>(MODEL_SESSION, () => undefined) === undefined && ctx.local<McpState | undefined>(STATE, () => undefined) === undefined) return ctx.markIdle('mcp-session')

@@ -1,9 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { Dialect, GateError } from '../errors.ts'
-import type { DelegatedUser, WorkloadIdentity } from '../identity/types.ts'
-import type { CatalogProvider } from '../providers/catalog.ts'
-import type { ApiRoute } from '../providers/routes.ts'
-import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
+import { GateError, type Dialect } from '../errors.ts'
+import type { OutputName, OutputOwners, StageOutputs } from './outputs.ts'
 
 /** A header change for Envoy: values set (overwriting) and names removed. */
 export class HeaderChanges {
@@ -181,21 +178,15 @@ export class RequestContext {
    */
   dialect: Dialect = 'openai'
 
-  identity: WorkloadIdentity | undefined
-  user: DelegatedUser | undefined
-  /** The API route the path matched, set by the provider stage when the request headers arrive. */
-  route: ApiRoute | undefined
-  /** The catalog entry the request goes to (name, kind, upstream, models), set with `route`. */
-  provider: CatalogProvider | undefined
-  /** The provider credential attached to the request (its name and source, never its value), set by the credentials stage. */
-  credential: { readonly name: string; readonly source: 'file' | 'env' | 'oauth' | 'none' } | undefined
   /**
-   * What the audit trail may record of the URL, set by the redaction stage once
-   * it has scanned it: the path with every finding replaced by a placeholder,
-   * and the query's parameter names (likewise). Never the raw query.
+   * The stages' outputs (pipeline/outputs.ts), each written with `put` by the
+   * stage that produces it and read here by the stages after it.
    */
-  url: UrlRecord | undefined
-  request: ParsedRequest | undefined
+  readonly out: Readonly<Partial<StageOutputs>> = {}
+  /** Who may write each output, and the stage running now: set by the pipeline, so a write by any other stage fails. */
+  #owners: OutputOwners | undefined
+  /** The stage whose phase method is running (set by the pipeline). */
+  stage = ''
 
   /** The buffered request body. Replace it with `replaceRequestBody`. */
   requestBody: Buffer = Buffer.alloc(0)
@@ -210,13 +201,8 @@ export class RequestContext {
 
   readonly findings: Finding[] = []
   readonly dataClasses = new Set<string>()
-  decision: PolicyDecision | undefined
   /** Every `call_tool` answer for this request, in the order asked (see ToolDecision). */
   readonly toolDecisions: ToolDecision[] = []
-  quota: QuotaOutcome | undefined
-  readonly usage: TokenUsage = { input: undefined, output: undefined }
-  /** The response model reported by the provider. */
-  responseModel: string | undefined
 
   /** Header changes for the request (sent to upstream) and for the response (sent to the client). */
   readonly requestHeaderChanges = new HeaderChanges()
@@ -271,6 +257,36 @@ export class RequestContext {
     return created
   }
 
+  /** Binds the pipeline's output owners: from now on only they may `put` each output. */
+  bindOwners(owners: OutputOwners): void {
+    this.#owners = owners
+  }
+
+  /**
+   * Writes a stage output. Only the stage that declares it in `produces` may
+   * (checked once the pipeline has bound its owners); anything else is a
+   * programming error, and the request fails closed.
+   */
+  put<K extends OutputName>(name: K, value: StageOutputs[K]): StageOutputs[K] {
+    const owners = this.#owners
+    if (owners !== undefined && owners[name]?.has(this.stage) !== true) {
+      throw new GateError('MG_INTERNAL', { internal: `stage "${this.stage}" wrote output "${name}", which it does not produce` })
+    }
+    ;(this.out as Partial<StageOutputs>)[name] = value
+    return value
+  }
+
+  /**
+   * Reads an output a stage cannot work without. Its absence means the stage
+   * that produces it did not run for this request: an internal error, and
+   * the request is refused.
+   */
+  need<K extends OutputName>(name: K): StageOutputs[K] {
+    const v = this.out[name]
+    if (v === undefined) throw new GateError('MG_INTERNAL', { internal: `stage "${this.stage}" needs output "${name}", which no stage produced for this request` })
+    return v as StageOutputs[K]
+  }
+
   /** Replace the body sent upstream; the server adjusts content-length. */
   replaceRequestBody(body: Buffer): void {
     this.requestBody = body
@@ -288,8 +304,8 @@ export class RequestContext {
    * finding (the body's `model`, or an Azure deployment in the path).
    */
   recordableModel(model: string | undefined): string | undefined {
-    if (model === undefined || model !== this.request?.model) return model
-    const inPath = this.route?.deployment !== undefined
+    if (model === undefined || model !== this.out.request?.model) return model
+    const inPath = this.out.target?.route.deployment !== undefined
     return this.findings.some((f) => f.direction === 'request' && (f.location === 'model' || (inPath && f.location === 'url.path'))) ? '[redacted]' : model
   }
 

@@ -1,5 +1,6 @@
 import { GateError, toGateError } from '../errors.ts'
 import type { RequestContext } from './context.ts'
+import { checkFlow, type OutputOwners } from './outputs.ts'
 import type { BodyChunk, Phase, Stage, StreamOutcome } from './stage.ts'
 
 type PhaseFn = (ctx: RequestContext, chunk?: BodyChunk) => void | Promise<void>
@@ -23,6 +24,8 @@ export class Pipeline {
   readonly stages: readonly Stage[]
   readonly #byPhase: ReadonlyMap<Phase, readonly { name: string; fn: PhaseFn }[]>
   readonly #options: PipelineOptions
+  /** Which stages may write each output (pipeline/outputs.ts). */
+  readonly owners: OutputOwners
 
   constructor(stages: readonly Stage[], options: PipelineOptions) {
     const names = new Set<string>()
@@ -30,6 +33,9 @@ export class Pipeline {
       if (names.has(s.name)) throw new Error(`pipeline: two stages are named "${s.name}"`)
       names.add(s.name)
     }
+    const flow = checkFlow(stages)
+    if (flow.problems.length > 0) throw new Error(`pipeline: ${flow.problems.join('; ')}`)
+    this.owners = flow.owners
     this.stages = Object.freeze([...stages])
     this.#options = options
     const byPhase = new Map<Phase, { name: string; fn: PhaseFn }[]>()
@@ -66,9 +72,11 @@ export class Pipeline {
     if (!list || list.length === 0) return
     const budget = this.#options.phaseTimeoutMs
     const t0 = performance.now()
+    ctx.bindOwners(this.owners)
     for (const { name, fn } of list) {
       if (ctx.idleStages !== undefined && ctx.idleStages.has(name)) continue
       const s0 = performance.now()
+      ctx.stage = name
       try {
         const r = fn(ctx, chunk)
         if (r !== undefined && typeof (r as Promise<void>).then === 'function') await this.#withinDeadline(r as Promise<void>, phase, t0 + budget - performance.now())
@@ -123,6 +131,7 @@ export class Pipeline {
     for (let i = this.stages.length - 1; i >= 0; i--) {
       const s = this.stages[i]!
       if (!s.close) continue
+      ctx.stage = s.name
       try {
         s.close(ctx, outcome)
       } catch (err) {

@@ -1,4 +1,5 @@
 import type { RequestContext } from './context.ts'
+import type { OutputName } from './outputs.ts'
 
 /** The ext_proc phases, in the order Envoy sends them for one HTTP exchange. */
 export const PHASES = [
@@ -34,11 +35,21 @@ export interface StreamOutcome {
  * stage defines, in the fixed stage order, for each phase. A stage denies by
  * throwing a GateError; any other exception also denies (MG_INTERNAL).
  *
- * Stages keep per-request state on the RequestContext (see `ctx.local`) and
- * never on themselves: one stage instance serves every concurrent request.
+ * A stage hands its results to the stages after it as typed outputs
+ * (pipeline/outputs.ts): it names those it writes in `produces` (written with
+ * `ctx.put`) and those it reads in `consumes` (read from `ctx.out`, or
+ * `ctx.need`). The pipeline refuses to start when a stage consumes an output
+ * no stage before it produces, and refuses a write by any other stage.
+ * Stages that only look back at close (the audit trail) declare nothing.
+ *
+ * Stages keep per-request state private to them on the RequestContext (see
+ * `ctx.local`) and never on themselves: one stage instance serves every
+ * concurrent request.
  */
 export interface Stage {
   readonly name: string
+  readonly produces?: readonly OutputName[]
+  readonly consumes?: readonly OutputName[]
   requestHeaders?(ctx: RequestContext): void | Promise<void>
   /** The whole request body is in `ctx.requestBody` (BUFFERED mode). */
   requestBody?(ctx: RequestContext): void | Promise<void>

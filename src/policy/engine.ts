@@ -18,6 +18,7 @@ import { randomUUID } from 'node:crypto'
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import { LRUCache } from 'lru-cache'
 import type { ErrorCode } from '../errors.ts'
+import type { ParsedRequest } from '../providers/types.ts'
 import { silentLogger, type Logger } from '../log.ts'
 import type { PolicyDecision, RequestContext } from '../pipeline/context.ts'
 import { compilePolicySources, readPolicyDir, readPolicyDirSync, readProblem, type CompiledPolicySet, type PolicyInfo, type PolicySources } from './load.ts'
@@ -219,9 +220,9 @@ export class PolicyEngine {
   }
 
   /** The facts of a live request, with this engine's header names and region. */
-  factsFor(ctx: RequestContext): RequestFacts {
+  factsFor(ctx: RequestContext, request?: ParsedRequest): RequestFacts {
     const estimate = this.#primary.readsEstimate || this.#shadow?.readsEstimate ? this.#opts.estimate : undefined
-    return factsFromContext(ctx, { headers: this.#opts.contextHeaders, region: this.#opts.region, estimate })
+    return factsFromContext(ctx, { headers: this.#opts.contextHeaders, region: this.#opts.region, estimate }, request)
   }
 
   /**
@@ -278,7 +279,7 @@ export class PolicyEngine {
    * request cannot be described.
    */
   permitsUnredacted(ctx: RequestContext, dataClass: string): boolean {
-    const decided = ctx.decision
+    const decided = ctx.out.decision
     if (decided?.unredactedClasses !== undefined) return decided.effect === 'allow' && decided.unredactedClasses.includes(dataClass)
     const e = this.evaluateUnredacted(ctx, dataClass)
     return e !== undefined && e.decision === 'allow' && e.errors.length === 0

@@ -157,9 +157,10 @@ function userFacts(u: DelegatedUser | undefined): RequestFacts['user'] {
  * request; without them there is nothing to authorise, so the request is
  * refused (the identity and provider stages normally refuse such requests first).
  */
-export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}): RequestFacts {
-  const id = ctx.identity
-  const req = ctx.request
+export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}, request?: ParsedRequest): RequestFacts {
+  const id = ctx.out.caller?.workload
+  const user = ctx.out.caller?.user
+  const req = request ?? ctx.out.request
   if (!id) throw new GateError('MG_POLICY_ERROR', { internal: 'no caller identity to authorise' })
   if (!req) throw new GateError('MG_POLICY_ERROR', { internal: 'no parsed provider request to authorise' })
   const headers = opts.headers ?? DEFAULT_CONTEXT_HEADERS
@@ -168,7 +169,7 @@ export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}): 
   for (const f of ctx.findings) if (f.direction === 'request') detectors.add(f.detector)
   return {
     principal: { spiffeId: id.spiffeId, trustDomain: id.trustDomain, namespace: id.namespace ?? '', serviceAccount: id.serviceAccount ?? '' },
-    user: userFacts(ctx.user),
+    user: userFacts(user),
     provider: req.providerName,
     operation: req.operation,
     api: req.api,
@@ -184,8 +185,8 @@ export function factsFromContext(ctx: RequestContext, opts: FactsOptions = {}): 
     region: opts.region ?? '',
     ...timeFacts(ctx.startedAt),
     ...estimateFacts(req, opts.estimate),
-    ...(ctx.user?.actor !== undefined ? { actor: { subject: ctx.user.actor } } : {}),
-    extra: { callerClass: callerClass(id.path, ctx.user) },
+    ...(user?.actor !== undefined ? { actor: { subject: user.actor } } : {}),
+    extra: { callerClass: callerClass(id.path, user) },
   }
 }
 

@@ -2,7 +2,7 @@
  * The policy stage: authorises each request with Cedar in the request-body
  * phase, after the provider stage parsed the body and the redaction scan
  * reported the data classes it found (they are part of the Cedar context).
- * It records the decision on `ctx.decision` (the audit stage writes it out;
+ * It records the decision on `ctx.out.decision` (the audit stage writes it out;
  * the server puts its id in the denial body) and refuses with
  * MG_POLICY_DENIED, or MG_POLICY_ERROR when evaluation failed.
  */
@@ -48,7 +48,7 @@ function tokenEstimate(config: Config): (req: ParsedRequest) => { input: number;
 
 /** The `call_tool` answers of a request's decision, for the audit trail. */
 function recordToolAnswers(ctx: RequestContext, results: readonly QueryResult[]): void {
-  const tools = ctx.request?.tools ?? []
+  const tools = ctx.out.request?.tools ?? []
   for (const r of results) {
     if (r.query.action !== 'call_tool') continue
     const ok = r.evaluation.decision === 'allow' && r.evaluation.errors.length === 0
@@ -75,23 +75,30 @@ export function createPolicyStage(config: Config, deps: { logger: Logger; engine
   const logger = deps.logger.child({ stage: 'policy' })
   return {
     name: 'policy',
+    produces: ['decision', 'facts'],
+    consumes: ['caller', 'request'],
     engine,
     requestBody(ctx: RequestContext): void | Promise<void> {
-      if (!ctx.request) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a parsed provider request' })
-      if (!ctx.identity) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a caller identity' })
-      if (ctx.request.operation === 'mcp') {
+      const request = ctx.out.request
+      if (!request) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a parsed provider request' })
+      if (!ctx.out.caller) throw new GateError('MG_POLICY_ERROR', { internal: 'the request reached policy without a caller identity' })
+      if (request.operation === 'mcp') {
         if (!deps.mcp) throw new GateError('MG_POLICY_ERROR', { internal: 'an MCP request, and no MCP authorizer in the pipeline' })
         return deps.mcp.authorize(ctx)
       }
       const hintsFor = deps.mcp?.hintsFor
-      if (hintsFor && ctx.request.tools.some((t) => t.origin === 'mcp-tool')) {
-        const tools = ctx.request.tools.map((t) => {
-          const hints = t.origin === 'mcp-tool' ? hintsFor(t) : undefined
-          return hints ? { ...t, hints } : t
-        })
-        ctx.request = Object.freeze({ ...ctx.request, tools })
-      }
-      const facts = engine.factsFor(ctx)
+      // MCP tools a model request names are decided with the hints their servers declared.
+      const asked =
+        hintsFor && request.tools.some((t) => t.origin === 'mcp-tool')
+          ? {
+              ...request,
+              tools: request.tools.map((t) => {
+                const hints = t.origin === 'mcp-tool' ? hintsFor(t) : undefined
+                return hints ? { ...t, hints } : t
+              }),
+            }
+          : request
+      const facts = engine.factsFor(ctx, asked)
       const session = deps.mcp?.sessionFacts?.(ctx, facts) ?? facts
       if (session instanceof Promise) return session.then((f) => decideModel(ctx, f))
       return decideModel(ctx, session)
@@ -100,8 +107,9 @@ export function createPolicyStage(config: Config, deps: { logger: Logger; engine
 
   /** Decides a model request: the model, every tool it names, the classes it may send unredacted. */
   function decideModel(ctx: RequestContext, facts: RequestFacts): void {
+    ctx.put('facts', facts)
     const { decision, code, results } = engine.decide(facts)
-    ctx.decision = decision
+    ctx.put('decision', decision)
     recordToolAnswers(ctx, results)
     // A model request has no way to wait for a person: a permit that requires approval refuses it (MCP calls get an approval id).
     if (decision.effect === 'allow' && decision.approval) {

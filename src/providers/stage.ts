@@ -1,7 +1,7 @@
 /**
  * The provider stage: recognises the provider API from the path, checks the
  * method, content type and encoding, has the body inspected once (parsed into
- * ctx.request for every later stage and, with redaction on, scanned: see
+ * ctx.out.request for every later stage and, with redaction on, scanned: see
  * inspection/), and reads the model and token usage back from the response.
  */
 import { GateError } from '../errors.ts'
@@ -11,7 +11,7 @@ import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { decodeBuffered, DecodeError, MAX_STACKED_CODINGS, parseContentEncoding, SUPPORTED_CODINGS, type Coding } from '../redaction/encoding.ts'
 import { inProcessInspector, type BodyInspector } from '../inspection/inspector.ts'
-import { bodyFacts, SseFactsReader } from './response.ts'
+import { bodyFacts, SseFactsReader, type ResponseFacts } from './response.ts'
 import { compileCatalog, PROVIDER_METADATA_KEY, type ProviderCatalog } from './catalog.ts'
 import type { ApiRoute } from './routes.ts'
 import type { ParsedRequest, ToolDefinition } from './types.ts'
@@ -82,12 +82,21 @@ function withDeployment(rawPath: string, deployment: string, target: string): st
   return `/openai/deployments/${target}${rawPath.slice(prefix.length)}`
 }
 
+/** Folds what the provider reported so far into the request's `reply` output. */
+function absorb(ctx: RequestContext, facts: ResponseFacts): void {
+  const reply = ctx.out.reply ?? ctx.put('reply', { model: undefined, usage: { input: undefined, output: undefined } })
+  if (facts.model) reply.model = facts.model
+  if (facts.usage.input !== undefined) reply.usage.input = facts.usage.input
+  if (facts.usage.output !== undefined) reply.usage.output = facts.usage.output
+}
+
 export function createProviderStage(opts: ProviderStageOptions): Stage {
   const catalog = opts.catalog ?? compileCatalog(opts.config)
   const allowedToolTypes: ReadonlySet<string> = new Set(opts.config.allowedToolTypes ?? [])
   const inspector = opts.inspector ?? inProcessInspector()
   return {
     name: 'provider',
+    produces: ['target', 'request', 'reply'],
     requestHeaders(ctx) {
       const declared = routeProviderName(ctx)
       const match = catalog.match(ctx.path, declared)
@@ -97,8 +106,7 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
         throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: known ? 'the path is not an API path of this provider route' : `route names provider "${declared}", which is not in providers.catalog` })
       }
       const route = match.route
-      ctx.route = route
-      ctx.provider = match.provider
+      ctx.put('target', { route, provider: match.provider })
       ctx.dialect = route.kind === 'anthropic' ? 'anthropic' : route.kind === 'mcp' ? 'mcp' : 'openai'
       if (ctx.method !== 'POST') throw new GateError('MG_METHOD_UNSUPPORTED', { details: { method: ctx.method.slice(0, 16) } })
       ctx.local(ROUTE, () => route)
@@ -126,13 +134,13 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
         ctx.requestHeaderChanges.removeHeader('content-encoding')
       }
       if (ctx.requestBody.length === 0) throw new GateError('MG_BODY_MALFORMED', { details: { problem: 'the body is empty' } })
-      const provider = ctx.provider
+      const provider = ctx.out.target?.provider
       if (!provider) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: 'request body without a catalogued provider' })
       // A provider's kind must agree with the API the path speaks (openai-compatible kinds share parsers).
       const compatible = provider.kind === route.kind || (provider.kind !== 'anthropic' && route.kind !== 'anthropic')
       if (!compatible) throw new GateError('MG_ROUTE_UNSUPPORTED', { internal: `path ${route.api} does not belong to provider kind ${provider.kind}` })
       const afterInspection = (request: ParsedRequest): void => {
-        ctx.request = request
+        ctx.put('request', request)
         refuseUnknownToolTypes(request.tools, allowedToolTypes)
         // The model the request goes to: an alias becomes its target, which the provider must serve. Policy decides on the target.
         const { model, alias } = provider.resolveModel(request.model)
@@ -141,7 +149,7 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
         if (alias === undefined) return
         if (route.deployment !== undefined) ctx.requestHeaderChanges.setHeader(':path', withDeployment(ctx.path, route.deployment, model))
         else if (request.modelSpan) addRequestBodyEdit(ctx, { start: request.modelSpan.start, end: request.modelSpan.end, text: JSON.stringify(model) })
-        ctx.request = Object.freeze({ ...request, model, requestedModel: alias })
+        ctx.put('request', Object.freeze({ ...request, model, requestedModel: alias }))
       }
       // One decode and parse of the body: the parsed request here, its leaves for redaction.
       const parsed = inspector.inspect(ctx, route, provider.name)
@@ -153,18 +161,14 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
       if (ctx.responseStreaming) {
         const reader = ctx.local(SSE, () => new SseFactsReader())
         reader.feed(chunk.data, chunk.end)
-        if (reader.facts.model) ctx.responseModel = reader.facts.model
-        if (reader.facts.usage.input !== undefined) ctx.usage.input = reader.facts.usage.input
-        if (reader.facts.usage.output !== undefined) ctx.usage.output = reader.facts.usage.output
+        absorb(ctx, reader.facts)
         return
       }
       // A buffered body: JSON, or SSE frames declared as another type. Its content decides, as for redaction.
       if (!chunk.end) return
       const facts = bodyFacts(chunk.data)
       if (!facts) return
-      if (facts.model) ctx.responseModel = facts.model
-      if (facts.usage.input !== undefined) ctx.usage.input = facts.usage.input
-      if (facts.usage.output !== undefined) ctx.usage.output = facts.usage.output
+      absorb(ctx, facts)
     },
   }
 }

@@ -32,7 +32,7 @@ import { addRequestBodyEdit } from '../inspection/edits.ts'
 import type { Logger } from '../log.ts'
 import type { QuotaOutcome, RequestContext } from '../pipeline/context.ts'
 import type { BodyChunk, Stage, StreamOutcome } from '../pipeline/stage.ts'
-import type { ParsedRequest } from '../providers/types.ts'
+import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
 import { errorEvent, serializeEvent, SseFramer, type SseEvent } from '../redaction/sse.ts'
 import { compileEstimator, streamedText, type TextCounter } from './estimate.ts'
 import { countO200k } from './measure.ts'
@@ -46,6 +46,8 @@ const CLOSED = Symbol('quota.closed')
 
 /** What to insert before a streaming chat completion's closing brace to get the usage chunk. */
 const INCLUDE_USAGE = ',"stream_options":{"include_usage":true}'
+/** The usage of a request whose response reported none. */
+const NO_USAGE: TokenUsage = Object.freeze({ input: undefined, output: undefined })
 
 export interface QuotaStageOptions {
   readonly config: QuotasConfig
@@ -98,8 +100,8 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
   if (measuresTokens) countO200k('warm')
 
   const factsOf = (ctx: RequestContext, req: ParsedRequest): QuotaFacts => {
-    const id = ctx.identity!
-    const user = ctx.user
+    const id = ctx.out.caller!.workload
+    const user = ctx.out.caller?.user
     return {
       identity: id.spiffeId,
       teams: [...opts.teamsOf(id.spiffeId, id.namespace)],
@@ -129,7 +131,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
     const c = counters[result.refused]!
     const state = result.counters[result.refused]!
     outcome.decidingRule = c.rule.name
-    ctx.quota = outcome
+    ctx.put('quota', outcome)
     const retryS = Math.max(1, Math.ceil((result.retryAfterMs ?? (c.rule.windowMs || 1000)) / 1000))
     const tooLarge = result.retryAfterMs === undefined
     throw new GateError('MG_QUOTA_EXCEEDED', {
@@ -165,7 +167,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
   const settle = (ctx: RequestContext, h: Held, outcome: StreamOutcome): void => {
     if (h.settled) return
     h.settled = true
-    const usage = ctx.usage
+    const usage = ctx.out.reply?.usage ?? NO_USAGE
     const reachedProvider = ctx.responseStatus !== undefined
     const streamed = h.counter.tokens
     const produced = Math.max(1, streamed)
@@ -249,7 +251,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
   const cut = (ctx: RequestContext, chunk: BodyChunk, h: Held, passed: Buffer[], c: Counter | undefined, code: 'MG_QUOTA_EXCEEDED' | 'MG_QUOTA_UNAVAILABLE'): void => {
     const { status, message } = ERRORS[code]
     const details = c ? { rule: c.rule.name } : {}
-    chunk.data = Buffer.concat([...passed, errorEvent(errorDocument(ctx.dialect, { code, status, message, details }, { requestId: ctx.id, decisionId: ctx.decision?.decisionId }))])
+    chunk.data = Buffer.concat([...passed, errorEvent(errorDocument(ctx.dialect, { code, status, message, details }, { requestId: ctx.id, decisionId: ctx.out.decision?.decisionId }))])
     ctx.responseTerminated = true
     ctx.denial = new GateError(code, { details, internal: c ? `stream passed the token budget of quota rule "${c.rule.name}"` : 'quota store unreachable while the stream needed more budget' })
     h.outcome.streamCut = true
@@ -272,11 +274,13 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
 
   return {
     name: 'quota',
+    produces: ['quota'],
+    consumes: ['caller', 'request', 'decision', 'reply'],
     measuresTokens,
 
     requestBody(ctx) {
-      const req = ctx.request
-      if (!req || !ctx.identity || rules.length === 0) return
+      const req = ctx.out.request
+      if (!req || !ctx.out.caller?.workload || rules.length === 0) return
       const facts = factsOf(ctx, req)
       const matched = rules.filter((r) => r.matches(facts))
       if (matched.length === 0) return
@@ -295,7 +299,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
         outcome.store = r.storeName
         outcome.remaining = remainingOf(counters, r.result)
         if (!r.result.ok) return refuse(ctx, counters, r.result, outcome)
-        ctx.quota = outcome
+        ctx.put('quota', outcome)
         const h: Held = { id, store: r.store, storeName: r.storeName, counters, input, output, counter: estimator.textCounter(req), hideUsage: false, framer: undefined, settled: false, outcome }
         ctx.local(HELD, () => h)
         // The stream ended while the store answered (the phase ran out of time): nothing went out, give it all back.
@@ -309,7 +313,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
       const r = reserve(counters, id, outcome)
       if (!('then' in r)) return done(r)
       return r.then(done, (err: unknown) => {
-        ctx.quota = outcome
+        ctx.put('quota', outcome)
         throw err
       })
     },

@@ -105,7 +105,7 @@ export function createResponseRedaction(deps: ResponseRedactionDeps): ResponseRe
         })
       const action = (d: Detection) => engine.action('response', d.dataClass, d.detector)
       if (rs.mode === 'buffered') {
-        const provider = ctx.request?.providerName
+        const provider = ctx.out.request?.providerName
         return redactBuffered(engine, chunk, rs, {
           book,
           restore,
@@ -288,6 +288,6 @@ export function classifyBody(body: Buffer, contentType: string): 'empty' | 'bina
 function terminate(ctx: RequestContext, chunk: BodyChunk, code: 'MG_RESPONSE_BLOCKED' | 'MG_RESPONSE_UNREADABLE', details: Record<string, unknown>): void {
   const { status, message } = ERRORS[code]
   // An MCP client reads JSON-RPC messages from `message` events and matches the error to its request by the id.
-  chunk.data = errorEvent(errorDocument(ctx.dialect, { code, status, message, details }, { requestId: ctx.id, decisionId: ctx.decision?.decisionId, rpcId: ctx.request?.mcp?.id }), ctx.dialect === 'mcp' ? 'message' : 'error')
+  chunk.data = errorEvent(errorDocument(ctx.dialect, { code, status, message, details }, { requestId: ctx.id, decisionId: ctx.out.decision?.decisionId, rpcId: ctx.out.request?.mcp?.id }), ctx.dialect === 'mcp' ? 'message' : 'error')
   ctx.responseTerminated = true
 }

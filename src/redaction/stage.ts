@@ -40,7 +40,7 @@ export interface RedactionStageDeps {
   /**
    * For a pipeline without the policy stage (tools, tests): whether data of
    * `dataClass` may be sent unredacted. With policy in the pipeline the
-   * decision carries the answer (`ctx.decision.unredactedClasses`), decided
+   * decision carries the answer (`ctx.out.decision.unredactedClasses`), decided
    * once with the request, and this is not asked.
    */
   readonly permitsUnredacted?: (ctx: RequestContext, dataClass: string) => boolean
@@ -126,6 +126,7 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
 
   const scan: Stage = {
     name: 'redaction-scan',
+    produces: ['url'],
     requestHeaders(ctx) {
       if (!config.enabled) return
       const st = requestState(ctx)
@@ -133,7 +134,7 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       const replaced = new Set([...ctx.requestHeaderChanges.remove, ...ctx.requestHeaderChanges.set.keys()])
       const out = outside.scan({ path: ctx.path, headers: ctx.requestHeaders, replaced, subject: scanSubjectOf(ctx) })
       st.outside = out
-      ctx.url = out.url
+      ctx.put('url', out.url)
       for (const site of out.sites) for (const d of site.detections) recordDetection(ctx, st, d, site.location)
     },
     requestBody(ctx) {
@@ -150,6 +151,7 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
 
   const apply: Stage = {
     name: 'redaction-apply',
+    consumes: ['request', 'decision'],
     requestBody(ctx) {
       // Edits other stages asked for (the model alias) go into the same rewrite, or alone when there is nothing to redact.
       const extra = requestBodyEdits(ctx)
@@ -158,14 +160,14 @@ export function createRedactionStages(config: RedactionConfig, deps: RedactionSt
       }
       if (!config.enabled) return applyExtra()
       const st = requestState(ctx)
-      st.restore = engine.restoreFor(ctx.request?.providerName)
+      st.restore = engine.restoreFor(ctx.out.request?.providerName)
       const doc = st.scan
       const outsideSites = st.outside?.sites ?? []
       const inBody = doc !== undefined && doc.sites.some((s) => s.detections.length > 0)
       if (!inBody && outsideSites.length === 0) return applyExtra()
       // One decision per class (and detector override), policy permission last: the policy decision
       // lists the classes it lets leave unredacted; nothing else is asked.
-      const unredacted = ctx.decision?.unredactedClasses
+      const unredacted = ctx.out.decision?.unredactedClasses
       const permitted = new Map<string, boolean>()
       const decide = (d: Detection): RedactionAction => {
         let p = permitted.get(d.dataClass)

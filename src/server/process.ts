@@ -286,11 +286,11 @@ class StreamSession {
       request_id: ctx.id,
       code: err.code,
       status: err.status,
-      spiffe_id: ctx.identity?.spiffeId,
+      spiffe_id: ctx.out.caller?.workload.spiffeId,
       reason: err.internal,
     })
-    const rpcId = ctx.request?.mcp?.id
-    const ids = { requestId: ctx.id, decisionId: ctx.decision?.decisionId, rpcId }
+    const rpcId = ctx.out.request?.mcp?.id
+    const ids = { requestId: ctx.id, decisionId: ctx.out.decision?.decisionId, rpcId }
     const body = denialBody(err, ids, ctx.dialect)
     this.#answeredFinal = true
     this.#exchangeAnswered = true
@@ -311,11 +311,11 @@ class StreamSession {
     const facts: Record<string, unknown> = {
       request_id: ctx.id,
       // The route's template, never the raw path (a query or a segment may carry a secret).
-      path: ctx.route?.template,
-      spiffe_id: ctx.identity?.spiffeId,
-      decision_id: ctx.decision?.decisionId,
-      policy_set: ctx.decision?.policySetHash,
-      model: ctx.recordableModel(ctx.request?.model),
+      path: ctx.out.target?.route.template,
+      spiffe_id: ctx.out.caller?.workload.spiffeId,
+      decision_id: ctx.out.decision?.decisionId,
+      policy_set: ctx.out.decision?.policySetHash,
+      model: ctx.recordableModel(ctx.out.request?.model),
       error_code: ctx.denial?.code,
     }
     return { dynamic_metadata: jsToStruct({ [METADATA_NAMESPACE]: facts }) }

@@ -79,7 +79,7 @@ class CallChecker {
     this.#engine = engine
     this.#facts = facts
     this.#onError = onError
-    this.#declared = new DeclaredTools(ctx.request?.tools ?? [])
+    this.#declared = new DeclaredTools(ctx.out.request?.tools ?? [])
   }
 
   /** The first call that may not reach the caller, or undefined when every one may. */
@@ -298,9 +298,10 @@ function callsInBody(body: Buffer): ToolCall[] {
 export function createToolCallStage(opts: ToolCallStageOptions): Stage {
   const { engine, maxBytes, logger } = opts
   const state = (ctx: RequestContext) => ctx.local<ResponseState>(STATE, () => ({ codings: [], decoder: undefined, framer: undefined, cutter: new EventCutter(), checker: undefined, facts: undefined }))
+  // The facts policy decided the request on; for a request policy did not decide (none in a test pipeline), built here.
   const factsOf = (ctx: RequestContext): RequestFacts | Error => {
     try {
-      return engine.factsFor(ctx)
+      return ctx.out.facts ?? engine.factsFor(ctx)
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err))
     }
@@ -319,10 +320,11 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
 
   return {
     name: 'tool-calls',
+    consumes: ['request', 'decision', 'facts'],
 
     responseHeaders(ctx) {
       // An MCP server's answers carry no model tool calls (the mcp stage governs MCP).
-      if (ctx.request?.operation === 'mcp') return
+      if (ctx.out.request?.operation === 'mcp') return
       const st = state(ctx)
       // The facts the request was decided with: later, the response's findings are in the context too.
       st.facts = factsOf(ctx)
@@ -341,7 +343,7 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
     },
 
     async responseBody(ctx, chunk) {
-      if (ctx.responseTerminated || ctx.request?.operation === 'mcp') return
+      if (ctx.responseTerminated || ctx.out.request?.operation === 'mcp') return
       const st = state(ctx)
       if (!ctx.responseStreaming) {
         if (!chunk.end) return
@@ -413,7 +415,7 @@ export function createToolCallStage(opts: ToolCallStageOptions): Stage {
  */
 function end(ctx: RequestContext, chunk: BodyChunk, st: ResponseState, err: GateError, partial = false): void {
   const { status, message } = ERRORS[err.code]
-  const event = errorEvent(errorDocument(ctx.dialect, { code: err.code, status, message, details: err.details }, { requestId: ctx.id, decisionId: ctx.decision?.decisionId }))
+  const event = errorEvent(errorDocument(ctx.dialect, { code: err.code, status, message, details: err.details }, { requestId: ctx.id, decisionId: ctx.out.decision?.decisionId }))
   chunk.data = partial ? Buffer.concat([BLANK_LINE, event]) : event
   st.decoder?.destroy()
   ctx.responseTerminated = true

@@ -47,8 +47,8 @@ const parsed = Object.freeze({ ...parseProviderRequest(route, doc.value, 'openai
 function context(i: number): RequestContext {
   const ctx = new RequestContext()
   const sa = `bench-${i % 50}`
-  ctx.identity = { spiffeId: `spiffe://modelgate.local/ns/bench/sa/${sa}`, trustDomain: 'modelgate.local', path: `/ns/bench/sa/${sa}`, namespace: 'bench', serviceAccount: sa, source: 'mtls', certificateSha256: undefined }
-  ctx.request = parsed
+  ctx.put('caller', { workload: { spiffeId: `spiffe://modelgate.local/ns/bench/sa/${sa}`, trustDomain: 'modelgate.local', path: `/ns/bench/sa/${sa}`, namespace: 'bench', serviceAccount: sa, source: 'mtls', certificateSha256: undefined }, user: undefined })
+  ctx.put('request', parsed)
   return ctx
 }
 
@@ -59,8 +59,7 @@ async function oneRequest(stage: ReturnType<typeof createQuotaStage>, i: number)
   if (r) await r
   const reserveMs = performance.now() - t0
   ctx.responseStatus = 200
-  ctx.usage.input = 300
-  ctx.usage.output = 40
+  ctx.put('reply', { model: undefined, usage: { input: 300, output: 40 } })
   stage.close!(ctx, { kind: 'completed' })
   return reserveMs
 }

@@ -25,8 +25,8 @@ const stage = createToolCallStage({ engine, maxBytes: 16 << 20, logger: silentLo
 
 function context(): RequestContext {
   const ctx = new RequestContext()
-  ctx.identity = { spiffeId: 'spiffe://modelgate.local/ns/payments/sa/checkout', trustDomain: 'modelgate.local', path: '/ns/payments/sa/checkout', namespace: 'payments', serviceAccount: 'checkout', source: 'mtls', certificateSha256: undefined }
-  ctx.request = parseProviderRequest(matchRoute('/v1/chat/completions')!, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'lookup_order' } }] }, 'openai')
+  ctx.put('caller', { workload: { spiffeId: 'spiffe://modelgate.local/ns/payments/sa/checkout', trustDomain: 'modelgate.local', path: '/ns/payments/sa/checkout', namespace: 'payments', serviceAccount: 'checkout', source: 'mtls', certificateSha256: undefined }, user: undefined })
+  ctx.put('request', parseProviderRequest(matchRoute('/v1/chat/completions')!, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'lookup_order' } }] }, 'openai'))
   ctx.responseHeaders.set('content-type', 'text/event-stream')
   ctx.responseStreaming = true
   return ctx

@@ -18,7 +18,7 @@ function identityProbe(): Stage & { seen: string[] } {
     name: 'probe',
     seen,
     requestBody(ctx) {
-      seen.push(ctx.identity?.spiffeId ?? '(none)')
+      seen.push(ctx.out.caller?.workload?.spiffeId ?? '(none)')
     },
   }
 }

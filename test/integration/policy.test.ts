@@ -127,7 +127,7 @@ t.test('policy decides once which data classes may leave unredacted, and the red
   const policyStage = createPolicyStage(config, { logger: silentLogger })
   const redaction = createRedactionStages(redactionConfigFrom({}), { logger: silentLogger, permitsUnredacted: (ctx, cls) => policyStage.engine.permitsUnredacted(ctx, cls) })
   const decisions: PolicyDecision[] = []
-  const record: Stage = { name: 'record', requestBody: (ctx) => void decisions.push(ctx.decision!) }
+  const record: Stage = { name: 'record', requestBody: (ctx) => void decisions.push(ctx.out.decision!) }
   const pipeline = new Pipeline(
     [createIdentityStage({ config: config.identity, users: undefined }), createProviderStage({ config: config.providers, maxBodyBytes: config.server.maxBodyBytes }), redaction.scan, policyStage, redaction.apply, record],
     { phaseTimeoutMs: 2000 },

@@ -13,6 +13,7 @@ import { GateError, type ErrorCode } from '../../../src/errors.ts'
 import { createLogger, type Logger } from '../../../src/log.ts'
 import { RequestContext, type PolicyDecision } from '../../../src/pipeline/context.ts'
 import type { ParsedRequest } from '../../../src/providers/types.ts'
+import { compileCatalog } from '../../../src/providers/catalog.ts'
 import { matchRoute } from '../../../src/providers/routes.ts'
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true })
@@ -88,39 +89,42 @@ export const DECISION: PolicyDecision = {
  * that carried a secret (redacted before it left). `secret` is placed in the
  * original body; the body that "went upstream" carries a placeholder.
  */
+/** The provider the fixtures' requests go to. */
+export const PROVIDER = compileCatalog({ catalog: { openai: { kind: 'openai', upstream: 'https://api.openai.com' } } }).get('openai')!
+
 export function allowedContext(opts: { id?: string; traceparent?: string; secret?: string; spiffe?: string } = {}): RequestContext {
   const ctx = new RequestContext(opts.traceparent ? { traceparent: opts.traceparent } : {})
   ctx.id = opts.id ?? 'req-allowed-1'
   ctx.method = 'POST'
   ctx.path = '/v1/chat/completions?api-key=should-not-appear'
-  ctx.route = matchRoute(ctx.path)
-  ctx.url = { path: '/v1/chat/completions', queryNames: ['api-key'] }
+  ctx.put('target', { route: matchRoute(ctx.path)!, provider: PROVIDER })
+  ctx.put('url', { path: '/v1/chat/completions', queryNames: ['api-key'] })
   ctx.authority = 'llm.internal'
   const spiffe = opts.spiffe ?? 'spiffe://example.org/ns/payments/sa/checkout'
   const m = /^spiffe:\/\/([^/]+)(\/.*)?$/.exec(spiffe)!
   const ns = /^\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(m[2] ?? '')
-  ctx.identity = {
-    spiffeId: spiffe,
-    trustDomain: m[1]!,
-    path: m[2] ?? '',
-    namespace: ns?.[1],
-    serviceAccount: ns?.[2],
-    source: 'mtls',
-    certificateSha256: 'c0ffee',
-  }
-  ctx.user = { subject: 'alice', issuer: 'https://idp.example.org', email: 'alice@example.org', groups: ['payments', 'eng'] }
+  ctx.put('caller', {
+    workload: {
+      spiffeId: spiffe,
+      trustDomain: m[1]!,
+      path: m[2] ?? '',
+      namespace: ns?.[1],
+      serviceAccount: ns?.[2],
+      source: 'mtls',
+      certificateSha256: 'c0ffee',
+    },
+    user: { subject: 'alice', issuer: 'https://idp.example.org', email: 'alice@example.org', groups: ['payments', 'eng'] },
+  })
   const secret = opts.secret ?? SECRET
   ctx.requestBody = Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `my key is ${secret}` }] }))
-  ctx.request = parsedRequest()
+  ctx.put('request', parsedRequest())
   ctx.addFinding({ detector: 'aws-access-key', dataClass: 'secret.cloud_key', confidence: 'high', direction: 'request', location: '$.messages[0].content', start: 10, length: secret.length, hash: 'h-5e1f', action: 'redact' })
   ctx.addFinding({ detector: 'email', dataClass: 'pii.email', confidence: 'high', direction: 'request', location: '$.messages[0].content', start: 0, length: 5, hash: 'h-aa01', action: 'allow' })
   ctx.addFinding({ detector: 'email', dataClass: 'pii.email', confidence: 'medium', direction: 'response', location: '$.choices[0]', start: 0, length: 5, hash: 'h-aa02', action: 'redact' })
   ctx.replaceRequestBody(Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'my key is [SECRET_CLOUD_KEY_1]' }] })))
-  ctx.decision = DECISION
-  ctx.quota = { rules: ['team-daily-tokens'], remaining: { 'team-daily-tokens': 9000 } }
-  ctx.usage.input = 12
-  ctx.usage.output = 34
-  ctx.responseModel = 'gpt-4o-mini-2024-07-18'
+  ctx.put('decision', DECISION)
+  ctx.put('quota', { rules: ['team-daily-tokens'], remaining: { 'team-daily-tokens': 9000 } })
+  ctx.put('reply', { model: 'gpt-4o-mini-2024-07-18', usage: { input: 12, output: 34 } })
   ctx.responseStatus = 200
   return ctx
 }
@@ -129,10 +133,8 @@ export function allowedContext(opts: { id?: string; traceparent?: string; secret
 export function deniedContext(code: ErrorCode, opts: { id?: string; details?: Record<string, unknown>; internal?: string } = {}): RequestContext {
   const ctx = allowedContext({ id: opts.id ?? `req-denied-${code}` })
   ctx.responseStatus = undefined
-  ctx.usage.input = undefined
-  ctx.usage.output = undefined
-  ctx.responseModel = undefined
-  ctx.decision = { ...DECISION, effect: code === 'MG_POLICY_DENIED' ? 'deny' : 'allow' }
+  ctx.put('reply', { model: undefined, usage: { input: undefined, output: undefined } })
+  ctx.put('decision', { ...DECISION, effect: code === 'MG_POLICY_DENIED' ? 'deny' : 'allow' })
   ctx.denial = new GateError(code, { ...(opts.details ? { details: opts.details } : {}), ...(opts.internal ? { internal: opts.internal } : {}) })
   // Refused in the request phases: nothing went upstream, so no response findings. Redaction-apply
   // marks the classes it blocked `block`; every other value stays as the scan left it, withheld.

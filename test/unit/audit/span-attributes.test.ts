@@ -3,7 +3,7 @@ import { captureContent, genAiOperation, genAiProvider, isFailure, outcomeOf, pa
 import { GateError, type ErrorCode } from '../../../src/errors.ts'
 import { RequestContext } from '../../../src/pipeline/context.ts'
 import { matchRoute } from '../../../src/providers/routes.ts'
-import { allowedContext, deniedContext, parsedRequest, SECRET } from './fixtures.ts'
+import { allowedContext, deniedContext, parsedRequest, PROVIDER, SECRET } from './fixtures.ts'
 import { story } from '../../../src/cli/audit.ts'
 
 const extras = { durationMs: 12.3456, upstreamReached: true }
@@ -85,9 +85,10 @@ t.test('an allowed request records who, which model, which data and which policy
 
 t.test('the classes policy let leave unredacted are recorded with the decision, and only when there are some', async (t) => {
   const ctx = allowedContext()
-  ctx.decision = { ...ctx.decision!, unredactedClasses: ['internal', 'pii'] }
+  const decision = ctx.need('decision')
+  ctx.put('decision', { ...decision, unredactedClasses: ['internal', 'pii'] })
   t.same(requestAttributes(ctx, { kind: 'completed' }, extras)['modelgate.decision.unredacted_classes'], ['internal', 'pii'])
-  ctx.decision = { ...ctx.decision, unredactedClasses: [] }
+  ctx.put('decision', { ...decision, unredactedClasses: [] })
   t.notOk('modelgate.decision.unredacted_classes' in requestAttributes(ctx, { kind: 'completed' }, extras))
 })
 
@@ -228,7 +229,7 @@ t.test('the record lists the tools asked and their answers, and the tool whose c
 
 t.test('lists and caller-controlled strings are capped', async (t) => {
   const ctx = allowedContext()
-  ctx.request = parsedRequest({ model: 'm'.repeat(5000), tools: Array.from({ length: 100 }, (_, i) => ({ name: `tool-${i}`, type: 'function' })) })
+  ctx.put('request', parsedRequest({ model: 'm'.repeat(5000), tools: Array.from({ length: 100 }, (_, i) => ({ name: `tool-${i}`, type: 'function' })) }))
   for (let i = 0; i < 100; i++) {
     ctx.addFinding({ detector: `det-${i}`, dataClass: `class.${i}`, confidence: 'low', direction: 'request', location: '$', start: 0, length: 1, hash: `hash-${i}`, action: 'allow' })
   }
@@ -243,7 +244,7 @@ t.test('lists and caller-controlled strings are capped', async (t) => {
 
 t.test('per-item keys are cleaned to a safe alphabet', async (t) => {
   const ctx = allowedContext()
-  ctx.quota = { rules: ['Team Budget/EU'], remaining: { 'Team Budget/EU': 5, bad: Number.NaN } }
+  ctx.put('quota', { rules: ['Team Budget/EU'], remaining: { 'Team Budget/EU': 5, bad: Number.NaN } })
   ctx.timings.set('Redaction Apply', 0.5)
   const a = requestAttributes(ctx, { kind: 'completed' }, extras)
   t.equal(a['modelgate.quota.remaining.team_budget_eu'], 5)
@@ -280,11 +281,11 @@ t.test('the URL is recorded as scanned: no raw query, no path of a refused route
   t.notOk('url.path' in a, 'a path no route matched is not recorded')
   t.notOk(JSON.stringify(a).includes('ghp_'), 'nothing of it is')
   ctx.path = '/openai/deployments/ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2/chat/completions?api_key=ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'
-  ctx.route = matchRoute(ctx.path)
+  ctx.put('target', { route: matchRoute(ctx.path)!, provider: PROVIDER })
   a = requestAttributes(ctx, { kind: 'completed' }, extras)
   t.equal(a['url.path'], '/openai/deployments/{deployment}/chat/completions', 'unscanned: the route template')
   t.notOk('modelgate.url.query_params' in a, 'unscanned: no query names')
-  ctx.url = { path: '/openai/deployments/[GITHUB_TOKEN]/chat/completions', queryNames: ['api_key'] }
+  ctx.put('url', { path: '/openai/deployments/[GITHUB_TOKEN]/chat/completions', queryNames: ['api_key'] })
   a = requestAttributes(ctx, { kind: 'completed' }, extras)
   t.equal(a['url.path'], '/openai/deployments/[GITHUB_TOKEN]/chat/completions', 'scanned: placeholders in place of findings')
   t.equal(a['http.route'], '/openai/deployments/{deployment}/chat/completions')
@@ -361,7 +362,7 @@ t.test('a request starts when Envoy started it, if that is plausibly before mode
 
 t.test('a quota decision records the deciding rule, the reservation, the settlement, the store and a cut stream; audit show tells it', async (t) => {
   const ctx = deniedContext('MG_QUOTA_EXCEEDED', { details: { rule: 'notebook-rpm' } })
-  ctx.quota = { rules: ['notebook-rpm', 'daily'], remaining: { 'notebook-rpm': 0, daily: 1200 }, decidingRule: 'notebook-rpm', reservedTokens: 530, settledTokens: 41, settledBy: 'streamed', store: 'local', storeError: 'redis is reconnecting', streamCut: true }
+  ctx.put('quota', { rules: ['notebook-rpm', 'daily'], remaining: { 'notebook-rpm': 0, daily: 1200 }, decidingRule: 'notebook-rpm', reservedTokens: 530, settledTokens: 41, settledBy: 'streamed', store: 'local', storeError: 'redis is reconnecting', streamCut: true })
   const a = requestAttributes(ctx, { kind: 'completed' }, extras)
   t.match(a, {
     'modelgate.quota.rules': ['notebook-rpm', 'daily'],

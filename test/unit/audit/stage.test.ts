@@ -121,7 +121,7 @@ t.test('a secret in the prompt appears in no exported byte, content recording on
   for (const content of [false, true]) {
     const { rx, audit } = await setup(t, { audit: { content: { enabled: content } } })
     const ctx = allRedacted(allowedContext({ secret: SECRET }))
-    t.notMatch(JSON.stringify(ctx.request), SECRET, 'the parsed request is a summary without the prompt')
+    t.notMatch(JSON.stringify(ctx.out.request), SECRET, 'the parsed request is a summary without the prompt')
     drive(audit.stage, ctx)
     await audit.flush()
     await rx.waitFor(() => rx.records().length === 1)

@@ -14,7 +14,8 @@ import { REPO_ROOT } from '../../../src/dev/envoy.ts'
 import { GateError } from '../../../src/errors.ts'
 import { createLogger, silentLogger } from '../../../src/log.ts'
 import { RequestContext, type PolicyDecision } from '../../../src/pipeline/context.ts'
-import { compileCatalog } from '../../../src/providers/catalog.ts'
+import { compileCatalog, type CatalogProvider } from '../../../src/providers/catalog.ts'
+import { matchRoute } from '../../../src/providers/routes.ts'
 import { compilePolicySources, readPolicyDirSync } from '../../../src/policy/load.ts'
 
 const CHECKOUT = 'spiffe://modelgate.local/ns/payments/sa/checkout'
@@ -36,10 +37,10 @@ function stageFor(t: { testdir(files?: Record<string, string>): string; teardown
 function request(provider: { name: string; kind: ProviderEntryConfig['kind'] }, spiffeId: string, headers: Record<string, string> = {}, credentials?: string[]): RequestContext {
   const ctx = new RequestContext()
   for (const [k, v] of Object.entries(headers)) ctx.requestHeaders.set(k, v)
-  ctx.provider = { name: provider.name, kind: provider.kind } as RequestContext['provider']
+  ctx.put('target', { route: matchRoute('/v1/chat/completions')!, provider: { name: provider.name, kind: provider.kind } as CatalogProvider })
   const m = /^spiffe:\/\/([^/]+)(\/ns\/([^/]+)\/sa\/([^/]+))$/.exec(spiffeId)!
-  ctx.identity = { spiffeId, trustDomain: m[1]!, path: m[2]!, namespace: m[3], serviceAccount: m[4], source: 'mtls', certificateSha256: undefined }
-  if (credentials) ctx.decision = { effect: 'allow', decisionId: 'd', policies: [], errors: [], policySetHash: 'h', cached: false, credentials } satisfies PolicyDecision
+  ctx.put('caller', { workload: { spiffeId, trustDomain: m[1]!, path: m[2]!, namespace: m[3], serviceAccount: m[4], source: 'mtls', certificateSha256: undefined }, user: ctx.out.caller?.user })
+  if (credentials) ctx.put('decision', { effect: 'allow', decisionId: 'd', policies: [], errors: [], policySetHash: 'h', cached: false, credentials } satisfies PolicyDecision)
   return ctx
 }
 
@@ -67,7 +68,7 @@ t.test('every credential-like header the caller sent is removed; other headers s
   t.same(Object.fromEntries(ctx.requestHeaderChanges.set), { authorization: 'Bearer sk-openai-default' }, "the provider's key replaces the caller's")
   t.notOk(ctx.requestHeaderChanges.remove.has('authorization'), 'set, not removed')
   for (const h of CALLER_CREDENTIAL_HEADERS.filter((h) => h !== 'authorization')) t.ok(ctx.requestHeaderChanges.remove.has(h), `${h} stays removed`)
-  t.same(ctx.credential, { name: 'default', source: 'file' })
+  t.same(ctx.out.credential, { name: 'default', source: 'file' })
 })
 
 t.test('each provider gets its credential in its own header', async (t) => {
@@ -113,7 +114,7 @@ t.test('rules: the first credential whose `when` admits the caller, by SPIFFE ID
   const chosen = async (id: string) => {
     const ctx = request({ name: 'openai', kind: 'openai' }, id)
     const err = await run(stage, ctx)
-    return err ? err.code : ctx.credential?.name
+    return err ? err.code : ctx.out.credential?.name
   }
   t.equal(await chosen(BATCH), 'batch', 'by SPIFFE ID, first in order')
   t.equal(await chosen(CHECKOUT), 'payments', 'by team (entities.json)')

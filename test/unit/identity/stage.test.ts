@@ -74,17 +74,17 @@ t.test('identity from the mTLS peer certificate', async (t) => {
   t.test('a Kubernetes SVID yields the full identity', async (t) => {
     const ctx = ctxWith(mtls(checkout, CHECKOUT))
     t.equal(await run(stageWith(), ctx), undefined)
-    t.same(ctx.identity, {
+    t.same(ctx.out.caller?.workload, {
       spiffeId: CHECKOUT,
       trustDomain: TD,
       path: '/ns/payments/sa/checkout',
       namespace: 'payments',
       serviceAccount: 'checkout',
       source: 'mtls',
-      certificateSha256: ctx.identity?.certificateSha256,
+      certificateSha256: ctx.out.caller?.workload?.certificateSha256,
     })
-    t.match(ctx.identity?.certificateSha256, /^[0-9a-f]{64}$/)
-    t.ok(Object.isFrozen(ctx.identity), 'the identity is frozen')
+    t.match(ctx.out.caller?.workload?.certificateSha256, /^[0-9a-f]{64}$/)
+    t.ok(Object.isFrozen(ctx.out.caller?.workload), 'the identity is frozen')
   })
 
   t.test('other path shapes have no namespace or service account', async (t) => {
@@ -94,9 +94,9 @@ t.test('identity from the mTLS peer certificate', async (t) => {
     ] as const) {
       const ctx = ctxWith(mtls(pem))
       t.equal(await run(stageWith(), ctx), undefined)
-      t.equal(ctx.identity?.path, path)
-      t.equal(ctx.identity?.namespace, undefined)
-      t.equal(ctx.identity?.serviceAccount, undefined)
+      t.equal(ctx.out.caller?.workload?.path, path)
+      t.equal(ctx.out.caller?.workload?.namespace, undefined)
+      t.equal(ctx.out.caller?.workload?.serviceAccount, undefined)
     }
   })
 
@@ -104,14 +104,14 @@ t.test('identity from the mTLS peer certificate', async (t) => {
   t.test('a leaf with cA=false and no key usage extension is accepted (nothing in it may sign)', async (t) => {
     const ctx = ctxWith(mtls(noKeyUsage))
     t.equal(await run(stageWith(), ctx), undefined)
-    t.equal(ctx.identity?.spiffeId, CHECKOUT)
+    t.equal(ctx.out.caller?.workload?.spiffeId, CHECKOUT)
   })
 
   t.test('the URI SAN attribute may be absent or empty; the certificate decides', async (t) => {
     for (const attr of [undefined, '']) {
       const ctx = ctxWith(mtls(checkout, attr))
       t.equal(await run(stageWith(), ctx), undefined)
-      t.equal(ctx.identity?.spiffeId, CHECKOUT)
+      t.equal(ctx.out.caller?.workload?.spiffeId, CHECKOUT)
     }
   })
 
@@ -145,14 +145,14 @@ t.test('identity from the mTLS peer certificate', async (t) => {
       t.equal(err?.status, status)
       if (typeof internal === 'string') t.equal(err?.internal, internal)
       else t.match(err?.internal, internal)
-      t.equal(ctx.identity, undefined, 'no identity is set')
+      t.equal(ctx.out.caller?.workload, undefined, 'no identity is set')
     })
   }
 
   t.test('a trust domain added to the allow-list is accepted', async (t) => {
     const ctx = ctxWith(mtls(foreign))
     t.equal(await run(stageWith({ trustDomains: [TD, 'other.example'] }), ctx), undefined)
-    t.equal(ctx.identity?.trustDomain, 'other.example')
+    t.equal(ctx.out.caller?.workload?.trustDomain, 'other.example')
   })
 
   t.test('a cached certificate is checked against each request\'s URI SAN attribute', async (t) => {
@@ -171,14 +171,14 @@ t.test('identity from the mTLS peer certificate', async (t) => {
     const b = ctxWith(mtls(checkout, CHECKOUT))
     await run(stage, a)
     await run(stage, b)
-    t.same(a.identity, b.identity)
+    t.same(a.out.caller?.workload, b.out.caller?.workload)
   })
 
   t.test('mTLS wins over an XFCC header even when XFCC is trusted', async (t) => {
     const ctx = ctxWith(mtls(checkout, CHECKOUT), { 'x-forwarded-client-cert': `URI=spiffe://${TD}/ns/admin/sa/root` })
     t.equal(await run(stageWith({ trustXfcc: true }), ctx), undefined)
-    t.equal(ctx.identity?.spiffeId, CHECKOUT)
-    t.equal(ctx.identity?.source, 'mtls')
+    t.equal(ctx.out.caller?.workload?.spiffeId, CHECKOUT)
+    t.equal(ctx.out.caller?.workload?.source, 'mtls')
   })
 })
 
@@ -190,13 +190,13 @@ t.test('identity from a sanitised x-forwarded-client-cert', async (t) => {
     const err = await run(stageWith(), ctx)
     t.equal(err?.code, 'MG_IDENTITY_MISSING')
     t.equal(err?.internal, 'no mTLS peer certificate')
-    t.equal(ctx.identity, undefined)
+    t.equal(ctx.out.caller?.workload, undefined)
   })
 
   t.test('gives the identity, with the certificate hash, when trusted', async (t) => {
     const ctx = xfcc(`By=spiffe://${TD}/ns/mesh/sa/envoy;Hash=${HASH.toUpperCase()};URI=${CHECKOUT}`)
     t.equal(await run(stageWith({ trustXfcc: true }), ctx), undefined)
-    t.same(ctx.identity, {
+    t.same(ctx.out.caller?.workload, {
       spiffeId: CHECKOUT,
       trustDomain: TD,
       path: '/ns/payments/sa/checkout',
@@ -210,13 +210,13 @@ t.test('identity from a sanitised x-forwarded-client-cert', async (t) => {
   t.test('drops a Hash that is not a SHA-256 hex digest', async (t) => {
     const ctx = xfcc(`Hash=not-a-hash;URI=${CHECKOUT}`)
     t.equal(await run(stageWith({ trustXfcc: true }), ctx), undefined)
-    t.equal(ctx.identity?.certificateSha256, undefined)
+    t.equal(ctx.out.caller?.workload?.certificateSha256, undefined)
   })
 
   t.test('only the last element counts', async (t) => {
     const forgedFirst = xfcc(`URI=spiffe://evil.example/ns/x/sa/y,Hash=${HASH};URI=${CHECKOUT}`)
     t.equal(await run(stageWith({ trustXfcc: true }), forgedFirst), undefined)
-    t.equal(forgedFirst.identity?.spiffeId, CHECKOUT)
+    t.equal(forgedFirst.out.caller?.workload?.spiffeId, CHECKOUT)
     const foreignLast = xfcc(`URI=${CHECKOUT},URI=spiffe://evil.example/ns/x/sa/y`)
     t.equal((await run(stageWith({ trustXfcc: true }), foreignLast))?.code, 'MG_IDENTITY_UNTRUSTED')
   })
@@ -314,23 +314,23 @@ t.test('delegated users from signed tokens', async (t) => {
     const users = verifier()
     const ctx = request(await sign({ email: 'alice@example.org', groups: ['ml', 'payments'] }))
     t.equal(await run(stageWith({}, users), ctx), undefined)
-    t.same(ctx.user, { subject: 'alice', issuer: ISSUER, email: 'alice@example.org', groups: ['ml', 'payments'] })
-    t.equal(ctx.identity?.spiffeId, CHECKOUT, 'the workload identity is still established')
+    t.same(ctx.out.caller?.user, { subject: 'alice', issuer: ISSUER, email: 'alice@example.org', groups: ['ml', 'payments'] })
+    t.equal(ctx.out.caller?.workload?.spiffeId, CHECKOUT, 'the workload identity is still established')
     t.ok(ctx.requestHeaderChanges.remove.has('x-modelgate-user-token'), 'the token header is not forwarded upstream')
   })
 
   t.test('a Bearer prefix is accepted', async (t) => {
     const ctx = request('Bearer ' + (await sign({})))
     t.equal(await run(stageWith({}, verifier()), ctx), undefined)
-    t.same(ctx.user, { subject: 'alice', issuer: ISSUER, email: undefined, groups: [] })
+    t.same(ctx.out.caller?.user, { subject: 'alice', issuer: ISSUER, email: undefined, groups: [] })
   })
 
   t.test('groups come from the configured claim and are capped at 64', async (t) => {
     const many = Array.from({ length: 100 }, (_, i) => `g${i}`)
     const ctx = request(await sign({ roles: many, groups: ['ignored'] }))
     t.equal(await run(stageWith({}, verifier({ groupsClaim: 'roles' })), ctx), undefined)
-    t.equal(ctx.user?.groups.length, 64)
-    t.equal(ctx.user?.groups[0], 'g0')
+    t.equal(ctx.out.caller?.user?.groups.length, 64)
+    t.equal(ctx.out.caller?.user?.groups[0], 'g0')
   })
 
   const rejected: [name: string, token: () => Promise<string> | string, why: string][] = [
@@ -359,7 +359,7 @@ t.test('delegated users from signed tokens', async (t) => {
       t.equal(err?.code, 'MG_USER_TOKEN_INVALID')
       t.equal(err?.status, 401)
       t.equal(err?.internal, `user token rejected: ${why}`)
-      t.equal(ctx.user, undefined)
+      t.equal(ctx.out.caller?.user, undefined)
     })
   }
 
@@ -377,20 +377,20 @@ t.test('delegated users from signed tokens', async (t) => {
   t.test('an optional token may be absent', async (t) => {
     const ctx = request()
     t.equal(await run(stageWith({}, verifier()), ctx), undefined)
-    t.equal(ctx.user, undefined)
+    t.equal(ctx.out.caller?.user, undefined)
   })
 
   t.test('the workload identity is checked before the user token', async (t) => {
     const ctx = ctxWith({}, { 'x-modelgate-user-token': await sign({}) })
     t.equal((await run(stageWith({}, verifier()), ctx))?.code, 'MG_IDENTITY_MISSING')
-    t.equal(ctx.user, undefined)
+    t.equal(ctx.out.caller?.user, undefined)
   })
 
   t.test('a custom header name is read and stripped', async (t) => {
     const users = verifier({ header: 'x-user-jwt' })
     const ctx = ctxWith(mtls(checkout, CHECKOUT), { 'x-user-jwt': await sign({}) })
     t.equal(await run(stageWith({}, users), ctx), undefined)
-    t.equal(ctx.user?.subject, 'alice')
+    t.equal(ctx.out.caller?.user?.subject, 'alice')
     t.ok(ctx.requestHeaderChanges.remove.has('x-user-jwt'))
   })
 

@@ -16,7 +16,7 @@ const engine = compileRedaction(redactionConfigFrom({ custom: [{ id: 'scoped-wor
 function ctxFor(body: string | Buffer, namespace?: string): RequestContext {
   const ctx = new RequestContext()
   ctx.requestBody = Buffer.isBuffer(body) ? body : Buffer.from(body)
-  if (namespace) ctx.identity = { spiffeId: `spiffe://example.org/ns/${namespace}/sa/app`, trustDomain: 'example.org', path: `/ns/${namespace}/sa/app`, namespace, serviceAccount: 'app', source: 'mtls', certificateSha256: undefined }
+  if (namespace) ctx.put('caller', { workload: { spiffeId: `spiffe://example.org/ns/${namespace}/sa/app`, trustDomain: 'example.org', path: `/ns/${namespace}/sa/app`, namespace, serviceAccount: 'app', source: 'mtls', certificateSha256: undefined }, user: undefined })
   return ctx
 }
 
@@ -107,7 +107,7 @@ t.test('the phase deadline applies to work in a worker: the caller is refused in
   const started = Date.now()
   await t.rejects(pipeline.run('requestBody', ctx), { code: 'MG_TIMEOUT' })
   t.ok(Date.now() - started < 2500, 'refused at the phase deadline, not when the worker answers')
-  t.equal(ctx.request, undefined)
+  t.equal(ctx.out.request, undefined)
 })
 
 t.test('a closed pool refuses large bodies and still serves small ones in this thread', async (t) => {

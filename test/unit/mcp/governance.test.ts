@@ -16,7 +16,7 @@ function finding(dataClass: string, direction: 'request' | 'response'): Finding 
 
 function sessionContext(caller: string, session: string): RequestContext {
   const ctx = new RequestContext()
-  ctx.identity = { spiffeId: caller, trustDomain: 'example.org', path: '/ns/a/sa/b', namespace: 'a', serviceAccount: 'b', source: 'mtls', certificateSha256: undefined }
+  ctx.put('caller', { workload: { spiffeId: caller, trustDomain: 'example.org', path: '/ns/a/sa/b', namespace: 'a', serviceAccount: 'b', source: 'mtls', certificateSha256: undefined }, user: ctx.out.caller?.user })
   ctx.requestHeaders.set('x-modelgate-session', session)
   return ctx
 }

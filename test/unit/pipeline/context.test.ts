@@ -1,4 +1,5 @@
 import t from 'tap'
+import { checkFlow } from '../../../src/pipeline/outputs.ts'
 import { HeaderChanges, RequestContext, type Finding } from '../../../src/pipeline/context.ts'
 
 t.test('HeaderChanges: the last set or remove of a header wins, names are lower-cased', async (t) => {
@@ -30,11 +31,32 @@ t.test('a new context has an id, a start time and empty state', async (t) => {
   t.equal(b.trace.traceparent, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')
   t.equal(a.requestBody.length, 0)
   t.equal(a.requestBodyReplaced, false)
-  t.same(a.usage, { input: undefined, output: undefined })
-  t.equal(a.identity, undefined)
+  t.same(a.out, {}, 'no stage output yet')
   t.equal(a.denial, undefined)
   t.ok(a.requestHeaderChanges.empty && a.responseHeaderChanges.empty)
   t.ok(a.elapsedMs() >= 0)
+})
+
+const WORKLOAD = { spiffeId: 'spiffe://example.org/ns/a/sa/b', trustDomain: 'example.org', path: '/ns/a/sa/b', namespace: 'a', serviceAccount: 'b', source: 'mtls', certificateSha256: undefined } as const
+
+t.test('a stage output is written by the stage that produces it and read by the rest', async (t) => {
+  const { owners } = checkFlow([{ name: 'identity', produces: ['caller'] }, { name: 'policy', consumes: ['caller'], produces: ['decision'] }])
+  const ctx = new RequestContext()
+  ctx.bindOwners(owners)
+  ctx.stage = 'identity'
+  const caller = { workload: WORKLOAD, user: undefined }
+  t.equal(ctx.put('caller', caller), caller, 'put returns what it wrote')
+  ctx.stage = 'policy'
+  t.equal(ctx.need('caller'), caller)
+  t.throws(() => ctx.put('caller', caller), { code: 'MG_INTERNAL', internal: 'stage "policy" wrote output "caller", which it does not produce' }, 'a consumer cannot overwrite it')
+  t.throws(() => ctx.need('request'), { code: 'MG_INTERNAL', internal: 'stage "policy" needs output "request", which no stage produced for this request' })
+  t.equal(ctx.out.request, undefined, 'an output nobody produced reads as undefined')
+})
+
+t.test('before the pipeline binds its owners, any code may put an output (tests, the redact command)', async (t) => {
+  const ctx = new RequestContext()
+  ctx.put('url', { path: '/v1/chat/completions', queryNames: [] })
+  t.same(ctx.out.url, { path: '/v1/chat/completions', queryNames: [] })
 })
 
 t.test('local() creates per-request state once per key', async (t) => {

@@ -295,6 +295,39 @@ t.test('two stages with the same name are refused at construction', async (t) =>
   t.throws(() => new Pipeline([{ name: 'identity' }, { name: 'identity' }], { phaseTimeoutMs: 100 }), { message: 'pipeline: two stages are named "identity"' })
 })
 
+t.test('a stage that consumes an output no earlier stage produces is refused at construction, with every such problem', async (t) => {
+  t.throws(
+    () =>
+      new Pipeline(
+        [
+          { name: 'policy', consumes: ['caller', 'request'], produces: ['decision'] },
+          { name: 'identity', produces: ['caller'] },
+        ],
+        { phaseTimeoutMs: 100 },
+      ),
+    { message: 'pipeline: stage "policy" consumes "caller", which no stage before it produces; stage "policy" consumes "request", which no stage before it produces' },
+  )
+})
+
+t.test('the pipeline records which stage may write each output', async (t) => {
+  const p = new Pipeline([{ name: 'identity', produces: ['caller'] }, { name: 'policy', consumes: ['caller'], produces: ['decision'] }], { phaseTimeoutMs: 100 })
+  t.same([...(p.owners.caller ?? [])], ['identity'])
+  t.same([...(p.owners.decision ?? [])], ['policy'])
+})
+
+t.test('a stage that writes an output it does not produce fails the request closed', async (t) => {
+  const p = new Pipeline(
+    [
+      { name: 'identity', produces: ['caller'] },
+      { name: 'rogue', requestHeaders: (ctx) => void ctx.put('caller', { workload: { spiffeId: 'spiffe://evil/x', trustDomain: 'evil', path: '/x', namespace: undefined, serviceAccount: undefined, source: 'mtls', certificateSha256: undefined }, user: undefined }) },
+    ],
+    { phaseTimeoutMs: 100 },
+  )
+  const ctx = new RequestContext()
+  await t.rejects(p.run('requestHeaders', ctx), { code: 'MG_INTERNAL' })
+  t.equal(ctx.out.caller, undefined, 'nothing was written')
+})
+
 t.test('a stage that finds nothing to do for a request is called no more for it, and still closes', async (t) => {
   const log: string[] = []
   const idle = recorder('idle', log, {

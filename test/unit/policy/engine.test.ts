@@ -149,15 +149,15 @@ t.test('a decision carries the data classes the request may send unredacted', as
 t.test('once a request is decided, permitsUnredacted reads the decision instead of asking again', async (t) => {
   const engine = new PolicyEngine({ dir: writePolicyDir(t.testdir(), { 'a.cedar': ALLOW_ALL }) })
   const ctx = requestContext({ spiffeId: NOTEBOOK, dataClasses: ['pii', 'financial'] })
-  ctx.decision = engine.authorize(ctx).decision
-  t.same(ctx.decision.unredactedClasses, ['financial', 'pii'])
+  const decision = ctx.put('decision', engine.authorize(ctx).decision)
+  t.same(decision.unredactedClasses, ['financial', 'pii'])
   t.equal(engine.permitsUnredacted(ctx, 'pii'), true)
   t.equal(engine.permitsUnredacted(ctx, 'health'), false, 'a class the decision did not cover is redacted')
   // What the decision says is what counts, even if the policies would now say otherwise.
-  ctx.decision = { ...ctx.decision, unredactedClasses: ['financial'] }
+  ctx.put('decision', { ...decision, unredactedClasses: ['financial'] })
   t.equal(engine.permitsUnredacted(ctx, 'pii'), false)
   t.equal(engine.permitsUnredacted(ctx, 'financial'), true)
-  ctx.decision = { ...ctx.decision, effect: 'deny' }
+  ctx.put('decision', { ...decision, unredactedClasses: ['financial'], effect: 'deny' })
   t.equal(engine.permitsUnredacted(ctx, 'financial'), false, 'never for a denied request')
 })
 

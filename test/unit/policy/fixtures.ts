@@ -37,8 +37,8 @@ export function parsed(over: Partial<ParsedRequest> = {}): ParsedRequest {
 /** A request context as the policy stage sees it: identity resolved, body parsed, data classes found. */
 export function requestContext(opts: { spiffeId?: string; request?: Partial<ParsedRequest> | null; dataClasses?: string[]; headers?: Record<string, string> } = {}): RequestContext {
   const ctx = new RequestContext()
-  ctx.identity = identity(opts.spiffeId ?? CHECKOUT)
-  if (opts.request !== null) ctx.request = parsed(opts.request ?? {})
+  ctx.put('caller', { workload: identity(opts.spiffeId ?? CHECKOUT), user: ctx.out.caller?.user })
+  if (opts.request !== null) ctx.put('request', parsed(opts.request ?? {}))
   for (const [k, v] of Object.entries(opts.headers ?? {})) ctx.requestHeaders.set(k, v)
   for (const c of opts.dataClasses ?? []) {
     ctx.addFinding({ detector: `${c}-detector`, dataClass: c, confidence: 'high', direction: 'request', location: 'messages[0].content', start: 0, length: 4, hash: 'x', action: 'redact' })

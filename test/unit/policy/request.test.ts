@@ -57,7 +57,7 @@ t.test('facts from a live request', async (t) => {
 
   t.test('include the delegated user with sorted, distinct groups', async (t) => {
     const ctx = requestContext()
-    ctx.user = { subject: 'alice', issuer: 'https://idp.example.com', email: undefined, groups: ['b', 'a', 'b'] }
+    ctx.put('caller', { workload: ctx.need('caller').workload, user: { subject: 'alice', issuer: 'https://idp.example.com', email: undefined, groups: ['b', 'a', 'b'] } })
     t.same(factsFromContext(ctx).user, { subject: 'alice', issuer: 'https://idp.example.com', email: '', groups: ['a', 'b'] })
   })
 
@@ -70,7 +70,7 @@ t.test('facts from a live request', async (t) => {
     const noRequest = requestContext({ request: null })
     t.throws(() => factsFromContext(noRequest), { name: 'GateError', code: 'MG_POLICY_ERROR' })
     const noIdentity = requestContext()
-    noIdentity.identity = undefined
+    delete (noIdentity.out as { caller?: unknown }).caller
     t.throws(() => factsFromContext(noIdentity), { code: 'MG_POLICY_ERROR' })
   })
 
@@ -164,7 +164,7 @@ t.test('the Cedar call', async (t) => {
 
   t.test('adds the user and their groups', async (t) => {
     const ctx = requestContext()
-    ctx.user = { subject: 'alice', issuer: 'https://idp', email: 'a@example.com', groups: ['contractors'] }
+    ctx.put('caller', { workload: ctx.need('caller').workload, user: { subject: 'alice', issuer: 'https://idp', email: 'a@example.com', groups: ['contractors'] } })
     const f = factsFromContext(ctx)
     const call = buildCall(f, modelQuery(f), shipped)
     t.same(call.context.user, { __entity: { type: 'ModelGate::User', id: 'https://idp#alice' } })

@@ -34,7 +34,7 @@ t.test('the stage is named policy and decides in the request-body phase only', a
 t.test('an allowed request passes and carries the decision', async (t) => {
   const ctx = requestContext({ spiffeId: CHECKOUT })
   t.equal(run(stage, ctx), undefined)
-  t.match(ctx.decision, {
+  t.match(ctx.out.decision, {
     effect: 'allow',
     decisionId: /^[0-9a-f-]{36}$/,
     policies: [{ id: 'payments-approved-models', owner: 'payments-platform@example.com' }],
@@ -48,22 +48,22 @@ t.test('the decision lists the data classes found that policy lets the request s
   const admin = 'spiffe://modelgate.local/ns/platform/sa/admin'
   const ctx = requestContext({ spiffeId: admin, request: { providerName: 'internal-llm', model: 'llama-3.3-70b' }, dataClasses: ['pii', 'internal'] })
   t.equal(run(stage, ctx), undefined)
-  t.same(ctx.decision?.unredactedClasses, ['internal'], 'internal data may reach an internal provider; personal data is redacted')
+  t.same(ctx.out.decision?.unredactedClasses, ['internal'], 'internal data may reach an internal provider; personal data is redacted')
   t.equal(stage.engine.permitsUnredacted(ctx, 'internal'), true)
   t.equal(stage.engine.permitsUnredacted(ctx, 'pii'), false)
   const denied = requestContext({ spiffeId: CHECKOUT, request: { model: 'gpt-4o' }, dataClasses: ['internal'] })
   run(stage, denied)
-  t.same(denied.decision?.unredactedClasses, [], 'nothing for a denied request')
+  t.same(denied.out.decision?.unredactedClasses, [], 'nothing for a denied request')
 })
 
 t.test('a model the team may not use is denied with MG_POLICY_DENIED and a decision id, no policy text', async (t) => {
   const ctx = requestContext({ spiffeId: CHECKOUT, request: { model: 'gpt-4o' } })
   const err = run(stage, ctx)
   t.match(err, { code: 'MG_POLICY_DENIED', status: 403, internal: 'denied by premium-models-platform-only' })
-  t.match(ctx.decision, { effect: 'deny', policies: [{ id: 'premium-models-platform-only' }] })
-  const body = JSON.parse(denialBody(err!, { requestId: ctx.id, decisionId: ctx.decision!.decisionId }).toString())
+  t.match(ctx.out.decision, { effect: 'deny', policies: [{ id: 'premium-models-platform-only' }] })
+  const body = JSON.parse(denialBody(err!, { requestId: ctx.id, decisionId: ctx.out.decision!.decisionId }).toString())
   t.same(body, {
-    error: { type: 'modelgate_error', code: 'MG_POLICY_DENIED', message: 'The request is not permitted by policy.', request_id: ctx.id, decision_id: ctx.decision!.decisionId },
+    error: { type: 'modelgate_error', code: 'MG_POLICY_DENIED', message: 'The request is not permitted by policy.', request_id: ctx.id, decision_id: ctx.out.decision!.decisionId },
   })
   t.notMatch(JSON.stringify(body), /premium|forbid|finops/)
 })
@@ -94,14 +94,14 @@ t.test('a data class forbidden by policy denies the request', async (t) => {
 t.test('a request no policy permits is denied by default', async (t) => {
   const ctx = requestContext({ spiffeId: 'spiffe://modelgate.local/ns/marketing/sa/web' })
   t.match(run(stage, ctx), { code: 'MG_POLICY_DENIED', internal: 'no policy permits the request' })
-  t.same(ctx.decision?.policies, [])
+  t.same(ctx.out.decision?.policies, [])
 })
 
 t.test('without a parsed request or an identity the stage refuses with MG_POLICY_ERROR', async (t) => {
   const noRequest = requestContext({ request: null })
   t.match(run(stage, noRequest), { code: 'MG_POLICY_ERROR' })
   const noIdentity = requestContext()
-  noIdentity.identity = undefined
+  delete (noIdentity.out as { caller?: unknown }).caller
   t.match(run(stage, noIdentity), { code: 'MG_POLICY_ERROR' })
 })
 
@@ -113,7 +113,7 @@ t.test('evaluation errors refuse with MG_POLICY_ERROR', async (t) => {
   const ctx = requestContext({ request: { maxTokens: 1e12 } })
   const err = run(s, ctx)
   t.match(err, { code: 'MG_POLICY_ERROR', internal: /policy evaluation failed: overflow: integer overflow/ })
-  t.equal(ctx.decision?.effect, 'deny')
+  t.equal(ctx.out.decision?.effect, 'deny')
 })
 
 t.test('configuration paths resolve against the configuration directory, and a shadow set is recorded', async (t) => {
@@ -123,7 +123,7 @@ t.test('configuration paths resolve against the configuration directory, and a s
   const s = createPolicyStage(config({ dir: 'live', shadowDir: 'next', cacheSize: 10 }, root), { logger: silentLogger })
   const ctx = requestContext({ request: { model: 'gpt-4.1-mini' } })
   t.equal(run(s, ctx), undefined)
-  t.match(ctx.decision?.shadow, { effect: 'deny', policySetHash: s.engine.shadowPolicySetHash })
+  t.match(ctx.out.decision?.shadow, { effect: 'deny', policySetHash: s.engine.shadowPolicySetHash })
 })
 
 t.test('an engine can be shared with other stages', async (t) => {
@@ -154,7 +154,7 @@ t.test('policies see the token estimate as context.inputTokens and context.estim
   t.equal(facts.estimatedTokens, 110, 'plus the output budget')
   const big = requestContext({ spiffeId: CHECKOUT, request: { maxTokens: 6000, input: { chars: 30, values: 2, media: 0, tokens: 8 } } })
   t.equal(run(reading, big)?.code, 'MG_POLICY_DENIED')
-  t.same(big.decision?.policies.map((p) => p.id), ['big'])
+  t.same(big.out.decision?.policies.map((p) => p.id), ['big'])
 
   const plain = writePolicyDir(join(root, 'plain'), { 'all.cedar': ALLOW_ALL })
   const other = createPolicyStage(config({ dir: plain }), { logger: silentLogger })

@@ -89,7 +89,7 @@ t.test('request body: content type', async (t) => {
   for (const type of accepted) {
     const ctx = request({ headers: { 'content-type': type } })
     t.equal(await runRequest(stage(), ctx), undefined, `${JSON.stringify(type)} is accepted`)
-    t.equal(ctx.request?.model, 'gpt-4o-mini')
+    t.equal(ctx.out.request?.model, 'gpt-4o-mini')
   }
   const refused: [string | undefined, string][] = [
     [undefined, ''],
@@ -107,7 +107,7 @@ t.test('request body: content type', async (t) => {
     t.equal(err?.code, 'MG_CONTENT_TYPE_UNSUPPORTED', `${JSON.stringify(type)} is refused`)
     t.equal(err?.status, 400)
     t.same(err?.details, { content_type: shown })
-    t.equal(ctx.request, undefined)
+    t.equal(ctx.out.request, undefined)
   }
 })
 
@@ -157,7 +157,7 @@ t.test('request body: a tool type the tool map does not know is refused unless t
   const allowing = createProviderStage({ config: { ...ROUTES, allowedToolTypes: ['programmatic_tool_calling', 'web_search_20991231'] }, maxBodyBytes: MAX })
   const ctx = responses([{ type: 'programmatic_tool_calling' }])
   t.equal(await runRequest(allowing, ctx), undefined, 'a listed type passes')
-  t.match(ctx.request?.tools, [{ name: 'programmatic_tool_calling', type: 'programmatic_tool_calling', known: false }], 'and is still a tool policy decides')
+  t.match(ctx.out.request?.tools, [{ name: 'programmatic_tool_calling', type: 'programmatic_tool_calling', known: false }], 'and is still a tool policy decides')
   t.equal(await runRequest(allowing, responses([{ type: 'tool_search' }, { type: 'mcp', server_label: 'x', server_url: 'https://x.example.com' }])), undefined, 'known types need no listing')
   t.equal((await runRequest(allowing, responses([{ type: 'something_else' }])))?.code, 'MG_TOOL_TYPE_UNKNOWN', 'only the listed types')
 })
@@ -184,7 +184,7 @@ t.test('request body: compressed bodies are decoded and the decoded bytes go ups
     t.equal(ctx.requestBodyReplaced, true)
     t.same(ctx.requestBody, json, `${encoding}: the decoded body replaces the request body`)
     t.ok(ctx.requestHeaderChanges.remove.has('content-encoding'), `${encoding}: content-encoding is removed`)
-    t.equal(ctx.request?.maxTokens, 20, `${encoding}: the decoded body is what was parsed`)
+    t.equal(ctx.out.request?.maxTokens, 20, `${encoding}: the decoded body is what was parsed`)
   }
   for (const encoding of ['identity', '']) {
     const ctx = request({ headers: { 'content-type': 'application/json', 'content-encoding': encoding } })
@@ -248,8 +248,8 @@ t.test('request body: the provider named by the route metadata', async (t) => {
     const ctx = request({ provider: 'internal-llm', path: '/internal/v1/chat/completions' })
     t.equal(await runRequest(stage(), ctx), undefined)
     t.equal(routeProviderName(ctx), 'internal-llm')
-    t.equal(ctx.request?.providerName, 'internal-llm')
-    t.equal(ctx.request?.provider, 'openai')
+    t.equal(ctx.out.request?.providerName, 'internal-llm')
+    t.equal(ctx.out.request?.provider, 'openai')
   })
 
   t.test('defaults to the kind of the path when absent or empty', async (t) => {
@@ -257,16 +257,16 @@ t.test('request body: the provider named by the route metadata', async (t) => {
       const ctx = request({ path: '/v1/messages', body: MESSAGES_BODY, provider })
       t.equal(await runRequest(stage(), ctx), undefined)
       t.equal(routeProviderName(ctx), undefined)
-      t.equal(ctx.request?.providerName, 'anthropic')
+      t.equal(ctx.out.request?.providerName, 'anthropic')
     }
   })
 
   t.test('an Azure provider may serve the OpenAI path shape under its base path (Azure\'s v1 API)', async (t) => {
     const ctx = request({ provider: 'azure-east', path: '/openai/v1/chat/completions' })
     t.equal(await runRequest(stage(), ctx), undefined)
-    t.equal(ctx.request?.providerName, 'azure-east')
-    t.equal(ctx.provider?.name, 'azure-east', 'the catalog entry is on the context')
-    t.equal(ctx.provider?.kind, 'azure-openai')
+    t.equal(ctx.out.request?.providerName, 'azure-east')
+    t.equal(ctx.out.target?.provider?.name, 'azure-east', 'the catalog entry is on the context')
+    t.equal(ctx.out.target?.provider?.kind, 'azure-openai')
   })
 
   t.test('a route that names no provider goes to the provider that serves the path', async (t) => {
@@ -278,7 +278,7 @@ t.test('request body: the provider named by the route metadata', async (t) => {
     ] as const) {
       const ctx = request({ path, body })
       t.equal(await runRequest(stage(), ctx), undefined, path)
-      t.equal(ctx.provider?.name, name, `${path} → ${name}`)
+      t.equal(ctx.out.target?.provider?.name, name, `${path} → ${name}`)
     }
   })
 
@@ -297,7 +297,7 @@ t.test('request body: the provider named by the route metadata', async (t) => {
       const err = await runRequest(stage(), ctx)
       t.equal(err?.code, 'MG_ROUTE_UNSUPPORTED')
       t.equal(err?.internal, internal)
-      t.equal(ctx.request, undefined)
+      t.equal(ctx.out.request, undefined)
     })
   }
 })
@@ -322,8 +322,8 @@ t.test('one stage instance keeps requests apart', async (t) => {
   await s.requestHeaders!(b)
   await s.requestBody!(a)
   await s.requestBody!(b)
-  t.equal(a.request?.api, 'openai.chat_completions')
-  t.equal(b.request?.api, 'anthropic.messages')
+  t.equal(a.out.request?.api, 'openai.chat_completions')
+  t.equal(b.out.request?.api, 'anthropic.messages')
 })
 
 t.test('response body: model and usage from a buffered response, whatever type it declares', async (t) => {
@@ -334,11 +334,11 @@ t.test('response body: model and usage from a buffered response, whatever type i
     return ctx
   }
   const ok = await respond('application/json', JSON.stringify({ model: 'gpt-4o-mini-2024-07-18', usage: { prompt_tokens: 9, completion_tokens: 3 } }))
-  t.equal(ok.responseModel, 'gpt-4o-mini-2024-07-18')
-  t.same(ok.usage, { input: 9, output: 3 })
+  t.equal(ok.out.reply?.model, 'gpt-4o-mini-2024-07-18')
+  t.same(ok.out.reply?.usage, { input: 9, output: 3 })
   const anthropic = await respond('application/json; charset=utf-8', JSON.stringify({ type: 'message', model: 'claude', usage: { input_tokens: 4, output_tokens: 2 } }))
-  t.equal(anthropic.responseModel, 'claude')
-  t.same(anthropic.usage, { input: 4, output: 2 })
+  t.equal(anthropic.out.reply?.model, 'claude')
+  t.same(anthropic.out.reply?.usage, { input: 4, output: 2 })
   // The content decides, as it does for redaction: JSON under another type, and SSE frames in a buffered body.
   for (const [name, type, body] of [
     ['JSON under a non-JSON content type', 'text/html', '{"model":"x","usage":{"prompt_tokens":1}}'],
@@ -346,8 +346,8 @@ t.test('response body: model and usage from a buffered response, whatever type i
     ['SSE frames declared as JSON', 'application/json', 'data: {"model":"x","choices":[]}\n\ndata: {"model":"x","usage":{"prompt_tokens":1}}\n\ndata: [DONE]\n\n'],
   ] as const) {
     const ctx = await respond(type, body)
-    t.equal(ctx.responseModel, 'x', name)
-    t.same(ctx.usage, { input: 1, output: undefined }, name)
+    t.equal(ctx.out.reply?.model, 'x', name)
+    t.same(ctx.out.reply?.usage, { input: 1, output: undefined }, name)
   }
   for (const [name, type, body, end] of [
     ['plain text', 'text/plain', 'model: x, prompt_tokens: 1', true],
@@ -357,8 +357,9 @@ t.test('response body: model and usage from a buffered response, whatever type i
     ['an error body', 'application/json', '{"error":{"message":"rate limited"}}', true],
   ] as const) {
     const ctx = await respond(type, body, end)
-    t.equal(ctx.responseModel, undefined, name)
-    t.same(ctx.usage, { input: undefined, output: undefined }, name)
+    t.equal(ctx.out.reply?.model, undefined, name)
+    t.equal(ctx.out.reply?.usage.input, undefined, name)
+    t.equal(ctx.out.reply?.usage.output, undefined, name)
   }
 })
 
@@ -383,9 +384,9 @@ t.test('response body: model and usage from an SSE stream, chunk by chunk', asyn
     const chunk = { data: chunks[i]!, end: i === chunks.length - 1 }
     await s.responseBody!(ctx, chunk)
     t.equal(chunk.data, chunks[i], 'the chunk is passed on untouched')
-    seen.push(ctx.usage.output)
+    seen.push(ctx.out.reply?.usage.output)
   }
-  t.equal(ctx.responseModel, 'claude-sonnet-4-5')
-  t.same(ctx.usage, { input: 30, output: 12 })
+  t.equal(ctx.out.reply?.model, 'claude-sonnet-4-5')
+  t.same(ctx.out.reply?.usage, { input: 30, output: 12 })
   t.equal(seen[0], undefined, 'nothing is known before the first event completes')
 })

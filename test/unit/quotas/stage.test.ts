@@ -24,14 +24,14 @@ function stage(rules: unknown[], over: { store?: StateStore; quotas?: Record<str
 /** A request as the quota stage sees it: identity resolved, body inspected (and measured) as the provider stage does. */
 function request(body: Record<string, unknown>, opts: { spiffeId?: string; path?: string } = {}): RequestContext {
   const ctx = new RequestContext()
-  ctx.identity = identity(opts.spiffeId ?? CHECKOUT)
+  ctx.put('caller', { workload: identity(opts.spiffeId ?? CHECKOUT), user: ctx.out.caller?.user })
   ctx.path = opts.path ?? '/v1/chat/completions'
   const route = matchRoute(ctx.path)!
   ctx.dialect = route.kind === 'anthropic' ? 'anthropic' : 'openai'
   ctx.requestBody = Buffer.from(JSON.stringify(body))
   const out = inspectRequestBody({ body: ctx.requestBody, route, providerName: route.kind === 'anthropic' ? 'anthropic' : 'openai', scan: false, subject: undefined, limits: { maxDepth: 64, maxValues: 10000 }, deadline: Date.now() + 5000, measure: 'tokens' }, undefined)
   if (!out.ok) throw new Error('bad test body')
-  ctx.request = out.request
+  ctx.put('request', out.request)
   return ctx
 }
 
@@ -81,23 +81,22 @@ t.test('a token refusal names the rule in Retry-After, RateLimit-Policy (qu toke
   const r = Number(/r=(\d+)/.exec(err!.headers.ratelimit!)![1])
   t.ok(r < 400 && r > 300, `remaining ${r}: 1000 minus the first reservation`)
   t.ok(Number(err?.headers['retry-after']) >= 1)
-  t.equal(ctx.quota?.decidingRule, 'daily')
-  t.same(ctx.quota?.rules, ['daily'])
+  t.equal(ctx.out.quota?.decidingRule, 'daily')
+  t.same(ctx.out.quota?.rules, ['daily'])
 })
 
 t.test('the reservation is input (gpt-tokenizer) plus max_tokens; settling with usage gives the rest back', async (t) => {
   const { stage: s } = stage([{ name: 'daily', limit: { tokens: 2000 }, window: 'day' }])
   const ctx = request(chat({ max_tokens: 1500 }))
   t.equal(await reserve(s, ctx), undefined)
-  const reserved = ctx.quota!.reservedTokens!
+  const reserved = ctx.out.quota!.reservedTokens!
   t.ok(reserved > 1500 && reserved < 1520, `reserved ${reserved}`)
   t.equal((await reserve(s, request(chat({ max_tokens: 1500 }))))?.code, 'MG_QUOTA_EXCEEDED')
   ctx.responseStatus = 200
-  ctx.usage.input = 8
-  ctx.usage.output = 12
+  ctx.put('reply', { model: undefined, usage: { input: 8, output: 12 } })
   s.close!(ctx, { kind: 'completed' })
-  t.equal(ctx.quota?.settledTokens, 20)
-  t.equal(ctx.quota?.settledBy, 'usage')
+  t.equal(ctx.out.quota?.settledTokens, 20)
+  t.equal(ctx.out.quota?.settledBy, 'usage')
   t.equal(await reserve(s, request(chat({ max_tokens: 1500 }))), undefined, 'the unused reservation came back')
 })
 
@@ -107,14 +106,14 @@ t.test('no usage settles at the reservation; a request modelgate refused after r
   await reserve(s, a)
   a.responseStatus = 200
   s.close!(a, { kind: 'completed' })
-  t.equal(a.quota?.settledBy, 'reservation')
-  t.equal(a.quota?.settledTokens, a.quota?.reservedTokens)
+  t.equal(a.out.quota?.settledBy, 'reservation')
+  t.equal(a.out.quota?.settledTokens, a.out.quota?.reservedTokens)
   const b = request(chat({ max_tokens: 1000 }))
   await reserve(s, b)
   b.denial = new GateError('MG_CREDENTIAL_MISSING')
   s.close!(b, { kind: 'completed' })
-  t.equal(b.quota?.settledBy, 'released')
-  t.equal(b.quota?.settledTokens, 0)
+  t.equal(b.out.quota?.settledBy, 'released')
+  t.equal(b.out.quota?.settledTokens, 0)
   t.equal(await reserve(s, request(chat({ max_tokens: 1900 }))), undefined, 'only the first request still counts')
 })
 
@@ -131,8 +130,8 @@ t.test('a caller gone mid-stream settles at what was produced, never zero; slots
   await s.responseHeaders!(ctx)
   await s.responseBody!(ctx, { data: Buffer.from('data: {"choices":[{"index":0,"delta":{"content":"Hello, world, how are you"}}]}\n\n'), end: false })
   s.close!(ctx, { kind: 'cancelled' })
-  t.equal(ctx.quota?.settledBy, 'streamed')
-  const output = ctx.quota!.settledTokens! - ctx.quota!.reservedTokens! + 500
+  t.equal(ctx.out.quota?.settledBy, 'streamed')
+  const output = ctx.out.quota!.settledTokens! - ctx.out.quota!.reservedTokens! + 500
   t.ok(output >= 5 && output <= 10, `settled at the produced text (${output} output tokens)`)
   t.equal(await reserve(s, request(chat())), undefined, 'the slot was released')
 
@@ -140,7 +139,7 @@ t.test('a caller gone mid-stream settles at what was produced, never zero; slots
   const { stage: s2 } = stage([{ name: 'daily', limit: { tokens: 100000 }, window: 'day' }])
   await reserve(s2, silent)
   s2.close!(silent, { kind: 'cancelled' })
-  t.ok(silent.quota!.settledTokens! > 0, 'a caller gone before any output is not settled at zero')
+  t.ok(silent.out.quota!.settledTokens! > 0, 'a caller gone before any output is not settled at zero')
 })
 
 t.test('an OpenAI chat stream without stream_options asks for usage; the caller never sees the usage chunk or usage: null', async (t) => {
@@ -194,8 +193,8 @@ t.test('a stream that passes its budget ends with an error event in the caller\'
   t.notMatch(text, /zzz/, 'the one past the budget did not')
   const errorEvent = text.slice(text.indexOf('event: error'))
   t.match(JSON.parse(errorEvent.split('\n')[1]!.slice(6)), { type: 'error', error: { type: 'rate_limit_error', code: 'MG_QUOTA_EXCEEDED', rule: 'tiny' } })
-  t.equal(ctx.quota?.streamCut, true)
-  t.equal(ctx.quota?.decidingRule, 'tiny')
+  t.equal(ctx.out.quota?.streamCut, true)
+  t.equal(ctx.out.quota?.decidingRule, 'tiny')
   t.equal(ctx.denial?.code, 'MG_QUOTA_EXCEEDED')
 })
 
@@ -212,7 +211,7 @@ t.test('an unreachable store refuses with MG_QUOTA_UNAVAILABLE (deny), or counts
   t.equal(err?.code, 'MG_QUOTA_UNAVAILABLE')
   t.equal(err?.status, 503)
   t.equal(err?.headers['retry-after'], '1')
-  t.match(ctx.quota, { store: 'redis', storeError: /reconnecting/ })
+  t.match(ctx.out.quota, { store: 'redis', storeError: /reconnecting/ })
 
   const local = stage([{ name: 'rph', limit: { requests: 100 }, window: 'hour' }], { store: downStore(), quotas: { onStoreError: 'local', localShare: 0.05 } })
   const admitted: (GateError | undefined)[] = []

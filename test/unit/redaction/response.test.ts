@@ -22,7 +22,7 @@ function ctxFor(provider = 'openai'): RequestContext {
   const ctx = new RequestContext()
   const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }
   ctx.requestBody = Buffer.from(JSON.stringify(body))
-  ctx.request = parseProviderRequest(matchRoute('/v1/chat/completions')!, body, provider)
+  ctx.put('request', parseProviderRequest(matchRoute('/v1/chat/completions')!, body, provider))
   return ctx
 }
 

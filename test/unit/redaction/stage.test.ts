@@ -15,7 +15,7 @@ const TOKEN = 'ghp_Zq8Xw2Lk9Vb4Nm7Tr3Yp6Hs1Jd5Fg0Ca8Ue2'
 function requestCtx(body: unknown): RequestContext {
   const ctx = new RequestContext()
   ctx.requestBody = Buffer.from(JSON.stringify(body))
-  ctx.request = parseProviderRequest(matchRoute('/v1/chat/completions')!, body, 'openai')
+  ctx.put('request', parseProviderRequest(matchRoute('/v1/chat/completions')!, body, 'openai'))
   return ctx
 }
 
@@ -51,7 +51,7 @@ t.test('scan records findings and classes; apply rewrites every text field with 
   t.equal(sent.messages[2].content, 'sent to [EMAIL_2]')
   t.ok(ctx.requestBodyReplaced)
   t.equal(sent.seed, chatBody.seed, 'untouched values stay as they were')
-  t.equal(ctx.request!.model, 'gpt-4o', 'the parsed request is a summary, unaffected by the rewrite')
+  t.equal(ctx.out.request!.model, 'gpt-4o', 'the parsed request is a summary, unaffected by the rewrite')
 })
 
 t.test('block is decided per class and reports classes, never values', async (t) => {
@@ -179,7 +179,7 @@ t.test('outside the body: the path, query and headers are scanned when the heade
     const ctx = headersCtx(`/v1/chat/completions?api_key=${TOKEN}`, { 'x-debug-note': `mail ${EMAIL}` })
     await stages.scan.requestHeaders!(ctx)
     t.same([...ctx.dataClasses].sort(), ['pii', 'secret'], 'the classes reach policy before the body is read')
-    t.same(ctx.url, { path: '/v1/chat/completions', queryNames: ['api_key'] })
+    t.same(ctx.out.url, { path: '/v1/chat/completions', queryNames: ['api_key'] })
     const err = await run(stages, headersCtx(`/v1/chat/completions?api_key=${TOKEN}`, { 'x-debug-note': `mail ${EMAIL}` }))
     t.equal(err?.code, 'MG_DATA_OUTSIDE_BODY')
     t.equal(err?.status, 400)
@@ -215,7 +215,7 @@ t.test('outside the body: the path, query and headers are scanned when the heade
     const stages = createRedactionStages(redactionConfigFrom({ headers: { action: 'strip' }, query: { action: 'remove' } }), { logger: silentLogger })
     const ctx = headersCtx(`/openai/deployments/${TOKEN}/chat/completions`)
     t.same((await run(stages, ctx))?.details, { locations: ['url.path'], data_classes: ['secret'] })
-    t.equal(ctx.url?.path, '/openai/deployments/[GITHUB_TOKEN]/chat/completions')
+    t.equal(ctx.out.url?.path, '/openai/deployments/[GITHUB_TOKEN]/chat/completions')
   })
 
   t.test('a class configured to block refuses with MG_DATA_BLOCKED, as in the body', async (t) => {
@@ -241,6 +241,6 @@ t.test('outside the body: the path, query and headers are scanned when the heade
     const ctx = headersCtx(`/v1/chat/completions?api_key=${TOKEN}`)
     t.equal(await run(stages, ctx), undefined)
     t.same(ctx.findings, [])
-    t.equal(ctx.url, undefined)
+    t.equal(ctx.out.url, undefined)
   })
 })

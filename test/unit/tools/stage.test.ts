@@ -38,11 +38,11 @@ const H = 'mcp.payments.example.com'
 /** A request context after the request phases: identity, parsed body, dialect. */
 function request(path: string, body: Record<string, unknown>, spiffeId = CHECKOUT): RequestContext {
   const ctx = new RequestContext()
-  ctx.identity = identity(spiffeId)
+  ctx.put('caller', { workload: identity(spiffeId), user: ctx.out.caller?.user })
   ctx.path = path
   const route = matchRoute(path)!
   ctx.dialect = route.kind === 'anthropic' ? 'anthropic' : 'openai'
-  ctx.request = parseProviderRequest(route, body, route.kind)
+  ctx.put('request', parseProviderRequest(route, body, route.kind))
   return ctx
 }
 
@@ -218,7 +218,7 @@ t.test('a stream', async (t) => {
     const before = chunk({ role: 'assistant', content: '' })
     const call = chunk({ tool_calls: [{ index: 0, id: 'c', type: 'function', function: { name: 'refund_everything', arguments: '' } }] })
     const ctx = chatRequest()
-    ctx.decision = { effect: 'allow', decisionId: 'd-1', policies: [], errors: [], policySetHash: 'h', cached: false }
+    ctx.put('decision', { effect: 'allow', decisionId: 'd-1', policies: [], errors: [], policySetHash: 'h', cached: false })
     const at = call.indexOf('"name"')
     const { out } = await streamed(stageWith(), ctx, [before + call.slice(0, at), call.slice(at), chunk({ content: 'after' }), 'data: [DONE]\n\n'])
     t.equal(out[0]!.toString(), before, 'the event before passes; the part of the call waits')
@@ -330,7 +330,7 @@ t.test('an evaluation error refuses the call', async (t) => {
   const { err } = await buffered(stageWith(failing), ctx, chatCall('lookup_order'))
   t.same(err?.details, { reason: 'error', tool: 'lookup_order' })
   const noFacts = chatRequest()
-  noFacts.identity = undefined
+  delete (noFacts.out as { caller?: unknown }).caller
   t.same((await buffered(stageWith(), noFacts, chatCall('lookup_order'))).err?.details, { reason: 'error', tool: 'lookup_order' }, 'a request that cannot be described')
 })
 
