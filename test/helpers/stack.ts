@@ -240,7 +240,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         try {
           text = readFileSync(file, 'utf8')
         } catch {}
-        const records = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord)
+        // Only whole lines: the sink may be part-way through writing the last one.
+        const records = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord)
         if (until(records) || Date.now() > deadline) return records
         await new Promise((r) => setTimeout(r, 25))
       }
