@@ -33,7 +33,8 @@ import type { RequestContext, ToolDecision } from '../pipeline/context.ts'
 import type { BodyChunk, Stage } from '../pipeline/stage.ts'
 import { decodeBuffered, parseContentEncoding, StreamDecoder, type Coding } from '../redaction/encoding.ts'
 import { carriesSseFields, errorEvent, SseFramer, type SseEvent } from '../redaction/sse.ts'
-import { collectCalls, DeclaredTools, mayNameToolCall, type ToolCall } from './calls.ts'
+import { collectCalls, mayNameToolCall, type ToolCall } from '../providers/apis/index.ts'
+import { DeclaredTools } from './calls.ts'
 
 export interface ToolCallStageOptions {
   /** The policy engine: `factsFor` and its cached `evaluate`. */
