@@ -3,7 +3,8 @@
  * of tools. Policy asks `call_tool` once for each of them, and a response's
  * tool calls are checked against the same list (tools/calls.ts).
  *
- * Where a request names tools:
+ * Where a request names tools (each API's module under providers/apis/
+ * reads its own places into a ToolMap):
  * - OpenAI chat completions (and Azure OpenAI): `tools[]` (function, custom,
  *   any other type), the legacy `functions[]`, `function_call: {name}`,
  *   `tool_choice` (a function, a custom tool, `allowed_tools`, a built-in
