@@ -9,6 +9,7 @@
 import type { ErrorCode } from '../errors.ts'
 import { GateError } from '../errors.ts'
 import { parseJsonDocument, type JsonDocument, type JsonLimits } from '../json/document.ts'
+import { modelApiFor } from '../providers/apis/index.ts'
 import { parseProviderRequest } from '../providers/parse.ts'
 import { measureInput } from '../quotas/measure.ts'
 import type { ApiRoute } from '../providers/routes.ts'
@@ -60,7 +61,7 @@ export function inspectRequestBody(job: InspectionJob, engine: RedactionEngine |
     const parsed = parseProviderRequest(job.route, doc.value, job.providerName)
     const modelSpan = topLevelModelSpan(doc)
     const measured = job.measure === undefined ? undefined : measureInput(doc, job.measure === 'tokens' && job.route.kind !== 'anthropic')
-    const usage = streamUsageOf(job.route.api, doc, parsed.stream)
+    const usage = modelApiFor(job.route)?.streamUsage?.of(doc, parsed.stream)
     const request = modelSpan || measured || usage ? Object.freeze({ ...parsed, ...(modelSpan ? { modelSpan } : {}), ...(measured ? { input: measured } : {}), ...(usage ? { streamUsage: usage } : {}) }) : parsed
     if (!job.scan) return { ok: true, request, scan: undefined }
     if (!engine) throw new Error('body inspection asked to scan without a redaction engine')
@@ -69,23 +70,6 @@ export function inspectRequestBody(job: InspectionJob, engine: RedactionEngine |
     if (!(err instanceof GateError)) throw err
     return { ok: false, refusal: { code: err.code, details: { ...masked(err.details, engine, job.subject) }, internal: err.internal === undefined ? undefined : maskText(err.internal, engine, job.subject) } }
   }
-}
-
-/**
- * For an OpenAI chat completion that streams: whether the caller asked for the
- * usage chunk (`stream_options.include_usage`), and, when the body has no
- * `stream_options` at all, where the root object closes (the quota stage
- * asks for the usage there).
- */
-function streamUsageOf(api: string, doc: JsonDocument, stream: boolean): ParsedRequest['streamUsage'] {
-  if (api !== 'openai.chat_completions' || !stream) return undefined
-  const v = doc.value as Record<string, unknown>
-  const so = v.stream_options
-  if (so === undefined || so === null) {
-    if (so === null) return { asked: false }
-    return { asked: false, insertAt: doc.text.lastIndexOf('}') }
-  }
-  return { asked: typeof so === 'object' && (so as Record<string, unknown>).include_usage === true }
 }
 
 /** The span of the body's top-level `"model": "…"` string value (the alias rewrite replaces it). */

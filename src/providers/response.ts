@@ -1,35 +1,14 @@
 /**
  * Reading what the provider reports back: the response model and token usage,
- * from JSON bodies and from SSE streams (OpenAI chunks, Anthropic events).
+ * from JSON bodies and from SSE streams, where each API's module says
+ * (providers/apis/: OpenAI chunks, Responses and Anthropic events).
  * Streams are framed by the same framer the redaction of responses uses, so
  * both read the same events (those the SDKs read).
  */
 import { carriesSseFields, SseFramer, type SseEvent } from '../redaction/sse.ts'
-import type { TokenUsage } from './types.ts'
+import { absorbResponseObject, type ResponseFacts } from './apis/index.ts'
 
-export interface ResponseFacts {
-  model: string | undefined
-  usage: TokenUsage
-}
-
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined)
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
-
-/** Folds one JSON object (a whole response or one SSE event) into the facts. */
-export function absorbResponseObject(facts: ResponseFacts, obj: unknown): void {
-  if (!isObj(obj)) return
-  if (typeof obj.model === 'string') facts.model = obj.model
-  // Anthropic message_start carries the message; OpenAI responses events carry `response`.
-  const inner = isObj(obj.message) ? obj.message : isObj(obj.response) ? obj.response : undefined
-  if (inner) absorbResponseObject(facts, inner)
-  const u = obj.usage
-  if (isObj(u)) {
-    const input = num(u.prompt_tokens) ?? num(u.input_tokens)
-    const output = num(u.completion_tokens) ?? num(u.output_tokens)
-    if (input !== undefined) facts.usage.input = input
-    if (output !== undefined) facts.usage.output = output
-  }
-}
+export type { ResponseFacts }
 
 /** Incremental SSE reader: feed raw chunks (UTF-8 split anywhere), facts update as events complete. */
 export class SseFactsReader {

@@ -11,7 +11,8 @@
  * - Output reserve: the request's max_tokens (max_completion_tokens,
  *   max_output_tokens), else the model's `defaultMaxTokens`, else
  *   `quotas.estimation.defaultMaxTokens`. Embeddings reserve no output.
- * - Streamed output: each text delta counted the same way as input.
+ * - Streamed output: each text delta (providers/apis: each API's `outputText`)
+ *   counted the same way as input.
  */
 import { modelMatcher } from '../config/sections/providers.ts'
 import type { QuotasConfig } from '../config/sections/quotas.ts'
@@ -76,37 +77,4 @@ export function compileEstimator(e: QuotasConfig['estimation']): Estimator {
       }
     },
   }
-}
-
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
-
-/**
- * The generated text in one streamed event: OpenAI chat (`choices[].delta`
- * content, refusal, reasoning and tool-call arguments) and completions
- * (`choices[].text`), OpenAI responses (`*.delta` events), Anthropic
- * (`content_block_delta`: text, thinking, partial JSON).
- */
-export function streamedText(obj: unknown): string {
-  if (!isObj(obj)) return ''
-  let out = ''
-  if (Array.isArray(obj.choices)) {
-    for (const c of obj.choices) {
-      if (!isObj(c)) continue
-      if (typeof c.text === 'string') out += c.text
-      const d = c.delta
-      if (!isObj(d)) continue
-      for (const k of ['content', 'refusal', 'reasoning_content', 'reasoning']) if (typeof d[k] === 'string') out += d[k] as string
-      if (Array.isArray(d.tool_calls)) for (const t of d.tool_calls) if (isObj(t) && isObj(t.function) && typeof t.function.arguments === 'string') out += t.function.arguments
-    }
-    return out
-  }
-  if (typeof obj.type === 'string') {
-    if (obj.type === 'content_block_delta' && isObj(obj.delta)) {
-      const d = obj.delta
-      for (const k of ['text', 'thinking', 'partial_json']) if (typeof d[k] === 'string') out += d[k] as string
-      return out
-    }
-    if (obj.type.startsWith('response.') && obj.type.endsWith('.delta') && typeof obj.delta === 'string') return obj.delta
-  }
-  return out
 }

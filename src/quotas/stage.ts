@@ -32,9 +32,10 @@ import { addRequestBodyEdit } from '../inspection/edits.ts'
 import type { Logger } from '../log.ts'
 import type { QuotaOutcome, RequestContext } from '../pipeline/context.ts'
 import type { BodyChunk, Stage, StreamOutcome } from '../pipeline/stage.ts'
+import { apiFor, streamedText, type StreamUsageOption } from '../providers/apis/index.ts'
 import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
 import { errorEvent, serializeEvent, SseFramer, type SseEvent } from '../redaction/sse.ts'
-import { compileEstimator, streamedText, type TextCounter } from './estimate.ts'
+import { compileEstimator, type TextCounter } from './estimate.ts'
 import { countO200k } from './measure.ts'
 import { rateLimitHeaders } from './headers.ts'
 import { MemoryStore } from './memory.ts'
@@ -44,8 +45,6 @@ import { StoreUnavailableError, type ReserveItem, type ReserveResult, type Settl
 const HELD = Symbol('quota.held')
 const CLOSED = Symbol('quota.closed')
 
-/** What to insert before a streaming chat completion's closing brace to get the usage chunk. */
-const INCLUDE_USAGE = ',"stream_options":{"include_usage":true}'
 /** The usage of a request whose response reported none. */
 const NO_USAGE: TokenUsage = Object.freeze({ input: undefined, output: undefined })
 
@@ -77,8 +76,8 @@ interface Held {
   /** Output tokens reserved so far (the budget plus extensions). */
   output: number
   readonly counter: TextCounter
-  /** Hide the usage chunk this stage asked for. */
-  hideUsage: boolean
+  /** Hide the usage this stage asked for: the API's option that asked. */
+  hideUsage: StreamUsageOption | undefined
   framer: SseFramer | undefined
   settled: boolean
   outcome: QuotaOutcome
@@ -260,14 +259,11 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
   }
 
   /** The event as the caller gets it: dropped (the usage chunk it did not ask for), without `usage: null`, or as it came. */
-  const passOn = (ev: SseEvent, hideUsage: boolean, parsed: unknown): Buffer | undefined => {
-    if (hideUsage && parsed !== undefined && typeof parsed === 'object' && parsed !== null && 'usage' in parsed) {
-      const o = parsed as Record<string, unknown>
-      if (o.usage !== null && Array.isArray(o.choices) && o.choices.length === 0) return undefined
-      if (o.usage === null) {
-        const { usage: _drop, ...rest } = o
-        return serializeEvent(ev, JSON.stringify(rest))
-      }
+  const passOn = (ev: SseEvent, hideUsage: StreamUsageOption | undefined, parsed: unknown): Buffer | undefined => {
+    if (hideUsage && parsed !== undefined && typeof parsed === 'object' && parsed !== null) {
+      const shown = hideUsage.withoutUsage(parsed as Record<string, unknown>)
+      if (shown === undefined) return undefined
+      if (shown !== parsed) return serializeEvent(ev, JSON.stringify(shown))
     }
     return serializeEvent(ev)
   }
@@ -300,14 +296,16 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
         outcome.remaining = remainingOf(counters, r.result)
         if (!r.result.ok) return refuse(ctx, counters, r.result, outcome)
         ctx.put('quota', outcome)
-        const h: Held = { id, store: r.store, storeName: r.storeName, counters, input, output, counter: estimator.textCounter(req), hideUsage: false, framer: undefined, settled: false, outcome }
+        const h: Held = { id, store: r.store, storeName: r.storeName, counters, input, output, counter: estimator.textCounter(req), hideUsage: undefined, framer: undefined, settled: false, outcome }
         ctx.local(HELD, () => h)
         // The stream ended while the store answered (the phase ran out of time): nothing went out, give it all back.
         if (ctx.local(CLOSED, () => ({ closed: false })).closed) return settle(ctx, h, { kind: 'cancelled' })
         // No usage chunk asked for: ask for it, and hide it from the caller.
-        if (req.streamUsage && !req.streamUsage.asked && req.streamUsage.insertAt !== undefined && matched.some((r) => r.tokens)) {
-          addRequestBodyEdit(ctx, { start: req.streamUsage.insertAt, end: req.streamUsage.insertAt, text: INCLUDE_USAGE })
-          h.hideUsage = true
+        const insertAt = req.streamUsage && !req.streamUsage.asked ? req.streamUsage.insertAt : undefined
+        const option = insertAt !== undefined && matched.some((r) => r.tokens) ? apiFor(req.api).streamUsage : undefined
+        if (option && insertAt !== undefined) {
+          addRequestBodyEdit(ctx, { start: insertAt, end: insertAt, text: option.ask })
+          h.hideUsage = option
         }
       }
       const r = reserve(counters, id, outcome)

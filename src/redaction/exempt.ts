@@ -10,95 +10,16 @@
  *   base64 from end to end and whose decoded bytes start with the signature
  *   of an image or audio format. Text-like payloads (text/plain, JSON, PDF,
  *   anything without such a signature) are scanned, decoded.
+ *
+ * Which values each field can take is each provider API's own knowledge
+ * (its module under providers/apis/); ENUMERATED_VALUES gathers them.
  */
-
-/** Values each enumerated field can take in the OpenAI and Anthropic APIs (requests, responses, stream events). */
-const ENUMERATED: Readonly<Record<string, ReadonlySet<string>>> = {
-  role: new Set(['system', 'user', 'assistant', 'tool', 'developer', 'function']),
-  object: new Set(['chat.completion', 'chat.completion.chunk', 'text_completion', 'response', 'list', 'embedding', 'model']),
-  finish_reason: new Set(['stop', 'length', 'tool_calls', 'content_filter', 'function_call']),
-  stop_reason: new Set(['end_turn', 'max_tokens', 'stop_sequence', 'tool_use', 'pause_turn', 'refusal']),
-  status: new Set(['completed', 'in_progress', 'incomplete', 'failed', 'queued', 'cancelled']),
-  detail: new Set(['auto', 'low', 'high']),
-  format: new Set(['wav', 'mp3', 'flac', 'opus', 'pcm16', 'aac']),
-  encoding_format: new Set(['float', 'base64']),
-  reasoning_effort: new Set(['minimal', 'low', 'medium', 'high']),
-  service_tier: new Set(['auto', 'default', 'flex', 'priority', 'scale', 'standard_only']),
-  media_type: new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'application/pdf', 'text/plain']),
-  type: new Set([
-    // message content parts and tools
-    'text',
-    'image',
-    'image_url',
-    'input_text',
-    'input_image',
-    'input_audio',
-    'input_file',
-    'output_text',
-    'output_audio',
-    'refusal',
-    'file',
-    'document',
-    'base64',
-    'url',
-    'function',
-    'custom',
-    'tool_use',
-    'tool_result',
-    'thinking',
-    'redacted_thinking',
-    'message',
-    'function_call',
-    'function_call_output',
-    'reasoning',
-    'summary_text',
-    'json_object',
-    'json_schema',
-    'ephemeral',
-    'auto',
-    'any',
-    'none',
-    'tool',
-    'enabled',
-    'disabled',
-    'error',
-    // Anthropic stream events
-    'message_start',
-    'message_delta',
-    'message_stop',
-    'content_block_start',
-    'content_block_delta',
-    'content_block_stop',
-    'ping',
-    'text_delta',
-    'input_json_delta',
-    'thinking_delta',
-    'signature_delta',
-    // OpenAI Responses stream events
-    'response.created',
-    'response.in_progress',
-    'response.completed',
-    'response.failed',
-    'response.incomplete',
-    'response.output_item.added',
-    'response.output_item.done',
-    'response.content_part.added',
-    'response.content_part.done',
-    'response.output_text.delta',
-    'response.output_text.done',
-    'response.refusal.delta',
-    'response.refusal.done',
-    'response.function_call_arguments.delta',
-    'response.function_call_arguments.done',
-    'response.reasoning_summary_text.delta',
-    'response.reasoning_summary_text.done',
-  ]),
-}
+import { ENUMERATED_VALUES } from '../providers/apis/index.ts'
 
 /** True when `key` is an enumerated protocol field and `value` one of its values. */
 export function isEnumeratedValue(key: string | number | undefined, value: string): boolean {
   if (typeof key !== 'string') return false
-  const allowed = Object.hasOwn(ENUMERATED, key) ? ENUMERATED[key] : undefined
+  const allowed = Object.hasOwn(ENUMERATED_VALUES, key) ? ENUMERATED_VALUES[key] : undefined
   return allowed !== undefined && allowed.has(value)
 }
 

@@ -39,9 +39,8 @@
  * Every event goes out in canonical SSE form (sse.ts), so every client reads
  * from the output the events that were scanned.
  */
-import type { JsonPath } from '../providers/types.ts'
+import { deltaSlots } from '../providers/apis/index.ts'
 import { siteEdits } from './document.ts'
-import { isEnumeratedValue } from './exempt.ts'
 import { jsonTokens, type JsonToken } from './json-tokens.ts'
 import { applyEdits, findPlaceholders, type Edit, type PlaceholderBook } from './placeholders.ts'
 import { resolveOverlaps, type Scanner } from './scanner.ts'
@@ -547,79 +546,4 @@ function jsonSafeEdit(e: Edit, region: string, book: PlaceholderBook): Edit {
   for (let i = end - 1; i >= e.start && region[i] === '\\'; i--) slashes++
   if (slashes % 2 === 1 && end < region.length) end++
   return { start: e.start, end, text }
-}
-
-/** A text delta of one event: its channel (key, and a printable family), whether it is a JSON fragment, and its path. */
-export interface DeltaSlot {
-  readonly channel: string
-  readonly family: string
-  readonly json: boolean
-  readonly path: JsonPath
-  readonly text: string
-}
-
-/** A small non-negative integer as printed; anything else (response text) is not printed. */
-function safeIndex(v: unknown, fallback: number): string {
-  const n = typeof v === 'number' ? v : fallback
-  return Number.isInteger(n) && n >= 0 && n < 10000 ? String(n) : '?'
-}
-
-/** The text deltas of one event, by channel, for the OpenAI and Anthropic streaming formats. */
-export function deltaSlots(o: Record<string, unknown>): DeltaSlot[] {
-  const out: DeltaSlot[] = []
-  const str = (v: unknown): v is string => typeof v === 'string'
-  // OpenAI chat completions and legacy completions.
-  if (Array.isArray(o.choices)) {
-    o.choices.forEach((c: unknown, ci) => {
-      if (!c || typeof c !== 'object') return
-      const choice = c as Record<string, unknown>
-      const idx = typeof choice.index === 'number' ? choice.index : ci
-      const ix = safeIndex(idx, ci)
-      if (str(choice.text)) out.push({ channel: `completion.${idx}`, family: `completion.${ix}`, json: false, path: ['choices', ci, 'text'], text: choice.text })
-      const delta = choice.delta as Record<string, unknown> | undefined
-      if (!delta || typeof delta !== 'object') return
-      for (const f of ['content', 'refusal', 'reasoning_content', 'reasoning']) {
-        const v = delta[f]
-        if (str(v)) out.push({ channel: `chat.${idx}.${f}`, family: `chat.${ix}.${f}`, json: false, path: ['choices', ci, 'delta', f], text: v })
-      }
-      if (Array.isArray(delta.tool_calls)) {
-        delta.tool_calls.forEach((t: unknown, ti) => {
-          const tc = t as { index?: unknown; function?: { arguments?: unknown } }
-          const args = tc?.function?.arguments
-          if (str(args)) {
-            const tIdx = typeof tc.index === 'number' ? tc.index : ti
-            out.push({ channel: `chat.${idx}.tool.${tIdx}`, family: `chat.${ix}.tool.${safeIndex(tIdx, ti)}`, json: true, path: ['choices', ci, 'delta', 'tool_calls', ti, 'function', 'arguments'], text: args })
-          }
-        })
-      }
-    })
-    return out
-  }
-  const type = o.type
-  // Anthropic messages.
-  if (type === 'content_block_delta' && o.delta && typeof o.delta === 'object') {
-    const d = o.delta as Record<string, unknown>
-    const idx = typeof o.index === 'number' ? o.index : 0
-    const ix = safeIndex(idx, 0)
-    if (str(d.text)) out.push({ channel: `block.${idx}.text`, family: `block.${ix}.text`, json: false, path: ['delta', 'text'], text: d.text })
-    if (str(d.partial_json)) out.push({ channel: `block.${idx}.json`, family: `block.${ix}.json`, json: true, path: ['delta', 'partial_json'], text: d.partial_json })
-    if (str(d.thinking)) out.push({ channel: `block.${idx}.thinking`, family: `block.${ix}.thinking`, json: false, path: ['delta', 'thinking'], text: d.thinking })
-    return out
-  }
-  if (type === 'content_block_start' && o.content_block && typeof o.content_block === 'object') {
-    const b = o.content_block as Record<string, unknown>
-    const idx = typeof o.index === 'number' ? o.index : 0
-    const ix = safeIndex(idx, 0)
-    if (str(b.text)) out.push({ channel: `block.${idx}.text`, family: `block.${ix}.text`, json: false, path: ['content_block', 'text'], text: b.text })
-    if (str(b.thinking)) out.push({ channel: `block.${idx}.thinking`, family: `block.${ix}.thinking`, json: false, path: ['content_block', 'thinking'], text: b.thinking })
-    return out
-  }
-  // OpenAI Responses API: response.output_text.delta, response.function_call_arguments.delta, …
-  if (typeof type === 'string' && type.endsWith('.delta') && str(o.delta)) {
-    const item = str(o.item_id) ? o.item_id : String(o.output_index ?? 0)
-    const part = typeof o.content_index === 'number' ? o.content_index : 0
-    const kind = isEnumeratedValue('type', type) ? type.slice('response.'.length, -'.delta'.length) : 'delta'
-    out.push({ channel: `responses.${item}.${part}.${type}`, family: `responses.${kind}`, json: type.includes('arguments'), path: ['delta'], text: o.delta })
-  }
-  return out
 }

@@ -8,7 +8,7 @@
  */
 import { siteEdits } from './document.ts'
 import { binaryPayloadKind, isEnumeratedValue } from './exempt.ts'
-import { formatPath } from './json.ts'
+import { formatPath } from '../json/document.ts'
 import type { JsonToken } from './json-tokens.ts'
 import { applyEdits, type Edit, type PlaceholderBook } from './placeholders.ts'
 import { resolveOverlaps, type Scanner } from './scanner.ts'

@@ -33,7 +33,8 @@ import type { RequestContext, ToolDecision } from '../pipeline/context.ts'
 import type { BodyChunk, Stage } from '../pipeline/stage.ts'
 import { decodeBuffered, parseContentEncoding, StreamDecoder, type Coding } from '../redaction/encoding.ts'
 import { carriesSseFields, errorEvent, SseFramer, type SseEvent } from '../redaction/sse.ts'
-import { collectCalls, DeclaredTools, mayNameToolCall, type ToolCall } from './calls.ts'
+import { collectCalls, mayNameToolCall, TOOL_CALL_MARKERS, type ToolCall } from '../providers/apis/index.ts'
+import { DeclaredTools } from './calls.ts'
 
 export interface ToolCallStageOptions {
   /** The policy engine: `factsFor` and its cached `evaluate`. */
@@ -162,7 +163,7 @@ export function lastEventEnd(buf: Buffer): number {
 }
 
 /** Longest marker of mayNameToolCall, less one: the bytes a marker split between two chunks may leave in the first. */
-const MARKER_SEAM = 7
+const MARKER_SEAM = Math.max(...TOOL_CALL_MARKERS.map((m) => m.length)) - 1
 
 /**
  * An SSE stream cut where its events end, in time linear in its length. An

@@ -15,7 +15,7 @@ import { RequestContext } from '../../src/pipeline/context.ts'
 import { PolicyEngine } from '../../src/policy/engine.ts'
 import { parseProviderRequest } from '../../src/providers/parse.ts'
 import { matchRoute } from '../../src/providers/routes.ts'
-import { toolsOf } from '../../src/providers/tools.ts'
+import { toolsOf } from '../../src/providers/apis/index.ts'
 import { SseFramer } from '../../src/redaction/sse.ts'
 import { createToolCallStage } from '../../src/tools/stage.ts'
 

@@ -310,7 +310,7 @@ t.test('delegated users from signed tokens', async (t) => {
   }
   const request = (token?: string) => ctxWith(mtls(checkout, CHECKOUT), token === undefined ? {} : { 'x-modelgate-user-token': token })
 
-  t.test('a valid token sets ctx.user', async (t) => {
+  t.test('a valid token names the delegated user in the caller output', async (t) => {
     const users = verifier()
     const ctx = request(await sign({ email: 'alice@example.org', groups: ['ml', 'payments'] }))
     t.equal(await run(stageWith({}, users), ctx), undefined)

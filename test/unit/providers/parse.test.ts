@@ -1,6 +1,7 @@
 import t from 'tap'
 import { GateError } from '../../../src/errors.ts'
-import { parseProviderRequest, pathString } from '../../../src/providers/parse.ts'
+import { pathString } from '../../../src/providers/apis/fields.ts'
+import { parseProviderRequest } from '../../../src/providers/parse.ts'
 import { matchRoute } from '../../../src/providers/routes.ts'
 import type { ParsedRequest } from '../../../src/providers/types.ts'
 

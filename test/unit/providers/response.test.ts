@@ -1,5 +1,6 @@
 import t from 'tap'
-import { absorbResponseObject, SseFactsReader, type ResponseFacts } from '../../../src/providers/response.ts'
+import { absorbResponseObject } from '../../../src/providers/apis/index.ts'
+import { SseFactsReader, type ResponseFacts } from '../../../src/providers/response.ts'
 
 const facts = (): ResponseFacts => ({ model: undefined, usage: { input: undefined, output: undefined } })
 

@@ -1,17 +1,9 @@
 import t from 'tap'
 import { GateError } from '../../../src/errors.ts'
-import {
-  ANTHROPIC_BUILTIN_TYPES,
-  anthropicServerTool,
-  canonicalToolName,
-  MAX_TOOLS,
-  mcpServerId,
-  mcpToolId,
-  parseMcpId,
-  responsesCallTool,
-  RESPONSES_BUILTIN_TYPES,
-  toolsOf,
-} from '../../../src/providers/tools.ts'
+import { ANTHROPIC_BUILTIN_TYPES, anthropicServerTool } from '../../../src/providers/apis/anthropic-messages.ts'
+import { toolsOf } from '../../../src/providers/apis/index.ts'
+import { responsesCallTool, RESPONSES_BUILTIN_TYPES } from '../../../src/providers/apis/openai-responses.ts'
+import { canonicalToolName, MAX_TOOLS, mcpServerId, mcpToolId, parseMcpId } from '../../../src/providers/tools.ts'
 import type { ToolDefinition } from '../../../src/providers/types.ts'
 
 const CHAT = 'openai.chat_completions'

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { toolsOf } from '../../../src/providers/tools.ts'
-import { collectCalls, DeclaredTools, mayNameToolCall, type ToolCall } from '../../../src/tools/calls.ts'
+import { collectCalls, mayNameToolCall, toolsOf, type ToolCall } from '../../../src/providers/apis/index.ts'
+import { DeclaredTools } from '../../../src/tools/calls.ts'
 
 const calls = (v: unknown): ToolCall[] => {
   const out: ToolCall[] = []
