@@ -8,7 +8,7 @@
  *
  * where the attributes are every attribute of the record except
  * `modelgate.audit.hash` itself, sorted by key. Values are JSON scalars or
- * arrays, so the same hash comes out of the in-memory span, the JSON-lines
+ * arrays, so the same hash comes out of the record as built, the JSON-lines
  * record and an OTLP/JSON export (whose integers arrive as strings).
  *
  * A deleted record shows as a gap in `seq` and a broken `prev_hash` link; an
