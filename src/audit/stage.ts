@@ -410,17 +410,21 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
   }
 }
 
-/** Random ids (hex, never all zeros) from a pool of random bytes refilled as it runs out. */
-const idPool = Buffer.alloc(8 * 512)
-let idNext = idPool.length
+/** Random ids (hex, never all zeros), cut from a pool of random hex digits refilled as it runs out. */
+const ID_POOL_BYTES = 8 * 512
+const idBytes = Buffer.alloc(ID_POOL_BYTES)
+let idHex = ''
+let idNext = 0
 function randomId(bytes: number): string {
+  const digits = bytes * 2
   for (;;) {
-    if (idNext + bytes > idPool.length) {
-      randomFillSync(idPool)
+    if (idNext + digits > idHex.length) {
+      randomFillSync(idBytes)
+      idHex = idBytes.toString('hex')
       idNext = 0
     }
-    const id = idPool.toString('hex', idNext, (idNext += bytes))
-    if (id !== '0'.repeat(bytes * 2)) return id
+    const id = idHex.slice(idNext, (idNext += digits))
+    if (id !== '0'.repeat(digits)) return id
   }
 }
 /** A span id: 16 hex digits. */
