@@ -8,7 +8,7 @@
  *
  * where the attributes are every attribute of the record except
  * `modelgate.audit.hash` itself, sorted by key. Values are JSON scalars or
- * arrays, so the same hash comes out of the in-memory span, the JSON-lines
+ * arrays, so the same hash comes out of the record as built, the JSON-lines
  * record and an OTLP/JSON export (whose integers arrive as strings).
  *
  * A deleted record shows as a gap in `seq` and a broken `prev_hash` link; an
@@ -17,7 +17,7 @@
  * should land somewhere the writer of the spool or file cannot change (the
  * collector), and why the chain head is logged at shutdown.
  */
-import { createHash, randomUUID } from 'node:crypto'
+import { hash, randomUUID } from 'node:crypto'
 import { MG_AUDIT_CHAIN_ID, MG_AUDIT_FINAL, MG_AUDIT_HASH, MG_AUDIT_PREV_HASH, MG_AUDIT_SEQ, MG_AUDIT_VERSION, RECORD_VERSION, SPAN_CHAIN_END } from './attributes.ts'
 import type { RecordValue, SpanRecord } from './record.ts'
 
@@ -38,8 +38,7 @@ export function recordHash(id: RecordIdentity, attributes: Readonly<Record<strin
     const v = attributes[k]
     if (k !== MG_AUDIT_HASH && v !== undefined) pairs.push([k, v])
   }
-  const canonical = JSON.stringify([DOMAIN, id.traceId, id.spanId, id.start, id.end, pairs])
-  return createHash('sha256').update(canonical).digest('hex')
+  return hash('sha256', JSON.stringify([DOMAIN, id.traceId, id.spanId, id.start, id.end, pairs]))
 }
 
 /** One process's chain. Appending is synchronous, so records get their seq in close() order. */

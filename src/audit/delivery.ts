@@ -1,6 +1,7 @@
 /**
- * Getting every ended span somewhere durable: the span processor of modelgate's
- * own tracer provider.
+ * Getting every ended span somewhere durable. The audit stage hands each
+ * record over as it ends (`add`); as a span processor it takes SDK spans too.
+ * Records queue as records and become spans only when a batch is exported.
  *
  *   span ends ──► file sink (JSON lines), if configured
  *            └──► memory queue ──batch──► OTLP exporter ──ok──► done
@@ -22,7 +23,7 @@ import { resourceFromAttributes, type Resource } from '@opentelemetry/resources'
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace'
 import type { Logger } from '../log.ts'
 import type { FileSink } from './file-sink.ts'
-import { recordToSpan, spanToRecord } from './record.ts'
+import { recordToSpan, spanToRecord, type SpanRecord } from './record.ts'
 import type { Spool } from './spool.ts'
 
 export interface DeliveryOptions {
@@ -31,6 +32,8 @@ export interface DeliveryOptions {
   /** Required with an exporter. */
   readonly spool: Spool | undefined
   readonly file: FileSink | undefined
+  /** The resource and scope records of this process are exported with. */
+  readonly resource: Resource
   readonly scope: InstrumentationScope
   readonly delayMs: number
   readonly maxBatch: number
@@ -61,7 +64,8 @@ export interface DeliveryStats {
 
 export class AuditDelivery implements SpanProcessor {
   readonly #o: DeliveryOptions
-  #queue: ReadableSpan[] = []
+  /** Records waiting for the exporter: kept as records, made spans only when a batch goes out. */
+  #queue: SpanRecord[] = []
   #inFlight = 0
   #timer: NodeJS.Timeout | undefined
   #timerAt = 0
@@ -115,14 +119,23 @@ export class AuditDelivery implements SpanProcessor {
   onStart(_span: Span, _parentContext: Context): void {}
 
   onEnd(span: ReadableSpan): void {
-    this.#o.file?.write(spanToRecord(span))
+    this.add(spanToRecord(span))
+  }
+
+  /**
+   * Delivers one ended span given as its record (what the audit stage builds):
+   * to the file now, to the exporter with the next batch. The record must not
+   * change afterwards.
+   */
+  add(record: SpanRecord): void {
+    this.#o.file?.write(record)
     if (!this.#o.exporter) return
     if (this.#closing) {
-      // Late spans during shutdown go straight to disk.
-      this.#spill([span])
+      // Late records during shutdown go straight to disk.
+      this.#spill([record])
       return
     }
-    this.#queue.push(span)
+    this.#queue.push(record)
     if (this.#queue.length > this.#o.maxQueue) this.#scheduleSpill()
     this.#schedule(this.#queue.length >= this.#o.maxBatch ? 0 : this.#o.delayMs)
   }
@@ -242,7 +255,7 @@ export class AuditDelivery implements SpanProcessor {
       }
       if (this.#queue.length === 0) return
       const batch = this.#queue.splice(0, this.#o.maxBatch)
-      if (await this.#export(batch)) {
+      if (await this.#export(batch.map((r) => recordToSpan(r, this.#o.resource, this.#o.scope)))) {
         this.#up()
         continue
       }
@@ -288,17 +301,17 @@ export class AuditDelivery implements SpanProcessor {
     })
   }
 
-  #spill(spans: readonly ReadableSpan[]): void {
-    if (spans.length === 0) return
+  #spill(records: readonly SpanRecord[]): void {
+    if (records.length === 0) return
     const spool = this.#o.spool!
     let written = 0
     try {
-      written = spool.append(spans.map(spanToRecord))
+      written = spool.append(records)
     } catch (err) {
       this.#o.logger.error('audit spool cannot be written', { dir: spool.dir, error: (err as Error).message })
     }
     this.#spooled += written
-    const lost = spans.length - written
+    const lost = records.length - written
     if (lost > 0) {
       this.#dropped += lost
       this.#o.onDropped?.(lost)

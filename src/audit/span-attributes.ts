@@ -13,7 +13,7 @@ import { mcpRecordOf } from '../mcp/governance.ts'
 import { callerClass } from '../policy/request.ts'
 import type { Operation, ProviderKind } from '../providers/types.ts'
 import * as A from './attributes.ts'
-import type { RecordValue } from './record.ts'
+import { cleanValue, type RecordValue } from './record.ts'
 
 export type Outcome = 'allowed' | 'denied' | 'cancelled' | 'error'
 
@@ -183,10 +183,25 @@ export interface RecordExtras {
 export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, extras: RecordExtras): Record<string, RecordValue> {
   const a: Record<string, RecordValue> = {}
   const set = (k: string, v: RecordValue | undefined) => {
-    if (v === undefined) return
-    if (typeof v === 'string' && v === '') return
-    if (Array.isArray(v) && v.length === 0) return
-    a[k] = v
+    // Only what OpenTelemetry can carry (no NaN, no mixed arrays): the record is hashed as built.
+    switch (typeof v) {
+      case 'undefined':
+        return
+      case 'string':
+        if (v !== '') a[k] = v
+        return
+      case 'boolean':
+        a[k] = v
+        return
+      case 'number':
+        if (Number.isFinite(v)) a[k] = v
+        return
+      default: {
+        if (Array.isArray(v) && v.length === 0) return
+        const c = cleanValue(v)
+        if (c !== undefined) a[k] = c
+      }
+    }
   }
 
   // The request.

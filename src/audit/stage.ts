@@ -3,11 +3,14 @@
  * sent which data to which model under which policy.
  *
  * It is first in the stage order, so its requestHeaders runs before identity
- * (the span starts there, joined to the caller's trace) and its close() runs
+ * (the span gets its ids there, joined to the caller's trace) and its close() runs
  * last, after every other stage has written what it decided. The span ends
  * exactly once, in close(), however the stream ended (completed, denied,
  * cancelled by Envoy, failed). Child spans per stage are laid out from the
- * pipeline's stage timings (see timeline.ts).
+ * pipeline's stage timings (see timeline.ts). Every span is a finished fact
+ * when it is recorded, so it is built as its record (record.ts) directly and
+ * handed to delivery.ts, without the SDK's live-span machinery; the exporter
+ * gets ReadableSpans made of the records.
  *
  * No decision without a record: before a request is admitted the stage checks
  * that its record can be kept (spool not full, file writable); if not, and
@@ -21,10 +24,10 @@
  * record, stops the metrics endpoint).
  */
 import { randomFillSync, randomUUID } from 'node:crypto'
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type HrTime, type Span as ApiSpan, type SpanContext } from '@opentelemetry/api'
-import { hrTimeDuration, parseTraceParent, TraceState, type InstrumentationScope } from '@opentelemetry/core'
-import { resourceFromAttributes, type Resource } from '@opentelemetry/resources'
-import { AlwaysOnSampler, TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type SpanContext } from '@opentelemetry/api'
+import { parseTraceParent, TraceState } from '@opentelemetry/core'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+import type { SpanExporter } from '@opentelemetry/sdk-trace'
 import type { Config } from '../config/config.ts'
 import { GateError } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -40,7 +43,7 @@ import { OtlpGrpcSpanExporter } from './grpc-exporter.ts'
 import { createAuditMetrics, type AuditMetrics } from './metrics.ts'
 import { describeUrl, readOtelSettings, type OtelSettings } from './otel-env.ts'
 import { auditPaths } from './paths.ts'
-import { endedSpan, nanosToHrTime, type RecordValue } from './record.ts'
+import type { RecordValue, SpanRecord } from './record.ts'
 import { captureContent, isFailure, outcomeOf, requestAttributes, requestStart, roundMs, settleFindings, spanName, type CapturedContent } from './span-attributes.ts'
 import { Spool } from './spool.ts'
 import { Timeline } from './timeline.ts'
@@ -75,12 +78,20 @@ export interface AuditTrail {
 }
 
 const SCOPE = { name: 'modelgate', version: '0.1.0' }
-/** Span attribute limit: comfortably above what one record can carry (lists are capped at 64 items). */
-const ATTRIBUTE_LIMIT = 1024
 const STATE = Symbol('audit')
 
+/** The request span's place in its trace, fixed when the request headers arrive. */
+interface RequestIds {
+  readonly traceId: string
+  readonly spanId: string
+  /** The caller's span, when the request came with a valid trace context. */
+  readonly parent: SpanContext | undefined
+  /** The caller's trace state, serialised; the request span and its stage spans carry it. */
+  readonly traceState: string | undefined
+}
+
 interface RequestState {
-  span: ApiSpan | undefined
+  ids: RequestIds | undefined
   /** The request's start, wall clock ns since the epoch (see requestStart). */
   readonly startNs: bigint
   /** How long before modelgate saw the stream Envoy started the request, when Envoy said. */
@@ -161,6 +172,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     exporter,
     spool,
     file,
+    resource,
     scope: SCOPE,
     delayMs: settings.batch.delayMs,
     maxBatch: settings.batch.maxBatch,
@@ -172,14 +184,6 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     onExportFailure: () => metrics?.recordExportFailure(),
     onDropped: (n) => metrics?.recordDropped(n),
   })
-  const provider = new TracerProvider({
-    resource,
-    // Every request is recorded, whatever the caller's sampling flag says.
-    sampler: new AlwaysOnSampler(),
-    spanLimits: { attributeCountLimit: ATTRIBUTE_LIMIT, attributeValueLengthLimit: Infinity },
-    spanProcessors: [delivery],
-  })
-  const tracer = provider.getTracer(SCOPE.name, SCOPE.version)
   try {
     metrics = createAuditMetrics({
       resource,
@@ -189,7 +193,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       spoolBytes: () => delivery.stats().spoolBytes,
     })
   } catch (err) {
-    void provider.shutdown()
+    void delivery.shutdown()
     throw err
   }
   const m = metrics
@@ -220,7 +224,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
 
   const state = (ctx: RequestContext): RequestState =>
     ctx.local<RequestState>(STATE, () => ({
-      span: undefined,
+      ids: undefined,
       // First called when the request headers arrive, with Envoy's attributes (request.time) in place.
       ...requestStart(ctx),
       timeline: new Timeline('audit', { slicing: cfg.stageSpans }),
@@ -233,9 +237,12 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       closed: false,
     }))
 
-  const start = (ctx: RequestContext, st: RequestState): ApiSpan => {
-    st.span ??= tracer.startSpan(A.SPAN_REQUEST, { kind: SpanKind.SERVER, startTime: nanosToHrTime(st.startNs) }, parentContext(ctx))
-    return st.span
+  const start = (ctx: RequestContext, st: RequestState): RequestIds => {
+    if (st.ids) return st.ids
+    // Every request is recorded, whatever the caller's sampling flag says.
+    const parent = parentSpanContext(ctx)
+    st.ids = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), parent, traceState: parent?.traceState?.serialize() || undefined }
+    return st.ids
   }
 
   const mark = (ctx: RequestContext, phase: Phase): RequestState => {
@@ -283,7 +290,7 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
         }
       }
     }
-    const span = start(ctx, st)
+    const ids = start(ctx, st)
     let endNs = wall(ctx, endMono)
     if (endNs < st.startNs) endNs = st.startNs
     const durationMs = Number(endNs - st.startNs) / 1e6
@@ -296,16 +303,15 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
       requestContent,
       responseContent,
     })
-    const sc = span.spanContext()
     if (cfg.stageSpans) {
-      // Stage spans are finished facts with attributes of known types: they go to the span
-      // processor as ended spans directly, without the SDK's live-span machinery.
-      const { resource, instrumentationScope } = span as unknown as ReadableSpan
+      // Stage spans are finished facts with attributes of known types: they are built as
+      // records directly, children of the request span in its trace.
+      const asParent = { spanId: ids.spanId, isRemote: false }
       for (const s of st.timeline.slices()) {
         // A stage that had nothing to do for this request has no span of its own.
         if (ctx.idleStages !== undefined && ctx.idleStages.has(s.stage)) continue
-        delivery.onEnd(
-          stageSpan(sc, resource, instrumentationScope, `${A.SPAN_STAGE} ${s.stage} ${s.direction}`, nanosToHrTime(wall(ctx, s.startNs)), nanosToHrTime(wall(ctx, s.endNs)), {
+        delivery.add(
+          spanRecord(ids.traceId, newSpanId(), asParent, ids.traceState, `${A.SPAN_STAGE} ${s.stage} ${s.direction}`, SpanKind.INTERNAL, wall(ctx, s.startNs).toString(), wall(ctx, s.endNs).toString(), UNSET, {
             [A.MG_STAGE_NAME]: s.stage,
             [A.MG_STAGE_DIRECTION]: s.direction,
             [A.MG_STAGE_PHASES]: s.phases,
@@ -316,11 +322,11 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
         )
       }
     }
-    chain.append({ traceId: sc.traceId, spanId: sc.spanId, start: st.startNs.toString(), end: endNs.toString() }, attrs)
-    span.updateName(spanName(ctx))
-    span.setAttributes(attrs)
-    if (isFailure(ctx, outcome)) span.setStatus({ code: SpanStatusCode.ERROR, message: ctx.denial?.code ?? outcome.kind })
-    span.end(nanosToHrTime(endNs))
+    const startText = st.startNs.toString()
+    const endText = endNs.toString()
+    chain.append({ traceId: ids.traceId, spanId: ids.spanId, start: startText, end: endText }, attrs)
+    const status = isFailure(ctx, outcome) ? { code: SpanStatusCode.ERROR, message: ctx.denial?.code ?? outcome.kind } : UNSET
+    delivery.add(spanRecord(ids.traceId, ids.spanId, ids.parent, ids.traceState, spanName(ctx), SpanKind.SERVER, startText, endText, status, attrs))
     m.record(ctx, outcomeOf(ctx, outcome, st.responseComplete), durationMs)
   }
 
@@ -386,18 +392,17 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
     shutdown() {
       shuttingDown ??= (async () => {
         try {
-          const startNs = BigInt(Date.now()) * 1_000_000n
-          const span = tracer.startSpan(A.SPAN_CHAIN_END, { kind: SpanKind.INTERNAL, startTime: nanosToHrTime(startNs) }, ROOT_CONTEXT)
+          const at = (BigInt(Date.now()) * 1_000_000n).toString()
           const attrs: Record<string, RecordValue> = { [A.MG_AUDIT_FINAL]: true }
-          const sc = span.spanContext()
-          chain.append({ traceId: sc.traceId, spanId: sc.spanId, start: startNs.toString(), end: startNs.toString() }, attrs)
-          span.setAttributes(attrs)
-          span.end(nanosToHrTime(startNs))
+          const traceId = newTraceId()
+          const spanId = newSpanId()
+          chain.append({ traceId, spanId, start: at, end: at }, attrs)
+          delivery.add(spanRecord(traceId, spanId, undefined, undefined, A.SPAN_CHAIN_END, SpanKind.INTERNAL, at, at, UNSET, attrs))
         } catch (err) {
           logger.error('audit chain-end record failed', { error: (err as Error).message })
         }
         logger.info('audit chain closed', { chain_id: chain.id, seq: chain.seq, head: chain.head })
-        await provider.shutdown()
+        await delivery.shutdown()
         await m.shutdown()
       })()
       return shuttingDown
@@ -405,28 +410,57 @@ export function createAuditStage(config: Config, deps: AuditStageDeps): AuditTra
   }
 }
 
-/** Random span ids (16 hex digits, never all zeros) from a pool of random bytes refilled as it runs out. */
-const idPool = Buffer.alloc(8 * 512)
-let idNext = idPool.length
-function newSpanId(): string {
+/** Random ids (hex, never all zeros), cut from a pool of random hex digits refilled as it runs out. */
+const ID_POOL_BYTES = 8 * 512
+const idBytes = Buffer.alloc(ID_POOL_BYTES)
+let idHex = ''
+let idNext = 0
+function randomId(bytes: number): string {
+  const digits = bytes * 2
   for (;;) {
-    if (idNext === idPool.length) {
-      randomFillSync(idPool)
+    if (idNext + digits > idHex.length) {
+      randomFillSync(idBytes)
+      idHex = idBytes.toString('hex')
       idNext = 0
     }
-    const id = idPool.toString('hex', idNext, (idNext += 8))
-    if (id !== '0000000000000000') return id
+    const id = idHex.slice(idNext, (idNext += digits))
+    if (id !== '0'.repeat(digits)) return id
   }
 }
+/** A span id: 16 hex digits. */
+const newSpanId = (): string => randomId(8)
+/** A trace id: 32 hex digits. */
+const newTraceId = (): string => randomId(16)
+
+const UNSET: SpanRecord['status'] = { code: SpanStatusCode.UNSET }
 
 /**
- * An ended child span of the request span, as the SDK would have made it: same
- * trace, flags and trace state, the request span as parent, kind INTERNAL,
- * status unset.
+ * The record of an ended span, as spanToRecord would make it of the SDK's
+ * span: fields in the record's key order, optional ones only when present.
  */
-function stageSpan(parent: SpanContext, resource: Resource, scope: InstrumentationScope, name: string, startTime: HrTime, endTime: HrTime, attributes: Attributes): ReadableSpan {
-  const ctx: SpanContext = { traceId: parent.traceId, spanId: newSpanId(), traceFlags: parent.traceFlags, ...(parent.traceState ? { traceState: parent.traceState } : {}) }
-  return endedSpan({ name, kind: SpanKind.INTERNAL, context: ctx, parent, startTime, endTime, duration: hrTimeDuration(startTime, endTime), status: { code: SpanStatusCode.UNSET }, attributes, resource, scope })
+function spanRecord(
+  traceId: string,
+  spanId: string,
+  parent: { readonly spanId: string; readonly isRemote?: boolean | undefined } | undefined,
+  traceState: string | undefined,
+  name: string,
+  kind: SpanKind,
+  start: string,
+  end: string,
+  status: SpanRecord['status'],
+  attributes: Record<string, RecordValue>,
+): SpanRecord {
+  const r: { -readonly [K in keyof SpanRecord]: SpanRecord[K] } = { traceId, spanId } as SpanRecord
+  if (parent) r.parentSpanId = parent.spanId
+  if (parent?.isRemote) r.remoteParent = true
+  if (traceState) r.traceState = traceState
+  r.name = name
+  r.kind = kind
+  r.start = start
+  r.end = end
+  r.status = status
+  r.attributes = attributes
+  return r
 }
 
 /** True when a value found in that direction was let through unredacted (so the bytes hold it). */
@@ -436,15 +470,21 @@ function passedUnredacted(ctx: RequestContext, direction: 'request' | 'response'
 
 /** The caller's trace: the gRPC metadata of the Process call first, then the request's traceparent header. */
 export function parentContext(ctx: RequestContext): Context {
+  const sc = parentSpanContext(ctx)
+  return sc ? trace.setSpanContext(ROOT_CONTEXT, sc) : ROOT_CONTEXT
+}
+
+/** The caller's span (remote), or undefined when the request carries no valid trace context. */
+function parentSpanContext(ctx: RequestContext): SpanContext | undefined {
   let traceparent = ctx.trace.traceparent
   let tracestate = ctx.trace.tracestate
   if (!traceparent) {
     traceparent = ctx.requestHeaders.get('traceparent')
     tracestate = ctx.requestHeaders.get('tracestate')
   }
-  if (!traceparent) return ROOT_CONTEXT
+  if (!traceparent) return undefined
   const sc = parseTraceParent(traceparent)
-  if (!sc || !trace.isSpanContextValid(sc)) return ROOT_CONTEXT
+  if (!sc || !trace.isSpanContextValid(sc)) return undefined
   sc.isRemote = true
   if (tracestate) {
     try {
@@ -453,7 +493,7 @@ export function parentContext(ctx: RequestContext): Context {
       /* an unreadable tracestate is dropped; the parent still holds */
     }
   }
-  return trace.setSpanContext(ROOT_CONTEXT, sc)
+  return sc
 }
 
 /**

@@ -73,9 +73,11 @@ export class Pipeline {
     const budget = this.#options.phaseTimeoutMs
     const t0 = performance.now()
     ctx.bindOwners(this.owners)
+    // One clock reading per stage: a stage's end is the next one's start.
+    let s0 = t0
     for (const { name, fn } of list) {
       if (ctx.idleStages !== undefined && ctx.idleStages.has(name)) continue
-      const s0 = performance.now()
+      let end = s0
       ctx.stage = name
       try {
         const r = fn(ctx, chunk)
@@ -86,9 +88,11 @@ export class Pipeline {
         this.#options.onStageError?.(name, phase, ge)
         throw ge
       } finally {
-        ctx.timings.set(name, (ctx.timings.get(name) ?? 0) + (performance.now() - s0))
+        end = performance.now()
+        ctx.timings.set(name, (ctx.timings.get(name) ?? 0) + (end - s0))
+        s0 = end
       }
-      if (performance.now() - t0 > budget) throw this.#timeout(phase, name)
+      if (end - t0 > budget) throw this.#timeout(phase, name)
       // A stage that answers the exchange itself: the stages after it never see it.
       if (ctx.answeredBy === name) return
       // A stage that ended the response wrote its last bytes: later stages do not rewrite them.

@@ -107,6 +107,8 @@ function percentDecode(bytes: Buffer, plusAsSpace: boolean): Buffer {
 }
 
 const HAS_ENCODING = /%[0-9A-Fa-f]{2}|\+/
+/** How many header names the outside scanner remembers its scan-or-skip decision for. */
+const SCANS_MEMO = 1024
 const HIGH_BYTE = /[\u0080-\u00ff]/
 
 /**
@@ -115,9 +117,12 @@ const HIGH_BYTE = /[\u0080-\u00ff]/
  * percent-decoded twice. Duplicates are dropped; the first is the raw text.
  */
 export function readings(raw: string, percent: boolean): string[] {
+  const high = HIGH_BYTE.test(raw)
+  // Plain ASCII without percent-encoding reads one way only.
+  if (!high && !(percent && HAS_ENCODING.test(raw))) return [raw]
   const out = new Set<string>([raw])
   const bytes = Buffer.from(raw, 'latin1')
-  if (HIGH_BYTE.test(raw)) out.add(bytes.toString('utf8'))
+  if (high) out.add(bytes.toString('utf8'))
   if (percent && HAS_ENCODING.test(raw)) {
     for (const plus of [true, false]) {
       const once = percentDecode(bytes, plus)
@@ -196,9 +201,20 @@ export function compileOutsideScanner(engine: RedactionEngine, config: Pick<Reda
   const include = globSet(config.headers.scan)
   const exclude = globSet(config.headers.skip)
   const never = new Set(NEVER_SCANNED)
-  const scans = (name: string) => {
+  const decide = (name: string) => {
     if (name.startsWith(':') || name.startsWith(ENVOY_PREFIX) || never.has(name)) return false
     return include !== undefined && include.test(name) && !(exclude !== undefined && exclude.test(name))
+  }
+  // The same few header names come with every request: each is matched against the globs once
+  // (up to SCANS_MEMO names; any other is matched every time).
+  const memo = new Map<string, boolean>()
+  const scans = (name: string) => {
+    let r = memo.get(name)
+    if (r === undefined) {
+      r = decide(name)
+      if (memo.size < SCANS_MEMO) memo.set(name, r)
+    }
+    return r
   }
 
   /** Every text the detailed scan would scan, for the one-pass check. */

@@ -3,8 +3,6 @@
  * placeholder (`[EMAIL_1]`), so the model can still tell two addresses apart;
  * the book also lets a response have the caller's own values put back.
  */
-import RE2 from 're2'
-
 /** A placeholder as modelgate writes it. */
 export const PLACEHOLDER_PATTERN = '\\[[A-Z][A-Z0-9_]{0,31}_[1-9][0-9]{0,5}\\]'
 /** Longest placeholder: `[` + 32-character label + `_` + 6 digits + `]`. */
@@ -46,16 +44,52 @@ export class PlaceholderBook {
   }
 }
 
-const finder = new RE2(PLACEHOLDER_PATTERN, 'gu')
-
-/** Placeholder-shaped substrings of `text` with their offsets. */
+/**
+ * Placeholder-shaped substrings of `text` with their offsets: the matches of
+ * PLACEHOLDER_PATTERN from left to right, read without a regex (the text is
+ * often a whole body, and a placeholder is short and ASCII): each `[` is
+ * checked against the shape up to the next `]`.
+ */
 export function findPlaceholders(text: string): { start: number; end: number; text: string }[] {
   const out: { start: number; end: number; text: string }[] = []
-  if (text.indexOf('[') < 0) return out
-  finder.lastIndex = 0
-  let m: RegExpExecArray | null
-  while ((m = finder.exec(text)) !== null) out.push({ start: m.index, end: m.index + m[0].length, text: m[0] })
+  for (let i = text.indexOf('['); i >= 0; i = text.indexOf('[', i + 1)) {
+    const end = placeholderEnd(text, i)
+    if (end < 0) continue
+    out.push({ start: i, end, text: text.slice(i, end) })
+    i = end - 1
+  }
   return out
+}
+
+const isUpper = (c: number) => c >= 0x41 && c <= 0x5a
+const isDigit = (c: number) => c >= 0x30 && c <= 0x39
+
+/**
+ * The end (after `]`) of the placeholder that starts with the `[` at `at`, or
+ * -1: a label of 1 to 32 characters (an upper-case letter, then upper-case
+ * letters, digits and `_`), `_`, a number of 1 to 6 digits without a leading
+ * zero, `]`. The number follows the label's last `_`.
+ */
+function placeholderEnd(text: string, at: number): number {
+  const limit = Math.min(text.length, at + MAX_PLACEHOLDER_LENGTH)
+  let lastUnderscore = -1
+  let i = at + 1
+  if (i >= limit || !isUpper(text.charCodeAt(i))) return -1
+  for (i++; i < limit; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x5d) break
+    if (c === 0x5f) lastUnderscore = i
+    else if (!isUpper(c) && !isDigit(c)) return -1
+  }
+  if (i >= limit) return -1
+  // text[i] is the closing `]`.
+  const label = lastUnderscore - (at + 1)
+  const digits = i - lastUnderscore - 1
+  if (lastUnderscore < 0 || label < 1 || label > 32 || digits < 1 || digits > 6) return -1
+  const first = text.charCodeAt(lastUnderscore + 1)
+  if (first === 0x30) return -1
+  for (let k = lastUnderscore + 1; k < i; k++) if (!isDigit(text.charCodeAt(k))) return -1
+  return i + 1
 }
 
 /** A replacement of text[start, end) by `text`. */

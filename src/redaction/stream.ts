@@ -249,15 +249,15 @@ export class SseRedactor {
     const deltas = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? deltaSlots(parsed as Record<string, unknown>) : []
     if (deltas.length > 0) {
       // JSON.parse keeps the last of duplicate keys: the last string token at a path is the delta a client sees.
-      const wanted = new Map(deltas.map((d) => [JSON.stringify(d.path), d]))
-      const last = new Map<string, JsonToken>()
+      // (Each delta has a path of its own: deltaSlots builds them from distinct positions.)
+      const last: (JsonToken | undefined)[] = new Array<JsonToken | undefined>(deltas.length)
       for (const t of tokens) {
         if (t.kind !== 'string') continue
-        const k = JSON.stringify(t.path)
-        if (wanted.has(k)) last.set(k, t)
+        for (let j = 0; j < deltas.length; j++) if (samePath(t.path, deltas[j]!.path)) last[j] = t
       }
-      for (const [k, d] of wanted) {
-        const token = last.get(k)
+      for (let j = 0; j < deltas.length; j++) {
+        const d = deltas[j]!
+        const token = last[j]
         if (!token) continue
         const ch = this.#channel(d.channel, d.family, d.json)
         const start = ch.base + ch.text.length
@@ -546,4 +546,11 @@ function jsonSafeEdit(e: Edit, region: string, book: PlaceholderBook): Edit {
   for (let i = end - 1; i >= e.start && region[i] === '\\'; i--) slashes++
   if (slashes % 2 === 1 && end < region.length) end++
   return { start: e.start, end, text }
+}
+
+/** True when two JSON paths name the same place. */
+function samePath(a: readonly (string | number)[], b: readonly (string | number)[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }

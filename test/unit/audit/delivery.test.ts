@@ -65,6 +65,7 @@ function setup(t: Test, over: Partial<DeliveryOptions> & { maxBytes?: number; ha
     exporter,
     spool,
     file: over.file,
+    resource,
     scope: SCOPE,
     delayMs: over.delayMs ?? 5,
     maxBatch: over.maxBatch ?? 4,
@@ -221,14 +222,14 @@ t.test('every span also goes to the file sink, in order', async (t) => {
 t.test('without an exporter only the file sink is used', async (t) => {
   const dir = tempDir(t)
   const file = new FileSink(join(dir, 'sub', 'audit.jsonl'), silentLogger)
-  const delivery = new AuditDelivery({ exporter: undefined, spool: undefined, file, scope: SCOPE, delayMs: 5, maxBatch: 4, maxQueue: 10, retryInitialMs: 10, retryMaxMs: 10, exportTimeoutMs: 100, logger: silentLogger })
+  const delivery = new AuditDelivery({ exporter: undefined, spool: undefined, file, resource, scope: SCOPE, delayMs: 5, maxBatch: 4, maxQueue: 10, retryInitialMs: 10, retryMaxMs: 10, exportTimeoutMs: 100, logger: silentLogger })
   delivery.onEnd(span(1))
   await delivery.forceFlush()
   t.equal(readFileSync(join(dir, 'sub', 'audit.jsonl'), 'utf8').trim().split('\n').length, 1)
   t.ok(delivery.accepting())
   await delivery.shutdown()
   t.notOk(file.available, 'closed')
-  t.throws(() => new AuditDelivery({ exporter: new FakeExporter(), spool: undefined, file: undefined, scope: SCOPE, delayMs: 5, maxBatch: 4, maxQueue: 10, retryInitialMs: 10, retryMaxMs: 10, exportTimeoutMs: 100, logger: silentLogger }), {
+  t.throws(() => new AuditDelivery({ exporter: new FakeExporter(), spool: undefined, file: undefined, resource, scope: SCOPE, delayMs: 5, maxBatch: 4, maxQueue: 10, retryInitialMs: 10, retryMaxMs: 10, exportTimeoutMs: 100, logger: silentLogger }), {
     message: 'an OTLP exporter needs a spool',
   })
 })
