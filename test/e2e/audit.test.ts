@@ -55,7 +55,7 @@ t.test('the audit trail through Envoy', async (t) => {
     OTEL_EXPORTER_OTLP_TIMEOUT: '500',
     OTEL_METRIC_EXPORT_INTERVAL: '3600000',
   })
-  const auditConfig = { spool: { dir: join(t.testdir(), 'spool'), retryInitialMs: 50, retryMaxMs: 200 }, content: { enabled: true } }
+  const auditConfig = { spool: { dir: join(t.testdir(), 'spool'), retryInitialMs: 50, retryMaxMs: 200 }, content: { enabled: true }, stageSpans: true }
   const stack: Stack = await startStack({ config: { audit: auditConfig } })
   let own: AuditTrail | undefined
   t.teardown(async () => {

@@ -70,7 +70,7 @@ async function harness(tt: Test, opts: { spool?: Record<string, unknown>; polici
     policy: { dir: policyDir(root, opts.policies), watch: false },
     ...(opts.redaction ? { redaction: opts.redaction } : {}),
   }
-  const auditConfig = { spool: { dir: join(root, 'spool'), retryInitialMs: 50, retryMaxMs: 200, ...opts.spool }, content: { enabled: true }, ...(opts.file ? { file: opts.file } : {}) }
+  const auditConfig = { spool: { dir: join(root, 'spool'), retryInitialMs: 50, retryMaxMs: 200, ...opts.spool }, content: { enabled: true }, stageSpans: true, ...(opts.file ? { file: opts.file } : {}) }
   const config = configFromObject({ ...base, audit: auditConfig }, 'audit.integration')
   const audit = createAuditStage(config, {
     logger: silentLogger,

@@ -73,7 +73,7 @@ export const auditSchema = {
         maxBytes: { type: 'integer', minimum: 0, maximum: 1048576, default: 8192 },
       },
     },
-    stageSpans: { type: 'boolean', default: true },
+    stageSpans: { type: 'boolean', default: false },
     metrics: {
       type: 'object',
       additionalProperties: false,

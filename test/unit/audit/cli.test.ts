@@ -40,7 +40,7 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<{ 
 async function auditFile(t: Test): Promise<string> {
   const dir = tempDir(t)
   const file = join(dir, 'audit.jsonl')
-  const audit = createAuditStage(testConfig({ file }), { logger: memoryLogger(), env: {} })
+  const audit = createAuditStage(testConfig({ file, stageSpans: true }), { logger: memoryLogger(), env: {} })
   drive(audit.stage, allowedContext({ id: 'r1', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }))
   drive(audit.stage, allowedContext({ id: 'r2' }))
   drive(audit.stage, deniedContext('MG_POLICY_DENIED', { id: 'r3' }))

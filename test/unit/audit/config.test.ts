@@ -1,7 +1,7 @@
 import t from 'tap'
 import { auditSection } from './fixtures.ts'
 
-t.test('the audit section defaults to a fail-closed trail without content', async (t) => {
+t.test('the audit section defaults to a fail-closed trail without content or stage spans', async (t) => {
   t.same(auditSection(), {
     enabled: true,
     otlp: 'auto',
@@ -9,7 +9,7 @@ t.test('the audit section defaults to a fail-closed trail without content', asyn
     whenUnavailable: 'deny',
     spool: { dir: '', maxBytes: 268435456, retryInitialMs: 1000, retryMaxMs: 30000 },
     content: { enabled: false, maxBytes: 8192 },
-    stageSpans: true,
+    stageSpans: false,
     metrics: { otlp: 'auto' },
   })
 })
