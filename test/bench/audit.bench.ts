@@ -73,8 +73,8 @@ const ENV = { OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_METRIC_EXPORT_INTERVAL: '36000
 const scenarios: Scenario[] = [
   { name: 'no sink (record only)', build: (dir) => createAuditStage(testConfig({ spool: { dir: join(dir, 'spool') } }), { logger: silentLogger, env: ENV }) },
   {
-    name: 'no sink, stage spans off',
-    build: (dir) => createAuditStage(testConfig({ spool: { dir: join(dir, 'spool') }, stageSpans: false }), { logger: silentLogger, env: ENV }),
+    name: 'no sink, with stage spans',
+    build: (dir) => createAuditStage(testConfig({ spool: { dir: join(dir, 'spool') }, stageSpans: true }), { logger: silentLogger, env: ENV }),
   },
   { name: 'JSON-lines file', build: (dir) => createAuditStage(testConfig({ file: join(dir, 'audit.jsonl') }), { logger: silentLogger, env: ENV }) },
   {
@@ -82,9 +82,9 @@ const scenarios: Scenario[] = [
     build: (dir, url) => createAuditStage(testConfig({ spool: { dir: join(dir, 'spool'), maxBytes: 4 * 1024 ** 3 } }), { logger: silentLogger, env: { ...ENV, OTEL_EXPORTER_OTLP_ENDPOINT: url } }),
   },
   {
-    name: 'OTLP/HTTP, stage spans off',
+    name: 'OTLP/HTTP, with stage spans',
     build: (dir, url) =>
-      createAuditStage(testConfig({ spool: { dir: join(dir, 'spool'), maxBytes: 4 * 1024 ** 3 }, stageSpans: false }), { logger: silentLogger, env: { ...ENV, OTEL_EXPORTER_OTLP_ENDPOINT: url } }),
+      createAuditStage(testConfig({ spool: { dir: join(dir, 'spool'), maxBytes: 4 * 1024 ** 3 }, stageSpans: true }), { logger: silentLogger, env: { ...ENV, OTEL_EXPORTER_OTLP_ENDPOINT: url } }),
   },
   {
     name: 'OTLP/HTTP, collector down (spool)',
