@@ -23,7 +23,7 @@ import { createToolCallStage } from './tools/stage.ts'
 import { createQuotaStage } from './quotas/stage.ts'
 import { createStateStore } from './quotas/create.ts'
 import { createMcpGovernance } from './mcp/governance.ts'
-import { sharedSessionStore } from './mcp/store.ts'
+import { sharedApprovalStore, sharedSessionStore } from './mcp/store.ts'
 import { createApprovalStage } from './mcp/approvals.ts'
 import { startServer, type RunningServer } from './server/server.ts'
 import type { TransportEvent } from './server/transport.ts'
@@ -116,8 +116,13 @@ export async function buildStages(
       logger: logger.child({ component: 'mcp' }),
       maxBytes: config.server.maxBodyBytes,
       servers: new Map(catalog.providers.filter((p) => p.kind === 'mcp').map((p) => [p.name, p.upstream.host])),
-      // Agent sessions live where quota counters do: shared by every replica when that is Redis.
-      ...(store.kind === 'redis' ? { sessions: sharedSessionStore(store, { ttlMs: config.mcp.sessions.ttlSeconds * 1000 }) } : {}),
+      // Agent sessions and approvals live where quota counters do: shared by every replica when that is Redis.
+      ...(store.kind === 'redis'
+        ? {
+            sessions: sharedSessionStore(store, { ttlMs: config.mcp.sessions.ttlSeconds * 1000 }),
+            approvals: sharedApprovalStore(store, { ttlMs: config.mcp.approvals.ttlSeconds * 1000, maxEntries: config.mcp.approvals.maxEntries }),
+          }
+        : {}),
     })
     const stages: Stage[] = [
       createIdentityStage({ config: config.identity, users }),

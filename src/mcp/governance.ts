@@ -132,16 +132,18 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     const existing = await approvals.byBinding(binding)
     const t = now()
     if (existing?.state === 'granted') {
+      // Taken in one step: of calls using one grant at once (through any replica) one gets it. The grant read above may
+      // have been used between the read and the take, so only a record still granted when taken allows the call.
       const taken = await approvals.take(existing.id)
       if (taken) await approvals.put({ ...taken, state: 'used' })
-      if (taken && taken.expiresAt > t && taken.policySetHash === policySetHash) {
+      if (taken?.state === 'granted' && taken.expiresAt > t && taken.policySetHash === policySetHash) {
         record.approvalId = taken.id
         record.approvalOutcome = 'used'
         if (taken.approver !== undefined) record.approver = taken.approver
         return
       }
       // A grant that cannot be used is used up now; a new approval is asked for below.
-      record.approvalOutcome = !taken ? 'replayed' : taken.expiresAt <= t ? 'expired' : 'policy_changed'
+      record.approvalOutcome = taken?.state !== 'granted' ? 'replayed' : taken.expiresAt <= t ? 'expired' : 'policy_changed'
     } else if (existing?.state === 'used') record.approvalOutcome = 'replayed'
     let pending = existing?.state === 'pending' && existing.expiresAt > t && existing.policySetHash === policySetHash ? existing : undefined
     if (!pending) {

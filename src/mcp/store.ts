@@ -2,9 +2,11 @@
  * The state MCP governance keeps between requests, behind small interfaces
  * so that it can move from this process's memory to a shared store: what
  * entered each agent session, and human approvals. Every method may answer
- * at once or with a promise; the memory stores answer at once.
+ * at once or with a promise; the memory stores answer at once, the shared
+ * ones (in the quota store, Redis when several replicas run) later.
  */
 import { LRUCache } from 'lru-cache'
+import { GateError } from '../errors.ts'
 import type { StateStore } from '../quotas/store.ts'
 
 /** What entered one agent session so far. */
@@ -120,5 +122,103 @@ export function memoryApprovalStore(opts: { maxEntries: number }): ApprovalStore
       return r
     },
     list: () => [...byId.values()],
+  }
+}
+
+/** Where shared approvals live in the quota store: records by id, the newest id per binding, and the index `list` reads. */
+const APPROVALS = 'mcp-approval'
+const APPROVAL_BINDINGS = 'mcp-approval-binding'
+const APPROVAL_INDEX = 'mcp-approvals'
+const APPROVAL_INDEX_KEY = 'all'
+/** Records read per round trip while listing. */
+const LIST_BATCH = 500
+const STATES: ReadonlySet<string> = new Set(['pending', 'granted', 'used'])
+
+/** A stored record, read back; anything else in its place is refused, never guessed at. */
+function parseApproval(text: string): ApprovalRecord {
+  let r: unknown
+  try {
+    r = JSON.parse(text)
+  } catch {
+    r = undefined
+  }
+  const o = r as Partial<Record<keyof ApprovalRecord, unknown>> | undefined
+  if (!o || typeof o !== 'object' || typeof o.id !== 'string' || typeof o.binding !== 'string' || typeof o.state !== 'string' || !STATES.has(o.state) || typeof o.expiresAt !== 'number' || typeof o.policySetHash !== 'string') {
+    throw new GateError('MG_INTERNAL', { internal: 'the approval store holds a malformed approval record' })
+  }
+  // JSON leaves out the user and actor of a call without them; they are read back as absent.
+  return { ...(o as ApprovalRecord), user: typeof o.user === 'string' ? o.user : undefined, actor: typeof o.actor === 'string' ? o.actor : undefined }
+}
+
+/**
+ * Approvals in the quota store (`quotas.store`): with Redis, an approval
+ * asked for through one replica is listed and granted through any other, and
+ * the call it allows runs once, through whichever replica it reaches.
+ *
+ * - Each approval is a JSON record under its id, kept `ttlMs` past its
+ *   expiry, so a late use is refused as expired rather than as unknown (the
+ *   memory store keeps expired entries until its bound drops them).
+ * - The binding (caller, tool, argument digest) names its newest approval's
+ *   id, kept as long.
+ * - `take` removes the record in one step (GETDEL on Redis): of replicas
+ *   using one grant at once, exactly one gets it.
+ * - `list` reads an index of ids (a sorted set scored by the time each record
+ *   is kept until) rather than a SCAN over the keyspace: its cost follows the
+ *   approvals kept, not the counters and sessions beside them, and it is
+ *   bounded by `maxEntries`: beyond it the approvals kept the shortest leave,
+ *   their records with them.
+ *
+ * A store that cannot be reached fails every method with MG_INTERNAL, so the
+ * call, the listing or the grant is refused, never decided without it.
+ */
+export function sharedApprovalStore(
+  store: Pick<StateStore, 'put' | 'get' | 'take' | 'getMany' | 'index' | 'indexed'>,
+  opts: { ttlMs: number; maxEntries?: number; now?: () => number },
+): ApprovalStore {
+  const now = opts.now ?? Date.now
+  const max = opts.maxEntries ?? 10_000
+  const guard = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof GateError) throw err
+      throw new GateError('MG_INTERNAL', { internal: `approval store (${what}): ${(err as Error).message}`, cause: err })
+    }
+  }
+  const get = async (id: string) => {
+    const text = await store.get(APPROVALS, id)
+    return text === undefined ? undefined : parseApproval(text)
+  }
+  return {
+    get: (id) => guard('get', () => get(id)),
+    byBinding: (binding) =>
+      guard('byBinding', async () => {
+        const id = await store.get(APPROVAL_BINDINGS, binding)
+        return id === undefined ? undefined : get(id)
+      }),
+    put: (record) =>
+      guard('put', async () => {
+        const t = now()
+        const keepMs = Math.max(1, record.expiresAt + opts.ttlMs - t)
+        await Promise.all([
+          store.put(APPROVALS, record.id, JSON.stringify(record), keepMs),
+          store.put(APPROVAL_BINDINGS, record.binding, record.id, keepMs),
+          store.index(APPROVAL_INDEX, APPROVAL_INDEX_KEY, record.id, t + keepMs, { max, valuesIn: APPROVALS }),
+        ])
+      }),
+    take: (id) =>
+      guard('take', async () => {
+        const text = await store.take(APPROVALS, id)
+        return text === undefined ? undefined : parseApproval(text)
+      }),
+    list: () =>
+      guard('list', async () => {
+        const ids = await store.indexed(APPROVAL_INDEX, APPROVAL_INDEX_KEY)
+        const out: ApprovalRecord[] = []
+        for (let i = 0; i < ids.length; i += LIST_BATCH) {
+          for (const text of await store.getMany(APPROVALS, ids.slice(i, i + LIST_BATCH))) if (text !== undefined) out.push(parseApproval(text))
+        }
+        return out
+      }),
   }
 }

@@ -3,7 +3,7 @@
  * synchronously (so atomically: nothing else runs in between). The same
  * algorithms as the Redis script (redis.ts); see store.ts.
  */
-import { monthOf, type CounterRef, type CounterState, type CounterUsage, type ReserveItem, type ReserveOptions, type ReserveResult, type SettleItem, type StateStore } from './store.ts'
+import { monthOf, type CounterRef, type CounterState, type CounterUsage, type IndexOptions, type ReserveItem, type ReserveOptions, type ReserveResult, type SettleItem, type StateStore } from './store.ts'
 
 type Entry = { tat: number } | { month: string; used: number } | { slots: Map<string, number> }
 
@@ -24,6 +24,8 @@ export class MemoryStore implements StateStore {
   readonly #counters = new Map<string, Entry>()
   readonly #values = new Map<string, { value: string; expiresAt: number }>()
   readonly #sets = new Map<string, { members: Set<string>; expiresAt: number }>()
+  /** Indexes: member → the time it is kept until. */
+  readonly #indexes = new Map<string, Map<string, number>>()
   readonly #now: () => number
   readonly #timer: NodeJS.Timeout | undefined
 
@@ -166,7 +168,53 @@ export class MemoryStore implements StateStore {
     return Promise.resolve(e && e.expiresAt > this.#now() ? [...e.members].sort() : [])
   }
 
-  /** Drops counters back at their full limit, old months, empty slot sets and expired values. */
+  take(namespace: string, key: string): Promise<string | undefined> {
+    const k = `${namespace}\n${key}`
+    const v = this.#values.get(k)
+    this.#values.delete(k)
+    return Promise.resolve(v && v.expiresAt > this.#now() ? v.value : undefined)
+  }
+
+  getMany(namespace: string, keys: readonly string[]): Promise<(string | undefined)[]> {
+    const now = this.#now()
+    return Promise.resolve(
+      keys.map((key) => {
+        const v = this.#values.get(`${namespace}\n${key}`)
+        return v && v.expiresAt > now ? v.value : undefined
+      }),
+    )
+  }
+
+  index(namespace: string, key: string, member: string, untilMs: number, opts: IndexOptions): Promise<void> {
+    const k = `${namespace}\n${key}`
+    const now = this.#now()
+    const index = this.#indexes.get(k) ?? new Map<string, number>()
+    for (const [m, until] of index) if (until <= now) index.delete(m)
+    index.set(member, untilMs)
+    if (index.size > opts.max) {
+      const first = [...index].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1)).slice(0, index.size - opts.max)
+      for (const [m] of first) {
+        index.delete(m)
+        if (opts.valuesIn !== undefined) this.#values.delete(`${opts.valuesIn}\n${m}`)
+      }
+    }
+    this.#indexes.set(k, index)
+    return Promise.resolve()
+  }
+
+  indexed(namespace: string, key: string): Promise<string[]> {
+    const now = this.#now()
+    const index = this.#indexes.get(`${namespace}\n${key}`)
+    if (!index) return Promise.resolve([])
+    return Promise.resolve(
+      [...index]
+        .filter(([, until]) => until > now)
+        .sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1))
+        .map(([m]) => m),
+    )
+  }
+
+  /** Drops counters back at their full limit, old months, empty slot sets, expired values and index members past their time. */
   sweep(): void {
     const now = this.#now()
     const month = monthOf(now).id
@@ -175,6 +223,10 @@ export class MemoryStore implements StateStore {
     }
     for (const [key, v] of this.#values) if (v.expiresAt <= now) this.#values.delete(key)
     for (const [key, v] of this.#sets) if (v.expiresAt <= now) this.#sets.delete(key)
+    for (const [key, index] of this.#indexes) {
+      for (const [m, until] of index) if (until <= now) index.delete(m)
+      if (index.size === 0) this.#indexes.delete(key)
+    }
   }
 
   /** Counters held (for tests and the sweep). */

@@ -7,7 +7,9 @@
  * Redis that restarted and forgot them gets them again).
  *
  * Time comes from Redis (TIME), so replicas with skewed clocks agree; the
- * calendar month is the client's (it only matters at a month's edge).
+ * calendar month is the client's (it only matters at a month's edge), and so
+ * are the times of index members (they decide only when a member stops being
+ * listed; the values they name expire by Redis's own clock).
  *
  * Commands never wait in a queue for a connection: while Redis is
  * unreachable each one fails at once (StoreUnavailableError) and the client
@@ -15,12 +17,13 @@
  *
  * Keys: `<prefix>{q}:<counter>` for counters (one hash slot, so a Redis
  * Cluster takes the multi-key script), `<prefix>{s}:<namespace>:<key>` for
- * other state.
+ * other state (values, sets, and indexes: sorted sets scored by the time each
+ * member is kept until), also one hash slot, so MGET and scripts serve them.
  */
 import { readFileSync } from 'node:fs'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from '../log.ts'
-import { monthOf, StoreUnavailableError, type CounterRef, type CounterState, type CounterUsage, type ReserveItem, type ReserveOptions, type ReserveResult, type SettleItem, type StateStore } from './store.ts'
+import { monthOf, StoreUnavailableError, type CounterRef, type CounterState, type CounterUsage, type IndexOptions, type ReserveItem, type ReserveOptions, type ReserveResult, type SettleItem, type StateStore } from './store.ts'
 import { CONCURRENT_RETRY_MS } from './memory.ts'
 
 const RESERVE = `
@@ -156,6 +159,25 @@ end
 return 1
 `
 
+/** Adds a member to a bounded, expiring index (a sorted set scored by the time each member is kept until); answers the members dropped for the bound. */
+const INDEX = `
+local key = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[3])
+redis.call('ZADD', key, ARGV[2], ARGV[1])
+local over = redis.call('ZCARD', key) - tonumber(ARGV[4])
+local gone = {}
+if over > 0 then
+  local popped = redis.call('ZPOPMIN', key, over)
+  for i = 1, #popped, 2 do gone[#gone + 1] = popped[i] end
+end
+local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+if #last == 2 then redis.call('PEXPIREAT', key, math.ceil(tonumber(last[2])) + tonumber(ARGV[5])) end
+return gone
+`
+
+/** How long an index outlives its last member's time, so clocks a little apart never drop it early. */
+const INDEX_GRACE_MS = 60_000
+
 export interface RedisStoreOptions {
   readonly url: string
   readonly username?: string
@@ -169,6 +191,7 @@ export interface RedisStoreOptions {
 type ScriptClient = Redis & {
   mgReserve(numKeys: number, ...args: (string | number)[]): Promise<(number | string)[]>
   mgSettle(numKeys: number, ...args: (string | number)[]): Promise<number>
+  mgIndex(numKeys: number, ...args: (string | number)[]): Promise<string[]>
 }
 
 /** Options for a Redis configured under `quotas.redis`: the password and TLS files are read here, once. */
@@ -223,6 +246,7 @@ export class RedisStore implements StateStore {
     const client = new Redis(opts.url, options) as ScriptClient
     client.defineCommand('mgReserve', { lua: RESERVE })
     client.defineCommand('mgSettle', { lua: SETTLE })
+    client.defineCommand('mgIndex', { lua: INDEX })
     client.on('ready', () => {
       if (!this.#up) this.#logger?.info('quota store connected', { store: 'redis' })
       this.#up = true
@@ -340,6 +364,33 @@ export class RedisStore implements StateStore {
 
   async members(namespace: string, key: string): Promise<string[]> {
     return (await this.#run(() => this.#client.smembers(`${this.#prefix}{s}:${namespace}:${key}`))).sort()
+  }
+
+  async take(namespace: string, key: string): Promise<string | undefined> {
+    // GETDEL (Redis 6.2+): Redis runs it alone, so one of the callers taking at once gets the value.
+    return (await this.#run(() => this.#client.getdel(this.#state(namespace, key)))) ?? undefined
+  }
+
+  async getMany(namespace: string, keys: readonly string[]): Promise<(string | undefined)[]> {
+    if (keys.length === 0) return []
+    // All state keys share the `{s}` hash slot, so one MGET serves them on a Redis Cluster too.
+    return (await this.#run(() => this.#client.mget(keys.map((k) => this.#state(namespace, k))))).map((v) => v ?? undefined)
+  }
+
+  async index(namespace: string, key: string, member: string, untilMs: number, opts: IndexOptions): Promise<void> {
+    const gone = await this.#run(() => this.#client.mgIndex(1, this.#state(namespace, key), member, Math.ceil(untilMs), Date.now(), opts.max, INDEX_GRACE_MS))
+    if (opts.valuesIn !== undefined && gone.length > 0) {
+      const valuesIn = opts.valuesIn
+      await this.#run(() => this.#client.del(...gone.map((m) => this.#state(valuesIn, m))))
+    }
+  }
+
+  async indexed(namespace: string, key: string): Promise<string[]> {
+    return this.#run(() => this.#client.zrangebyscore(this.#state(namespace, key), `(${Date.now()}`, '+inf'))
+  }
+
+  #state(namespace: string, key: string): string {
+    return `${this.#prefix}{s}:${namespace}:${key}`
   }
 
   async #run<T>(fn: () => Promise<T>): Promise<T> {

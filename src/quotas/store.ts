@@ -86,6 +86,13 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+export interface IndexOptions {
+  /** Most members kept. */
+  readonly max: number
+  /** The namespace whose values (one per member, the member as key) leave with members dropped for the bound. */
+  readonly valuesIn?: string
+}
+
 export interface StateStore {
   readonly kind: 'memory' | 'redis'
   /** Checks every item and charges all of them only if every one admits its cost. Throws StoreUnavailableError. */
@@ -102,6 +109,21 @@ export interface StateStore {
   addMembers(namespace: string, key: string, members: readonly string[], ttlMs: number): Promise<void>
   /** The members of that set, sorted; empty when there is none or it expired. */
   members(namespace: string, key: string): Promise<string[]>
+  /** The value under a namespaced key, removed in the same step: of callers taking it at once (on any replica) exactly one gets it. */
+  take(namespace: string, key: string): Promise<string | undefined>
+  /** The values under several keys of one namespace, in their order (undefined where there is none). */
+  getMany(namespace: string, keys: readonly string[]): Promise<(string | undefined)[]>
+  /**
+   * Adds `member` to the index under a namespaced key, or moves its time, to
+   * be kept until `untilMs` (ms since the epoch, this process's clock). In the
+   * same step members whose time has passed leave, and beyond `max` members
+   * those whose time ends first leave too; the values of members that left
+   * for the bound, under namespace `valuesIn` with the member as key, are
+   * deleted with them (right after, not in the same step).
+   */
+  index(namespace: string, key: string, member: string, untilMs: number, opts: IndexOptions): Promise<void>
+  /** The members of that index whose time has not passed, the one whose time ends first first. */
+  indexed(namespace: string, key: string): Promise<string[]>
   close(): Promise<void>
 }
 

@@ -201,7 +201,7 @@ t.test('a stream that passes its budget ends with an error event in the caller\'
 /** A Redis that cannot be reached: every command fails as RedisStore's do while it reconnects. */
 function downStore(): StateStore {
   const down = () => Promise.reject(new StoreUnavailableError('redis is reconnecting'))
-  return { kind: 'redis', reserve: down, settle: down, usage: down, put: down, get: down, delete: down, addMembers: down, members: down, close: () => Promise.resolve() }
+  return { kind: 'redis', reserve: down, settle: down, usage: down, put: down, get: down, delete: down, addMembers: down, members: down, take: down, getMany: down, index: down, indexed: down, close: () => Promise.resolve() }
 }
 
 t.test('an unreachable store refuses with MG_QUOTA_UNAVAILABLE (deny), or counts against the local share (local)', async (t) => {

@@ -118,6 +118,49 @@ async function behaves(t: Test, name: string, make: () => Promise<StateStore>): 
     await s.addMembers('flow', 'brief', ['y'], 60_000)
     t.same(await s.members('flow', 'brief'), ['y'], 'an expired set starts again empty')
   })
+
+  t.test(`${name}: of twenty takers of one value at once exactly one gets it, and it is gone after`, async (t) => {
+    const s = await make()
+    await s.put('grant', 'g1', 'once', 60_000)
+    const got = await Promise.all(Array.from({ length: 20 }, () => s.take('grant', 'g1')))
+    t.same(got.filter((v) => v !== undefined), ['once'])
+    t.equal(await s.get('grant', 'g1'), undefined)
+    t.equal(await s.take('grant', 'g1'), undefined, 'nothing left to take')
+    await s.put('grant', 'brief', 'x', 30)
+    await new Promise((r) => setTimeout(r, 60))
+    t.equal(await s.take('grant', 'brief'), undefined, 'an expired value cannot be taken')
+  })
+
+  t.test(`${name}: several values are read in their keys' order, with none where there is none`, async (t) => {
+    const s = await make()
+    await s.put('many', 'a', '1', 60_000)
+    await s.put('many', 'c', '3', 60_000)
+    t.same(await s.getMany('many', ['c', 'b', 'a']), ['3', undefined, '1'])
+    t.same(await s.getMany('many', []), [])
+  })
+
+  t.test(`${name}: an index lists its members by the time they are kept until, drops them after it, and beyond its bound drops the shortest-kept with their values`, async (t) => {
+    const s = await make()
+    const now = Date.now()
+    for (const [m, until] of [['m2', now + 20_000], ['m1', now + 10_000], ['m3', now + 30_000]] as const) {
+      await s.put('vals', m, `v-${m}`, 60_000)
+      await s.index('idx', 'k', m, until, { max: 3, valuesIn: 'vals' })
+    }
+    t.same(await s.indexed('idx', 'k'), ['m1', 'm2', 'm3'])
+    await s.index('idx', 'k', 'm1', now + 40_000, { max: 3, valuesIn: 'vals' })
+    t.same(await s.indexed('idx', 'k'), ['m2', 'm3', 'm1'], 'a member added again moves to its new time')
+    await s.put('vals', 'm4', 'v-m4', 60_000)
+    await s.index('idx', 'k', 'm4', now + 50_000, { max: 3, valuesIn: 'vals' })
+    t.same(await s.indexed('idx', 'k'), ['m3', 'm1', 'm4'], 'beyond the bound the member kept the shortest left')
+    t.same(await s.getMany('vals', ['m1', 'm2', 'm3', 'm4']), ['v-m1', undefined, 'v-m3', 'v-m4'], 'its value left with it')
+    t.same(await s.indexed('idx', 'other'), [], 'indexes are apart')
+    await s.index('idx', 'brief', 'b1', Date.now() + 30, { max: 3 })
+    await s.index('idx', 'brief', 'b2', Date.now() + 60_000, { max: 3 })
+    await new Promise((r) => setTimeout(r, 60))
+    t.same(await s.indexed('idx', 'brief'), ['b2'], 'a member past its time is not listed')
+    await Promise.all(Array.from({ length: 20 }, (_, i) => s.index('idx', 'busy', `w${String(i).padStart(2, '0')}`, now + 60_000 + i, { max: 5 })))
+    t.same(await s.indexed('idx', 'busy'), ['w15', 'w16', 'w17', 'w18', 'w19'], 'writers at once never push it past its bound')
+  })
 }
 
 const memories: MemoryStore[] = []
