@@ -313,7 +313,7 @@ t.test('production wiring: OTLP, Redis, provider credentials as files in modelga
   const { docs } = await renderSet('production')
   const mg = container(docs, 'modelgate')
   const env = Object.fromEntries(mg.env.map((e: Manifest) => [e.name, e.value]))
-  t.match(env, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability.svc:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', MODELGATE_REDIS_ADDRESS: 'redis-master.ai-state.svc:6379', MODELGATE_REDIS_PASSWORD_FILE: '/etc/modelgate/redis/password' })
+  t.match(env, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability.svc:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' })
   const volumes = Object.fromEntries(podSpec(docs).volumes.map((v: Manifest) => [v.name, v]))
   t.same(volumes.credentials.projected, {
     defaultMode: 288,
@@ -328,6 +328,10 @@ t.test('production wiring: OTLP, Redis, provider credentials as files in modelga
   t.same(volumes['redis-password'].secret, { secretName: 'ai-gateway-redis', defaultMode: 288, items: [{ key: 'password', path: 'password' }] })
   const cfg = parseConfig(configFiles(docs)['modelgate.yaml']!, 'modelgate.yaml')
   t.equal(cfg.server.metricsListen, '0.0.0.0:9464')
+  t.equal(cfg.quotas.store, 'redis', 'redis.address shares quota counters, sessions and approvals across replicas')
+  t.equal(cfg.quotas.redis.url, 'redis://redis-master.ai-state.svc:6379')
+  t.equal(cfg.quotas.redis.passwordFile, '/etc/modelgate/redis/password', 'the mounted password')
+  t.ok(mg.volumeMounts.some((m: Manifest) => m.name === 'redis-password' && m.mountPath === '/etc/modelgate/redis' && m.readOnly), 'mounted where the configuration reads it')
   t.equal(cfg.audit.spool.dir, '/var/lib/modelgate/spool', 'the spool is on the pod’s state volume')
   t.same(Object.keys(cfg.providers.catalog).sort(), ['anthropic', 'internal-llm', 'openai'])
   t.same(

@@ -29,14 +29,6 @@ stops it only after Envoy has exited.
     valueFrom:
       secretKeyRef: { name: {{ .Values.otlp.headersSecret.name }}, key: {{ .Values.otlp.headersSecret.key }} }
   {{- end }}
-  {{- with .Values.redis.address }}
-  - name: MODELGATE_REDIS_ADDRESS
-    value: {{ . | quote }}
-  {{- end }}
-  {{- if .Values.redis.passwordSecret.name }}
-  - name: MODELGATE_REDIS_PASSWORD_FILE
-    value: /etc/modelgate/redis/password
-  {{- end }}
   {{- with .Values.modelgate.env }}
   {{- toYaml . | nindent 2 }}
   {{- end }}

@@ -98,6 +98,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $providers := deepCopy (default dict $cfg.providers) -}}
 {{- $_ := set $providers "catalog" (include "modelgate.catalog" . | fromJson) -}}
 {{- $_ := set $cfg "providers" $providers -}}
+{{- /* redis.address: quota counters, agent sessions and approvals shared by every replica, unless config.quotas says otherwise. */ -}}
+{{- if .Values.redis.address -}}
+{{- $quotas := default dict $cfg.quotas -}}
+{{- if not (hasKey $quotas "store") -}}{{- $_ := set $quotas "store" "redis" -}}{{- end -}}
+{{- $redis := default dict $quotas.redis -}}
+{{- if not $redis.url -}}{{- $_ := set $redis "url" (printf "redis://%s" .Values.redis.address) -}}{{- end -}}
+{{- if and .Values.redis.passwordSecret.name (not $redis.passwordFile) -}}{{- $_ := set $redis "passwordFile" "/etc/modelgate/redis/password" -}}{{- end -}}
+{{- $_ := set $quotas "redis" $redis -}}
+{{- $_ := set $cfg "quotas" $quotas -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
