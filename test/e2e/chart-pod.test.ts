@@ -31,6 +31,7 @@ import { dirname, join } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
 import { promisify } from 'node:util'
 import Anthropic from '@anthropic-ai/sdk'
+import { Redis } from 'ioredis'
 import OpenAI from 'openai'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { parse, stringify } from 'yaml'
@@ -43,6 +44,7 @@ import { StandInProvider } from '../../src/dev/provider.ts'
 import { createLogger } from '../../src/log.ts'
 import { configFiles, container, find, podSpec, render, valueSets, type Manifest } from '../helpers/chart.ts'
 import { sharedTestPki } from '../helpers/pki.ts'
+import { startRedis, type TestRedis } from '../helpers/redis.ts'
 
 const run = promisify(execFile)
 const POD_PATHS = /\/(etc\/envoy|etc\/modelgate|run\/modelgate|var\/lib\/modelgate|etc\/ssl\/certs)\b/g
@@ -65,6 +67,8 @@ const SECRETS: Record<string, Record<string, string>> = {
   'openai-payments-key': { 'api-key': 'sk-proj-chart-openai-payments-000002' },
   'anthropic-api-key': { 'api-key': 'sk-ant-chart-anthropic-default-000003' },
 }
+/** The password in the Redis Secret the production values name. */
+const REDIS_PASSWORD = 'chart-redis-password-000006'
 const VALUE_KEYS = { openai: 'sk-proj-chart-openai-value-000004', anthropic: 'sk-ant-chart-anthropic-value-000005' }
 const KEY_VALUES = Object.entries(VALUE_KEYS).flatMap(([p, key]) => ['--set', `providers.${p}.credentials[0].name=default`, '--set', `providers.${p}.credentials[0].value=${key}`])
 
@@ -112,6 +116,8 @@ interface RunningPod {
   readonly readinessUrl: string
   readonly root: string
   readonly docs: Manifest[]
+  /** The shared store, when the values name one. */
+  readonly redis: TestRedis | undefined
   stop(): Promise<void>
 }
 
@@ -142,6 +148,13 @@ async function runPod(name: string, args: string[]): Promise<RunningPod> {
   // modelgate: its configuration and the policy ConfigMap's files.
   const cfg = parse(atRoot(files['modelgate.yaml']!)) as Manifest
   if (cfg.server.metricsListen) cfg.server.metricsListen = '127.0.0.1:0'
+  // The shared store the values name (redis.address): a redis-server here, its password where the Secret is mounted.
+  let redis: TestRedis | undefined
+  if (cfg.quotas?.store === 'redis') {
+    redis = await startRedis({ password: REDIS_PASSWORD })
+    cfg.quotas.redis.url = `redis://127.0.0.1:${redis.port}`
+    place(root, 'etc/modelgate/redis/password', `${REDIS_PASSWORD}\n`)
+  }
   place(root, 'etc/modelgate/config/modelgate.yaml', stringify(cfg))
   for (const [file, text] of Object.entries(find(docs, 'ConfigMap', 'gw-modelgate-policies').data as Record<string, string>)) place(root, `etc/modelgate/policies/${file}`, text)
   // The credentials volume as the kubelet fills it: each projected Secret key at its path.
@@ -158,12 +171,19 @@ async function runPod(name: string, args: string[]): Promise<RunningPod> {
   mkdirSync(join(root, 'var/lib/modelgate'), { recursive: true })
 
   // As in the pod: modelgate first (the native sidecar), Envoy once it serves.
-  const app = await startApp({ config: loadConfigFile(join(root, 'etc/modelgate/config/modelgate.yaml')), logger: createLogger({ level: 'error' }) })
+  let app: App
+  try {
+    app = await startApp({ config: loadConfigFile(join(root, 'etc/modelgate/config/modelgate.yaml')), logger: createLogger({ level: 'error' }) })
+  } catch (err) {
+    await redis?.stop()
+    throw err
+  }
   let envoy: RunningEnvoy
   try {
     envoy = await startEnvoy({ workDir: root, config: stringify(boot, { lineWidth: 0 }) })
   } catch (err) {
     await app.shutdown()
+    await redis?.stop()
     throw err
   }
   return {
@@ -171,11 +191,13 @@ async function runPod(name: string, args: string[]): Promise<RunningPod> {
     envoy,
     root,
     docs,
+    redis,
     url: `https://127.0.0.1:${envoy.listenPort}`,
     readinessUrl: `http://127.0.0.1:${ready}`,
     async stop() {
       await envoy.stop()
       await app.shutdown()
+      await redis?.stop()
     },
   }
 }
@@ -207,6 +229,12 @@ for (const name of ['minimal', 'production'] as const) {
     t.equal((await fetch(`${pod.readinessUrl}/live`)).status, 200)
     for (const path of ['/stats', '/config_dump', '/quitquitquit']) t.equal((await fetch(`${pod.readinessUrl}${path}`, { method: path === '/quitquitquit' ? 'POST' : 'GET' })).status, 404, `${path} of the admin is not reachable`)
     if (name === 'production') {
+      // redis.address: modelgate keeps its shared state there, logged in with the mounted password.
+      const admin = new Redis(pod.redis!.port, '127.0.0.1', { password: REDIS_PASSWORD, lazyConnect: true, maxRetriesPerRequest: 1 })
+      await admin.connect()
+      const clients = String(await admin.client('LIST')).trim().split('\n')
+      admin.disconnect()
+      t.ok(clients.length >= 2, 'modelgate is connected to the Redis the values name')
       const stats = await fetch(`${pod.readinessUrl}/stats/prometheus`)
       t.equal(stats.status, 200, 'with metrics on, Envoy’s Prometheus stats are')
       t.match(await stats.text(), /envoy_cluster_upstream_rq/)
