@@ -37,7 +37,7 @@ import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
 import { errorEvent, serializeEvent, SseFramer, type SseEvent } from '../redaction/sse.ts'
 import { compileEstimator, type TextCounter } from './estimate.ts'
 import { countO200k } from './measure.ts'
-import { rateLimitHeaders } from './headers.ts'
+import { admittedRateLimitHeaders, rateLimitHeaders } from './headers.ts'
 import { MemoryStore } from './memory.ts'
 import { compileRule, counterKey, type CompiledRule, type CounterKind, type QuotaFacts } from './rules.ts'
 import { StoreUnavailableError, type ReserveItem, type ReserveResult, type SettleItem, type StateStore } from './store.ts'
@@ -78,6 +78,8 @@ interface Held {
   readonly counter: TextCounter
   /** Hide the usage this stage asked for: the API's option that asked. */
   hideUsage: StreamUsageOption | undefined
+  /** The RateLimit fields the answer carries (quotas.rateLimitHeaders), from the counters after the charge. */
+  readonly headers: Record<string, string> | undefined
   framer: SseFramer | undefined
   settled: boolean
   outcome: QuotaOutcome
@@ -296,7 +298,8 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
         outcome.remaining = remainingOf(counters, r.result)
         if (!r.result.ok) return refuse(ctx, counters, r.result, outcome)
         ctx.put('quota', outcome)
-        const h: Held = { id, store: r.store, storeName: r.storeName, counters, input, output, counter: estimator.textCounter(req), hideUsage: undefined, framer: undefined, settled: false, outcome }
+        const headers = config.rateLimitHeaders ? admittedRateLimitHeaders(counters.map((c, i) => ({ rule: c.rule, kind: c.kind, limit: c.item.limit, ...r.result.counters[i]! }))) : undefined
+        const h: Held = { id, store: r.store, storeName: r.storeName, counters, input, output, counter: estimator.textCounter(req), hideUsage: undefined, headers, framer: undefined, settled: false, outcome }
         ctx.local(HELD, () => h)
         // The stream ended while the store answered (the phase ran out of time): nothing went out, give it all back.
         if (ctx.local(CLOSED, () => ({ closed: false })).closed) return settle(ctx, h, { kind: 'cancelled' })
@@ -318,6 +321,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
 
     responseHeaders(ctx) {
       const h = held(ctx)
+      if (h?.headers) for (const [name, value] of Object.entries(h.headers)) ctx.responseHeaderChanges.setHeader(name, value)
       if (h && ctx.responseStreaming && (h.hideUsage || h.counters.some((c) => c.kind === 'tokens' || c.kind === 'output'))) h.framer = new SseFramer()
     },
 

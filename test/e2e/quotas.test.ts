@@ -68,7 +68,12 @@ t.test('quotas through Envoy (memory store)', async (t) => {
 
   t.test('the fourth request of notebook in a minute gets 429 in the SDK with Retry-After and RateLimit fields naming the rule', async (t) => {
     const openai = stack.openai('notebook')
-    for (let i = 0; i < 3; i++) await openai.chat.completions.create({ model: GPT, messages: [{ role: 'user', content: 'Hello' }] })
+    for (let i = 0; i < 3; i++) {
+      const { response } = await openai.chat.completions.create({ model: GPT, messages: [{ role: 'user', content: 'Hello' }] }).withResponse()
+      // Every admitted answer says what is left, so a client can slow down before it is refused.
+      t.equal(response.headers.get('ratelimit-policy'), '"notebook-rpm";q=3;w=60', `answer ${i + 1} names the rule`)
+      t.match(response.headers.get('ratelimit') ?? '', new RegExp(`^"notebook-rpm";r=${2 - i};t=\\d+$`), `answer ${i + 1}: ${2 - i} left`)
+    }
     const err = await rejection(openai.chat.completions.create({ model: GPT, messages: [{ role: 'user', content: 'Hello' }] }))
     t.ok(err instanceof OpenAI.APIError)
     const e = err as InstanceType<typeof OpenAI.APIError>

@@ -75,6 +75,8 @@ export interface QuotasConfig {
   localShare: number
   /** A reservation whose request never ends is released (concurrent) after this long. */
   maxRequestSeconds: number
+  /** Admitted requests' answers carry the RateLimit fields of the rules that matched (refusals always do). */
+  rateLimitHeaders: boolean
   estimation: {
     charsPerToken: number
     defaultMaxTokens: number
@@ -118,6 +120,7 @@ export const quotasSchema = {
     onStoreError: { enum: ['deny', 'local'], default: 'deny' },
     localShare: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.1 },
     maxRequestSeconds: { type: 'integer', minimum: 1, maximum: 86400, default: 600 },
+    rateLimitHeaders: { type: 'boolean', default: true },
     estimation: {
       type: 'object',
       additionalProperties: false,

@@ -85,6 +85,30 @@ t.test('a token refusal names the rule in Retry-After, RateLimit-Policy (qu toke
   t.same(ctx.out.quota?.rules, ['daily'])
 })
 
+t.test('an admitted answer carries the RateLimit fields of every rule that matched, each at its tightest counter', async (t) => {
+  const { stage: s } = stage([
+    { name: 'daily', limit: { tokens: 1000 }, window: 'day' },
+    { name: 'rpm', limit: { requests: 10 }, window: 'minute' },
+  ])
+  const ctx = request(chat({ max_tokens: 600 }))
+  t.equal(await reserve(s, ctx), undefined)
+  ctx.responseStatus = 200
+  s.responseHeaders!(ctx)
+  const set = ctx.responseHeaderChanges.set
+  t.equal(set.get('ratelimit-policy'), '"daily";q=1000;w=86400;qu="tokens", "rpm";q=10;w=60')
+  t.match(set.get('ratelimit') ?? '', /^"daily";r=3\d\d;t=\d+, "rpm";r=9;t=\d+$/)
+  t.notOk(set.has('retry-after'), 'no Retry-After on an admitted answer')
+})
+
+t.test('quotas.rateLimitHeaders: false keeps the fields to refusals', async (t) => {
+  const { stage: s } = stage([{ name: 'rpm', limit: { requests: 1 }, window: 'minute' }], { quotas: { rateLimitHeaders: false } })
+  const ctx = request(chat())
+  t.equal(await reserve(s, ctx), undefined)
+  s.responseHeaders!(ctx)
+  t.ok(ctx.responseHeaderChanges.empty)
+  t.equal((await reserve(s, request(chat())))?.headers['ratelimit-policy'], '"rpm";q=1;w=60', 'the refusal still names the rule')
+})
+
 t.test('the reservation is input (gpt-tokenizer) plus max_tokens; settling with usage gives the rest back', async (t) => {
   const { stage: s } = stage([{ name: 'daily', limit: { tokens: 2000 }, window: 'day' }])
   const ctx = request(chat({ max_tokens: 1500 }))
