@@ -75,7 +75,12 @@ export interface ParsedRequest {
    * usage chunk, and, when the body has no `stream_options`, the offset (in
    * the decoded body) of the root object's closing brace.
    */
-  readonly streamUsage?: { readonly asked: boolean; readonly insertAt?: number }
+  /**
+   * A streaming request's usage option: whether it asked for the usage the
+   * answer reports, and, when it did not, the edit of the decoded body that
+   * asks (an insertion or a replacement, UTF-16 offsets), if one can.
+   */
+  readonly streamUsage?: { readonly asked: boolean; readonly ask?: { readonly start: number; readonly end: number; readonly text: string } }
   /** An MCP request (operation `mcp`): the one JSON-RPC message the POST carries (mcp/protocol.ts). */
   readonly mcp?: McpMessage
 }

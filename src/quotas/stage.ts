@@ -304,10 +304,10 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
         // The stream ended while the store answered (the phase ran out of time): nothing went out, give it all back.
         if (ctx.local(CLOSED, () => ({ closed: false })).closed) return settle(ctx, h, { kind: 'cancelled' })
         // No usage chunk asked for: ask for it, and hide it from the caller.
-        const insertAt = req.streamUsage && !req.streamUsage.asked ? req.streamUsage.insertAt : undefined
-        const option = insertAt !== undefined && matched.some((r) => r.tokens) ? apiFor(req.api).streamUsage : undefined
-        if (option && insertAt !== undefined) {
-          addRequestBodyEdit(ctx, { start: insertAt, end: insertAt, text: option.ask })
+        const ask = req.streamUsage && !req.streamUsage.asked ? req.streamUsage.ask : undefined
+        const option = ask !== undefined && matched.some((r) => r.tokens) ? apiFor(req.api).streamUsage : undefined
+        if (option && ask !== undefined) {
+          addRequestBodyEdit(ctx, ask)
           h.hideUsage = option
         }
       }

@@ -137,6 +137,18 @@ t.test('streams and token budgets through Envoy', async (t) => {
     t.ok((rec['modelgate.quota.reserved_tokens'] as number) >= 500, 'the reservation held the output budget')
   })
 
+  t.test('a caller that turned usage off (include_usage: false) is still settled with the real usage, and sees none of it', async (t) => {
+    const stream = await stack.openai('checkout').chat.completions.create({ model: GPT, stream: true, max_tokens: 500, stream_options: { include_usage: false }, messages: [{ role: 'user', content: 'Hi' }] })
+    const chunks: Record<string, unknown>[] = []
+    for await (const c of stream) chunks.push(c as unknown as Record<string, unknown>)
+    const sent = stack.provider.requests.at(-1)!.json as Record<string, unknown>
+    t.same(sent.stream_options, { include_usage: true }, 'the provider was asked for usage')
+    t.ok(chunks.every((c) => !('usage' in c)), 'no chunk carries usage')
+    const rec = await stack.auditRecord(stream._request_id!)
+    t.equal(rec['modelgate.quota.settled_by'], 'usage', 'settled with the provider\'s usage, not the 500-token reservation')
+    t.equal(rec['modelgate.quota.settled_tokens'], (rec['gen_ai.usage.input_tokens'] as number) + (rec['gen_ai.usage.output_tokens'] as number))
+  })
+
   t.test('a caller that asked for usage gets the usage chunk, unchanged', async (t) => {
     const stream = await stack.openai('checkout').chat.completions.create({ model: GPT, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Hi' }] })
     const chunks: Record<string, unknown>[] = []

@@ -59,18 +59,16 @@ export type ToolCall =
 
 /**
  * An API whose streams report usage only when the request asks: whether a
- * request asked, the text that asks, and how the events the answer then
+ * request asked, the edit that asks, and how the events the answer then
  * carries look to a caller that did not ask.
  */
 export interface StreamUsageOption {
   /**
-   * For a streaming request: whether it asked for usage and, when the body
-   * has no such option at all, the offset (in the decoded body) where the
-   * text that asks is inserted. Undefined for a request that does not stream.
+   * For a streaming request: whether it asked for usage and, when it did
+   * not, the edit of the decoded body that asks. Undefined for a request
+   * that does not stream.
    */
   of(doc: JsonDocument, stream: boolean): ParsedRequest['streamUsage']
-  /** The JSON text (a member, with its leading comma) inserted to ask. */
-  readonly ask: string
   /**
    * An event of an answer whose caller did not ask, as that caller sees it:
    * undefined to drop it (the usage chunk), a copy without what was added

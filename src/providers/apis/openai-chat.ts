@@ -10,7 +10,7 @@
  * refusal, reasoning, tool-call arguments), usage as `prompt_tokens` and
  * `completion_tokens` (streamed: a last chunk with no choices, when asked).
  */
-import type { JsonDocument } from '../../json/document.ts'
+import type { JsonDocument, JsonLeaf } from '../../json/document.ts'
 import { canonicalToolName, eachObject, functionName, functionTool, toolName, toolType, ToolMap } from '../tools.ts'
 import type { ApiRoute } from '../routes.ts'
 import type { ParsedRequest, ToolDefinition } from '../types.ts'
@@ -94,26 +94,62 @@ function chatReference(r: Record<string, unknown>, field: string, map: ToolMap, 
   else map.referBuiltin(type, field, false)
 }
 
-/** What to insert before a streaming chat completion's closing brace to get the usage chunk. */
-const INCLUDE_USAGE = ',"stream_options":{"include_usage":true}'
+/** The position after a member's key, its colon and the blanks around them: where its value starts. */
+function valueAfter(text: string, keyEnd: number): number {
+  let i = keyEnd
+  while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r' || text[i] === ':')) i++
+  return i
+}
+
+/** The key leaf named `key` in the root object, or in the root's member `inRootMember`, found after `from`. */
+function lastKey(doc: JsonDocument, key: string, inRootMember: string | undefined, from: number): JsonLeaf | undefined {
+  let found: JsonLeaf | undefined
+  for (const l of doc.leaves) {
+    if (l.kind !== 'key' || l.value !== key || l.start < from) continue
+    const p = l.parent
+    if (p === undefined || p.kind !== 'object') continue
+    const placed = inRootMember === undefined ? p.parent === undefined : p.key === inRootMember && p.parent !== undefined && p.parent.parent === undefined
+    if (placed) found = l
+  }
+  return found
+}
 
 /**
  * `stream_options.include_usage`: whether a streaming request asked for the
- * usage chunk, and, when the body has no `stream_options` at all, where the
- * root object closes (the quota stage asks for the usage there).
+ * usage chunk and, when it did not, the edit that asks (the quota stage
+ * makes it when a rule counts tokens, and hides the usage from the caller):
+ * the whole option added before the root object closes; `null` replaced;
+ * `include_usage` added to an option object that lacks it, or its `false`
+ * made `true`. (Bodies with a key twice in one object never get here: the
+ * parser refuses them.) Any other value of the option is left as it is.
  */
 export const CHAT_STREAM_USAGE: StreamUsageOption = Object.freeze({
   of(doc: JsonDocument, stream: boolean): ParsedRequest['streamUsage'] {
     if (!stream) return undefined
     const v = doc.value as Record<string, unknown>
     const so = v.stream_options
-    if (so === undefined || so === null) {
-      if (so === null) return { asked: false }
-      return { asked: false, insertAt: doc.text.lastIndexOf('}') }
+    const text = doc.text
+    if (so === undefined) {
+      const at = text.lastIndexOf('}')
+      return { asked: false, ask: { start: at, end: at, text: ',"stream_options":{"include_usage":true}' } }
     }
-    return { asked: typeof so === 'object' && (so as Record<string, unknown>).include_usage === true }
+    if (typeof so === 'object' && so !== null && !Array.isArray(so) && (so as Record<string, unknown>).include_usage === true) return { asked: true }
+    const option = lastKey(doc, 'stream_options', undefined, 0)
+    if (!option) return { asked: false }
+    const at = valueAfter(text, option.end)
+    if (so === null) return text.startsWith('null', at) ? { asked: false, ask: { start: at, end: at + 4, text: '{"include_usage":true}' } } : { asked: false }
+    if (typeof so !== 'object' || Array.isArray(so) || text[at] !== '{') return { asked: false }
+    const include = (so as Record<string, unknown>).include_usage
+    if (include === undefined) {
+      const inner = valueAfter(text, at + 1)
+      return { asked: false, ask: { start: at + 1, end: at + 1, text: text[inner] === '}' ? '"include_usage":true' : '"include_usage":true,' } }
+    }
+    if (include !== false) return { asked: false }
+    const member = lastKey(doc, 'include_usage', 'stream_options', option.end)
+    if (!member) return { asked: false }
+    const value = valueAfter(text, member.end)
+    return text.startsWith('false', value) ? { asked: false, ask: { start: value, end: value + 5, text: 'true' } } : { asked: false }
   },
-  ask: INCLUDE_USAGE,
   /** Asked for usage, the answer ends with a chunk of usage and no choices, and every other chunk carries `usage: null`. */
   withoutUsage(event: Record<string, unknown>): Record<string, unknown> | undefined {
     if (!('usage' in event)) return event

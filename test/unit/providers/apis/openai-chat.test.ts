@@ -44,13 +44,25 @@ t.test('a wrong field of a chat request is refused with its name', async (t) => 
   for (const [name, body, field, problem] of cases) t.same(refusal(openaiChat, PATH, body), { code: 'MG_BODY_INVALID', field, problem }, name)
 })
 
-t.test('the stream-usage option says whether a streaming request asked, and where to ask', async (t) => {
+t.test('the stream-usage option says whether a streaming request asked, and which edit asks', async (t) => {
   const of = (text: string, stream = true) => openaiChat.streamUsage!.of(parseJsonDocument(Buffer.from(text)), stream)
-  t.same(of('{"model":"m","stream":true}'), { asked: false, insertAt: 26 })
+  // What the body says once the edit is made, and what a client's JSON.parse then reads.
+  const asked = (text: string) => {
+    const u = of(text)!
+    t.equal(u.asked, false, text)
+    const e = u.ask!
+    const edited = text.slice(0, e.start) + e.text + text.slice(e.end)
+    return { edited, include: (JSON.parse(edited) as { stream_options: { include_usage: unknown } }).stream_options.include_usage }
+  }
+  t.same(asked('{"model":"m","stream":true}'), { edited: '{"model":"m","stream":true,"stream_options":{"include_usage":true}}', include: true }, 'no option: added')
+  t.same(asked('{"model":"m","stream_options":null}'), { edited: '{"model":"m","stream_options":{"include_usage":true}}', include: true }, 'null: replaced')
+  t.same(asked('{"model":"m","stream_options": { } }'), { edited: '{"model":"m","stream_options": {"include_usage":true } }', include: true }, 'an empty option: the member added')
+  t.same(asked('{"stream_options":{"continuous_usage_stats":true}}'), { edited: '{"stream_options":{"include_usage":true,"continuous_usage_stats":true}}', include: true }, 'other members kept')
+  t.same(asked('{"stream_options":{"include_usage" : false}}'), { edited: '{"stream_options":{"include_usage" : true}}', include: true }, 'false made true')
   t.same(of('{"stream_options":{"include_usage":true}}'), { asked: true })
-  t.same(of('{"stream_options":null}'), { asked: false })
+  t.same(of('{"stream_options":{"include_usage":"yes"}}'), { asked: false }, 'a value that is neither: left to the provider to refuse')
+  t.same(of('{"stream_options":[]}'), { asked: false })
   t.equal(of('{"model":"m"}', false), undefined, 'a request that does not stream')
-  t.equal(openaiChat.streamUsage!.ask, ',"stream_options":{"include_usage":true}')
 })
 
 t.test('a caller that did not ask for usage sees neither the usage chunk nor usage: null', async (t) => {
