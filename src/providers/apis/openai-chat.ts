@@ -16,7 +16,7 @@ import type { ApiRoute } from '../routes.ts'
 import type { ParsedRequest, ToolDefinition } from '../types.ts'
 import { safeIndex, type DeltaSlot, type ProviderApi, type StreamUsageOption, type ToolCall } from './api.ts'
 import { invalid, isObj, optPositiveInt, parsedRequest, requireArray, requireModel } from './fields.ts'
-import { namedToolChoice, openaiContent, PROMPT_USAGE } from './openai.ts'
+import { eachChoice, namedToolChoice, openaiContent, PROMPT_USAGE } from './openai.ts'
 
 // ---- the request -----------------------------------------------------------------------
 
@@ -182,12 +182,7 @@ function outputText(obj: Record<string, unknown>): string {
 
 /** The text deltas of a chunk: per choice, its content, refusal and reasoning, and each tool call's arguments (a JSON fragment). */
 function deltaSlots(o: Record<string, unknown>, out: DeltaSlot[]): void {
-  if (!Array.isArray(o.choices)) return
-  o.choices.forEach((c: unknown, ci) => {
-    if (!c || typeof c !== 'object') return
-    const choice = c as Record<string, unknown>
-    const idx = typeof choice.index === 'number' ? choice.index : ci
-    const ix = safeIndex(idx, ci)
+  eachChoice(o, (choice, ci, idx, ix) => {
     const delta = choice.delta as Record<string, unknown> | undefined
     if (!delta || typeof delta !== 'object') return
     for (const f of DELTA_TEXTS) {

@@ -8,9 +8,9 @@
  */
 import type { ApiRoute } from '../routes.ts'
 import type { ParsedRequest } from '../types.ts'
-import { none, safeIndex, type DeltaSlot, type ProviderApi } from './api.ts'
+import { none, type DeltaSlot, type ProviderApi } from './api.ts'
 import { isObj, optPositiveInt, parsedRequest, requireModel } from './fields.ts'
-import { PROMPT_USAGE, promptLike } from './openai.ts'
+import { eachChoice, PROMPT_USAGE, promptLike } from './openai.ts'
 
 function parseRequest(body: Record<string, unknown>, route: ApiRoute, providerName: string): ParsedRequest {
   const model = requireModel(body, route.deployment)
@@ -28,12 +28,8 @@ function outputText(obj: Record<string, unknown>): string {
 
 /** The text deltas of a chunk: each choice's `text`, a channel per choice. */
 function deltaSlots(o: Record<string, unknown>, out: DeltaSlot[]): void {
-  if (!Array.isArray(o.choices)) return
-  o.choices.forEach((c: unknown, ci) => {
-    if (!c || typeof c !== 'object') return
-    const choice = c as Record<string, unknown>
-    const idx = typeof choice.index === 'number' ? choice.index : ci
-    if (typeof choice.text === 'string') out.push({ channel: `completion.${idx}`, family: `completion.${safeIndex(idx, ci)}`, json: false, path: ['choices', ci, 'text'], text: choice.text })
+  eachChoice(o, (choice, ci, idx, ix) => {
+    if (typeof choice.text === 'string') out.push({ channel: `completion.${idx}`, family: `completion.${ix}`, json: false, path: ['choices', ci, 'text'], text: choice.text })
   })
 }
 

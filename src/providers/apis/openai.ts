@@ -4,7 +4,7 @@
  * as `prompt_tokens` and `completion_tokens` (chat, completions, embeddings).
  */
 import type { JsonPath } from '../types.ts'
-import type { UsageShape } from './api.ts'
+import { safeIndex, type UsageShape } from './api.ts'
 import { invalid, isObj, pathString } from './fields.ts'
 
 /** Usage in chat completions, completions and embeddings (embeddings count input only). */
@@ -44,4 +44,19 @@ export function namedToolChoice(choice: unknown): Record<string, unknown> | unde
   }
   if (!isObj(choice)) throw invalid('tool_choice', 'must be "none", "auto", "required" or a tool')
   return choice
+}
+
+/**
+ * Each choice object of a chunk's `choices`, with its position in the array,
+ * the index it names (its position when it names none), and that index as a
+ * channel label may print it.
+ */
+export function eachChoice(o: Record<string, unknown>, fn: (choice: Record<string, unknown>, at: number, index: unknown, printable: string) => void): void {
+  if (!Array.isArray(o.choices)) return
+  o.choices.forEach((c: unknown, at) => {
+    if (!c || typeof c !== 'object') return
+    const choice = c as Record<string, unknown>
+    const index = typeof choice.index === 'number' ? choice.index : at
+    fn(choice, at, index, safeIndex(index, at))
+  })
 }
