@@ -46,6 +46,7 @@ export const ERRORS = {
   MG_CREDENTIAL_UNAVAILABLE: { status: 503, message: 'The provider credential is not available right now, so the request is refused; retry later.' },
   MG_QUOTA_EXCEEDED: { status: 429, message: 'The request would exceed a quota.' },
   MG_QUOTA_UNAVAILABLE: { status: 503, message: 'The quota store cannot be reached, so the request is refused; retry later.' },
+  MG_STATE_UNAVAILABLE: { status: 503, message: 'The store that keeps agent sessions and approvals cannot be reached, so the request is refused; retry later.' },
   MG_AUDIT_UNAVAILABLE: { status: 503, message: 'The audit trail cannot record this request, so it is refused.' },
   MG_TIMEOUT: { status: 504, message: 'modelgate did not reach a decision in time, so the request is refused.' },
   MG_SHUTTING_DOWN: { status: 503, message: 'modelgate is shutting down; retry on another replica.' },

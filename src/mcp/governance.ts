@@ -282,7 +282,8 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     if (!r) return
     return r.catch((err: unknown) => {
       logger.error('agent session could not be recorded; the exchange is refused', { error: (err as Error).message })
-      throw new GateError('MG_INTERNAL', { internal: `agent session store: ${(err as Error).message}` })
+      if (err instanceof GateError) throw err
+      throw new GateError('MG_STATE_UNAVAILABLE', { internal: `agent session store: ${(err as Error).message}`, headers: { 'retry-after': '1' } })
     })
   }
 

@@ -48,7 +48,7 @@ const UNTRUSTED = '!untrusted'
 export function sharedSessionStore(store: Pick<StateStore, 'addMembers' | 'members'>, opts: { ttlMs: number }): SessionStore {
   return {
     async get(key) {
-      const members = await store.members('mcp-session', key)
+      const members = await unavailable('agent session store (get)', () => store.members('mcp-session', key))
       if (members.length === 0) return undefined
       return { dataClasses: members.filter((m) => m !== UNTRUSTED), untrusted: members.includes(UNTRUSTED) }
     },
@@ -56,8 +56,18 @@ export function sharedSessionStore(store: Pick<StateStore, 'addMembers' | 'membe
       const members = [...dataClasses]
       if (untrusted) members.push(UNTRUSTED)
       // An empty record still renews the session's time.
-      await store.addMembers('mcp-session', key, members, opts.ttlMs)
+      await unavailable('agent session store (record)', () => store.addMembers('mcp-session', key, members, opts.ttlMs))
     },
+  }
+}
+
+/** Runs a call to the shared store; a store that fails refuses the request as unavailable (503, retry), never answers without it. */
+async function unavailable<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    if (err instanceof GateError) throw err
+    throw new GateError('MG_STATE_UNAVAILABLE', { internal: `${what}: ${(err as Error).message}`, headers: { 'retry-after': '1' }, cause: err })
   }
 }
 
@@ -168,8 +178,9 @@ function parseApproval(text: string): ApprovalRecord {
  *   bounded by `maxEntries`: beyond it the approvals kept the shortest leave,
  *   their records with them.
  *
- * A store that cannot be reached fails every method with MG_INTERNAL, so the
- * call, the listing or the grant is refused, never decided without it.
+ * A store that cannot be reached fails every method with MG_STATE_UNAVAILABLE
+ * (503, retry), so the call, the listing or the grant is refused, never
+ * decided without it; a malformed record is MG_INTERNAL.
  */
 export function sharedApprovalStore(
   store: Pick<StateStore, 'put' | 'get' | 'take' | 'getMany' | 'index' | 'indexed'>,
@@ -177,14 +188,7 @@ export function sharedApprovalStore(
 ): ApprovalStore {
   const now = opts.now ?? Date.now
   const max = opts.maxEntries ?? 10_000
-  const guard = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn()
-    } catch (err) {
-      if (err instanceof GateError) throw err
-      throw new GateError('MG_INTERNAL', { internal: `approval store (${what}): ${(err as Error).message}`, cause: err })
-    }
-  }
+  const guard = <T>(what: string, fn: () => Promise<T>): Promise<T> => unavailable(`approval store (${what})`, fn)
   const get = async (id: string) => {
     const text = await store.get(APPROVALS, id)
     return text === undefined ? undefined : parseApproval(text)

@@ -65,7 +65,7 @@ t.test('approvals shared by two replicas through Redis', async (t) => {
     t.same(toolCalls().reduce((x, y) => x + y), 1, 'still one')
   })
 
-  t.test('with Redis gone, the approval API and a call that needs an approval are refused, and nothing reaches the server', async (t) => {
+  t.test('with Redis gone, the approval API and a call that needs an approval are refused as unavailable (503, retry), and nothing reaches the server', async (t) => {
     const id = await approvalOf(a, { id: 'down' })
     const before = toolCalls()
     // Connected while Redis is up: the call itself meets the store that is gone.
@@ -73,15 +73,16 @@ t.test('approvals shared by two replicas through Redis', async (t) => {
     t.teardown(() => client.close())
     await redis.kill()
     const listed = await b.request('approver', { method: 'GET', path: '/modelgate/v1/approvals' })
-    t.equal(listed.status, 500)
-    t.equal(listed.json().error.code, 'MG_INTERNAL')
+    t.equal(listed.status, 503)
+    t.equal(listed.json().error.code, 'MG_STATE_UNAVAILABLE')
+    t.equal(listed.headers['retry-after'], '1', 'a refusal to retry')
     const grant = await b.request('approver', { method: 'POST', path: `/modelgate/v1/approvals/${id}/grant` })
-    t.equal(grant.status, 500)
-    t.equal(grant.json().error.code, 'MG_INTERNAL')
+    t.equal(grant.status, 503)
+    t.equal(grant.json().error.code, 'MG_STATE_UNAVAILABLE')
     const e = await refusal(client.callTool({ name: 'delete_record', arguments: { id: 'down' } }))
-    t.equal((e.data as { code: string }).code, 'MG_INTERNAL')
+    t.equal((e.data as { code: string }).code, 'MG_STATE_UNAVAILABLE')
     t.same(toolCalls(), before, 'no call went on')
-    const refusedCall = (rs: { attributes: Record<string, unknown> }[]) => rs.some((r) => r.attributes['modelgate.denial.code'] === 'MG_INTERNAL')
+    const refusedCall = (rs: { attributes: Record<string, unknown> }[]) => rs.some((r) => r.attributes['modelgate.denial.code'] === 'MG_STATE_UNAVAILABLE')
     t.ok(refusedCall(await a.auditRecords(refusedCall)), 'the refused call is in the audit trail')
   })
 })

@@ -41,7 +41,7 @@ t.test('a session store that fails ends the exchange instead of letting the data
   const ctx = sessionContext('spiffe://example.org/a', 's1')
   await gov.authorizer.sessionFacts!(ctx, FACTS)
   ctx.addFinding(finding('secret', 'response'))
-  await t.rejects(gov.sessionStage.responseBody!(ctx, { data: Buffer.from('x'), end: true }) as Promise<void>, { code: 'MG_INTERNAL' })
+  await t.rejects(gov.sessionStage.responseBody!(ctx, { data: Buffer.from('x'), end: true }) as Promise<void>, { code: 'MG_STATE_UNAVAILABLE', status: 503 })
 })
 
 t.test('a request in no session records nothing', async (t) => {

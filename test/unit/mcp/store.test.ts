@@ -46,8 +46,9 @@ t.test('a Redis that cannot be reached fails the session store, so the exchange 
   t.ok(await a.connect())
   await redis.kill()
   const sessions = sharedSessionStore(a, { ttlMs: 60_000 })
-  await t.rejects(Promise.resolve().then(() => sessions.record('s1', ['secret'], false)), { name: 'StoreUnavailableError' })
-  await t.rejects(Promise.resolve().then(() => sessions.get('s1')), { name: 'StoreUnavailableError' })
+  const refused = { name: 'GateError', code: 'MG_STATE_UNAVAILABLE', status: 503, headers: { 'retry-after': '1' }, internal: /^agent session store \((record|get)\): redis/ }
+  await t.rejects(Promise.resolve().then(() => sessions.record('s1', ['secret'], false)), refused)
+  await t.rejects(Promise.resolve().then(() => sessions.get('s1')), refused)
 })
 
 let seq = 0
@@ -155,7 +156,7 @@ t.test('approvals in Redis', async (t) => {
   })
 })
 
-t.test('a Redis that cannot be reached refuses every approval operation with MG_INTERNAL, never an answer without it', async (t) => {
+t.test('a Redis that cannot be reached refuses every approval operation as unavailable (503, retry), never an answer without it', async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const [a] = await replicas(t, redis, 1)
@@ -163,7 +164,7 @@ t.test('a Redis that cannot be reached refuses every approval operation with MG_
   const pending = approval()
   await approvals.put(pending)
   await redis.kill()
-  const refused = { name: 'GateError', code: 'MG_INTERNAL', internal: /^approval store \(\w+\): redis/ }
+  const refused = { name: 'GateError', code: 'MG_STATE_UNAVAILABLE', status: 503, headers: { 'retry-after': '1' }, internal: /^approval store \(\w+\): redis/ }
   await t.rejects(Promise.resolve(approvals.get(pending.id)), refused)
   await t.rejects(Promise.resolve(approvals.byBinding(pending.binding)), refused)
   await t.rejects(Promise.resolve(approvals.put(approval())), refused)
