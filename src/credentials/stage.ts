@@ -85,9 +85,8 @@ export function createCredentialStage(opts: CredentialStageOptions): Stage {
       for (const h of CALLER_CREDENTIAL_HEADERS) if (ctx.requestHeaders.has(h)) ctx.requestHeaderChanges.removeHeader(h)
     },
     async requestBody(ctx) {
-      const provider = ctx.out.target?.provider
-      const identity = ctx.out.caller?.workload
-      if (!provider || !identity) throw new GateError('MG_INTERNAL', { internal: 'the credentials stage ran without a provider or an identity' })
+      const provider = ctx.need('target').provider
+      const identity = ctx.need('caller').workload
       let teams: ReadonlySet<string> | undefined
       const caller: CallerFacts = {
         spiffeId: identity.spiffeId,

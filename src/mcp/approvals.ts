@@ -129,8 +129,9 @@ export function createApprovalStage(opts: { governance: McpGovernance; engine: P
       }
       rec.name = r.tool
       rec.argumentsDigest = r.argumentsDigest
-      const approver = ctx.out.caller!.workload.spiffeId
-      const approverUser = ctx.out.caller?.user ? `${ctx.out.caller?.user.issuer}#${ctx.out.caller?.user.subject}` : undefined
+      const { workload, user } = ctx.need('caller')
+      const approver = workload.spiffeId
+      const approverUser = user ? `${user.issuer}#${user.subject}` : undefined
       rec.approver = approver
       if (approver === r.caller || (approverUser !== undefined && approverUser === r.user)) {
         rec.approvalOutcome = 'refused_self'

@@ -23,7 +23,7 @@ import { mcpToolId, parseMcpId } from '../providers/tools.ts'
 import type { McpMessage } from '../providers/types.ts'
 import { sha256Hex } from './protocol.ts'
 import { decideMcp, isOpenWorld, mcpFacts, recordMcpToolAnswers, ToolHintsCache } from './guard.ts'
-import { memoryApprovalStore, memorySessionStore, type ApprovalRecord, type ApprovalStore, type SessionState, type SessionStore } from './store.ts'
+import { memoryApprovalStore, memorySessionStore, unavailable, type ApprovalRecord, type ApprovalStore, type SessionState, type SessionStore } from './store.ts'
 
 /** What the audit trail records of an MCP request (mcp/ fills it; audit/ writes it). */
 export interface McpRecord {
@@ -226,13 +226,13 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
   const filterList = (ctx: RequestContext, state: McpState, message: Record<string, unknown>): boolean => {
     const result = message.result as Record<string, unknown> | undefined
     if (!result || typeof result !== 'object' || !Array.isArray(result.tools)) return false
-    const server = ctx.out.target!.provider.name
+    const { name: server, upstream } = ctx.need('target').provider
     const kept: unknown[] = []
     for (const t of result.tools as unknown[]) {
       if (!t || typeof t !== 'object' || typeof (t as { name?: unknown }).name !== 'string') continue
       const name = (t as { name: string }).name
       const h = hints.learn(server, name, (t as { annotations?: unknown }).annotations)
-      const facts = mcpFacts({ base: state.facts, msg: state.msg, server, host: ctx.out.target!.provider.upstream.host, hints: h, session: undefined, maxArgumentsBytes: 0 }, name)
+      const facts = mcpFacts({ base: state.facts, msg: state.msg, server, host: upstream.host, hints: h, session: undefined, maxArgumentsBytes: 0 }, name)
       const withSession = { ...facts, extra: { ...facts.extra, sessionDataClasses: state.facts.extra?.sessionDataClasses, sessionUntrusted: state.facts.extra?.sessionUntrusted } }
       const e = engine.evaluate(withSession, { action: 'call_tool', resource: { type: 'ModelGate::Tool', id: mcpToolId(server, name) } })
       if (e.decision === 'allow' && e.errors.length === 0) kept.push(t)
@@ -280,11 +280,12 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
   const remember = (key: string, classes: Iterable<string>, untrusted: boolean): void | Promise<void> => {
     const r = sessions.record(key, classes, untrusted)
     if (!r) return
-    return r.catch((err: unknown) => {
-      logger.error('agent session could not be recorded; the exchange is refused', { error: (err as Error).message })
-      if (err instanceof GateError) throw err
-      throw new GateError('MG_STATE_UNAVAILABLE', { internal: `agent session store: ${(err as Error).message}`, headers: { 'retry-after': '1' } })
-    })
+    return unavailable('agent session store', () =>
+      r.catch((err: unknown) => {
+        logger.error('agent session could not be recorded; the exchange is refused', { error: (err as Error).message })
+        throw err
+      }),
+    )
   }
 
   const stage: Stage = {
@@ -357,7 +358,7 @@ export function createMcpGovernance(opts: McpGovernanceOptions): McpGovernance {
     const method = state.msg.method
     if (method !== 'tools/call' && method !== 'resources/read' && method !== 'prompts/get') return undefined
     // A tool's, resource's or prompt's result; an open-world tool's is untrusted content.
-    return { key: state.sessionKey, directions: 'response', untrusted: method === 'tools/call' && isOpenWorld(hints.get(ctx.out.target!.provider.name, state.msg.name!)) }
+    return { key: state.sessionKey, directions: 'response', untrusted: method === 'tools/call' && isOpenWorld(hints.get(ctx.need('target').provider.name, state.msg.name!)) }
   }
 
   /** Last in the pipeline, after redaction: records what entered the session before any of it leaves. */

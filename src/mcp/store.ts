@@ -62,7 +62,7 @@ export function sharedSessionStore(store: Pick<StateStore, 'addMembers' | 'membe
 }
 
 /** Runs a call to the shared store; a store that fails refuses the request as unavailable (503, retry), never answers without it. */
-async function unavailable<T>(what: string, fn: () => Promise<T>): Promise<T> {
+export async function unavailable<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn()
   } catch (err) {

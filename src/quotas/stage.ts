@@ -101,8 +101,7 @@ export function createQuotaStage(opts: QuotaStageOptions): QuotaStage {
   if (measuresTokens) countO200k('warm')
 
   const factsOf = (ctx: RequestContext, req: ParsedRequest): QuotaFacts => {
-    const id = ctx.out.caller!.workload
-    const user = ctx.out.caller?.user
+    const { workload: id, user } = ctx.need('caller')
     return {
       identity: id.spiffeId,
       teams: [...opts.teamsOf(id.spiffeId, id.namespace)],
