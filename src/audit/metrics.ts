@@ -195,8 +195,9 @@ export function createAuditMetrics(opts: MetricsOptions): AuditMetrics {
       for (const [stage, ms] of ctx.timings) stageDuration.record(ms / 1000, { [MG_STAGE_NAME]: stage })
       if (ctx.out.request) {
         const tokenAttrs = { ...base, [GEN_AI_REQUEST_MODEL]: ctx.recordableModel(ctx.out.request.model)!.slice(0, 128) }
-        if (ctx.out.reply?.usage.input !== undefined) tokenUsage.record(ctx.out.reply?.usage.input, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'input' })
-        if (ctx.out.reply?.usage.output !== undefined) tokenUsage.record(ctx.out.reply?.usage.output, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'output' })
+        const usage = ctx.out.reply?.usage
+        if (usage?.input !== undefined) tokenUsage.record(usage.input, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'input' })
+        if (usage?.output !== undefined) tokenUsage.record(usage.output, { ...tokenAttrs, [GEN_AI_TOKEN_TYPE]: 'output' })
       }
     },
     recordDropped(count) {

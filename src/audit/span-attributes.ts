@@ -272,9 +272,10 @@ export function requestAttributes(ctx: RequestContext, stream: StreamOutcome, ex
     set(A.GEN_AI_REQUEST_MAX_TOKENS, req.maxTokens)
     set(A.MG_TOOLS, [...new Set(req.tools.map((t) => cap(t.name, 256)))].slice(0, MAX_ITEMS))
   }
-  set(A.GEN_AI_RESPONSE_MODEL, ctx.out.reply?.model ? cap(ctx.recordableModel(ctx.out.reply?.model)!) : undefined)
-  set(A.GEN_AI_USAGE_INPUT_TOKENS, ctx.out.reply?.usage.input)
-  set(A.GEN_AI_USAGE_OUTPUT_TOKENS, ctx.out.reply?.usage.output)
+  const reply = ctx.out.reply
+  set(A.GEN_AI_RESPONSE_MODEL, reply?.model ? cap(ctx.recordableModel(reply.model)!) : undefined)
+  set(A.GEN_AI_USAGE_INPUT_TOKENS, reply?.usage.input)
+  set(A.GEN_AI_USAGE_OUTPUT_TOKENS, reply?.usage.output)
 
   if (ctx.out.credential) {
     set(A.MG_CREDENTIAL_NAME, ctx.out.credential.name)

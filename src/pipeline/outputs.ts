@@ -17,7 +17,8 @@
 import type { DelegatedUser, WorkloadIdentity } from '../identity/types.ts'
 import type { CatalogProvider } from '../providers/catalog.ts'
 import type { ApiRoute } from '../providers/routes.ts'
-import type { ParsedRequest, TokenUsage } from '../providers/types.ts'
+import type { ResponseFacts } from '../providers/apis/api.ts'
+import type { ParsedRequest } from '../providers/types.ts'
 import type { RequestFacts } from '../policy/request.ts'
 import type { PolicyDecision, QuotaOutcome, UrlRecord } from './context.ts'
 
@@ -40,10 +41,7 @@ export interface CredentialChoice {
 }
 
 /** What the provider reported back: the model that answered and the tokens it counted (filled in as the response arrives). */
-export interface ProviderReply {
-  model: string | undefined
-  readonly usage: TokenUsage
-}
+export type ProviderReply = ResponseFacts
 
 export interface StageOutputs {
   /** From `identity`, at the request headers. */

@@ -11,7 +11,7 @@ import type { RequestContext } from '../pipeline/context.ts'
 import type { Stage } from '../pipeline/stage.ts'
 import { decodeBuffered, DecodeError, MAX_STACKED_CODINGS, parseContentEncoding, SUPPORTED_CODINGS, type Coding } from '../redaction/encoding.ts'
 import { inProcessInspector, type BodyInspector } from '../inspection/inspector.ts'
-import { bodyFacts, SseFactsReader, type ResponseFacts } from './response.ts'
+import { bodyFacts, SseFactsReader } from './response.ts'
 import { compileCatalog, PROVIDER_METADATA_KEY, type ProviderCatalog } from './catalog.ts'
 import type { ApiRoute } from './routes.ts'
 import type { ParsedRequest, ToolDefinition } from './types.ts'
@@ -80,14 +80,6 @@ export interface ProviderStageOptions {
 function withDeployment(rawPath: string, deployment: string, target: string): string {
   const prefix = `/openai/deployments/${deployment}`
   return `/openai/deployments/${target}${rawPath.slice(prefix.length)}`
-}
-
-/** Folds what the provider reported so far into the request's `reply` output. */
-function absorb(ctx: RequestContext, facts: ResponseFacts): void {
-  const reply = ctx.out.reply ?? ctx.put('reply', { model: undefined, usage: { input: undefined, output: undefined } })
-  if (facts.model) reply.model = facts.model
-  if (facts.usage.input !== undefined) reply.usage.input = facts.usage.input
-  if (facts.usage.output !== undefined) reply.usage.output = facts.usage.output
 }
 
 export function createProviderStage(opts: ProviderStageOptions): Stage {
@@ -159,16 +151,19 @@ export function createProviderStage(opts: ProviderStageOptions): Stage {
     },
     responseBody(ctx, chunk) {
       if (ctx.responseStreaming) {
-        const reader = ctx.local(SSE, () => new SseFactsReader())
+        // The reader's facts are the request's `reply`, filled in as events complete.
+        const reader = ctx.local(SSE, () => {
+          const r = new SseFactsReader()
+          ctx.put('reply', r.facts)
+          return r
+        })
         reader.feed(chunk.data, chunk.end)
-        absorb(ctx, reader.facts)
         return
       }
       // A buffered body: JSON, or SSE frames declared as another type. Its content decides, as for redaction.
       if (!chunk.end) return
       const facts = bodyFacts(chunk.data)
-      if (!facts) return
-      absorb(ctx, facts)
+      if (facts) ctx.put('reply', facts)
     },
   }
 }

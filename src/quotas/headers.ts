@@ -40,9 +40,13 @@ export function admittedRateLimitHeaders(counters: readonly AdmittedCounter[]): 
   const states: string[] = []
   for (const c of tightest.values()) {
     policies.push(policyItem(c.rule, c.kind, c.limit))
-    states.push(`"${c.rule.name}";r=${Math.max(0, Math.floor(c.remaining))};t=${Math.max(0, Math.ceil(c.resetMs / 1000))}`)
+    states.push(stateItem(c.rule, c.remaining, Math.max(0, Math.ceil(c.resetMs / 1000))))
   }
   return { 'ratelimit-policy': policies.join(', '), ratelimit: states.join(', ') }
+}
+
+function stateItem(rule: CompiledRule, remaining: number, seconds: number): string {
+  return `"${rule.name}";r=${Math.max(0, Math.floor(remaining))};t=${seconds}`
 }
 
 function policyItem(rule: CompiledRule, kind: CounterKind, limit: number): string {
@@ -55,6 +59,6 @@ export function rateLimitHeaders(rule: CompiledRule, kind: CounterKind, limit: n
   return {
     'retry-after': String(retryAfterS),
     'ratelimit-policy': policyItem(rule, kind, limit),
-    ratelimit: `"${rule.name}";r=${Math.max(0, Math.floor(remaining))};t=${retryAfterS}`,
+    ratelimit: stateItem(rule, remaining, retryAfterS),
   }
 }
